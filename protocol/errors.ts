@@ -1,0 +1,102 @@
+// Typed errors shared by every layer. Callers decide what to retry by `retriable`, never by
+// parsing message text. Codes follow Kafka's names where Kafka has one, so the Kafka gateway
+// can map them one to one.
+
+export const ErrorCode = {
+  INVALID_REQUEST: "INVALID_REQUEST",
+  ACTOR_NOT_FOUND: "ACTOR_NOT_FOUND",
+  TIMEOUT: "TIMEOUT",
+  MAILBOX_FULL: "MAILBOX_FULL",
+  ACTOR_FAILED: "ACTOR_FAILED",
+  WORKER_LOST: "WORKER_LOST",
+  NOT_CONNECTED: "NOT_CONNECTED",
+  CORRUPT_MESSAGE: "CORRUPT_MESSAGE",
+  OFFSET_OUT_OF_RANGE: "OFFSET_OUT_OF_RANGE",
+  MESSAGE_TOO_LARGE: "MESSAGE_TOO_LARGE",
+  KAFKA_STORAGE_ERROR: "KAFKA_STORAGE_ERROR",
+  UNKNOWN_TOPIC_OR_PARTITION: "UNKNOWN_TOPIC_OR_PARTITION",
+  INVALID_TOPIC: "INVALID_TOPIC",
+  TOPIC_ALREADY_EXISTS: "TOPIC_ALREADY_EXISTS",
+  INVALID_PARTITIONS: "INVALID_PARTITIONS",
+  INVALID_REPLICATION_FACTOR: "INVALID_REPLICATION_FACTOR",
+  INVALID_CONFIG: "INVALID_CONFIG",
+  NOT_LEADER_OR_FOLLOWER: "NOT_LEADER_OR_FOLLOWER",
+  LEADER_NOT_AVAILABLE: "LEADER_NOT_AVAILABLE",
+  NOT_ENOUGH_REPLICAS: "NOT_ENOUGH_REPLICAS",
+  FENCED_LEADER_EPOCH: "FENCED_LEADER_EPOCH",
+  UNKNOWN_LEADER_EPOCH: "UNKNOWN_LEADER_EPOCH",
+  STALE_CONTROLLER_EPOCH: "STALE_CONTROLLER_EPOCH",
+  NOT_CONTROLLER: "NOT_CONTROLLER",
+  OUT_OF_ORDER_SEQUENCE: "OUT_OF_ORDER_SEQUENCE",
+  DUPLICATE_SEQUENCE: "DUPLICATE_SEQUENCE",
+  UNKNOWN: "UNKNOWN",
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+const RETRIABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  ErrorCode.ACTOR_NOT_FOUND,
+  ErrorCode.TIMEOUT,
+  ErrorCode.MAILBOX_FULL,
+  ErrorCode.WORKER_LOST,
+  ErrorCode.NOT_CONNECTED,
+  ErrorCode.CORRUPT_MESSAGE,
+  ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+  ErrorCode.NOT_LEADER_OR_FOLLOWER,
+  ErrorCode.LEADER_NOT_AVAILABLE,
+  ErrorCode.NOT_ENOUGH_REPLICAS,
+  ErrorCode.FENCED_LEADER_EPOCH,
+  ErrorCode.UNKNOWN_LEADER_EPOCH,
+  ErrorCode.NOT_CONTROLLER,
+]);
+
+/** Context that makes an error actionable: which actor, topic, partition or broker. */
+export interface ErrorContext {
+  address?: string;
+  topic?: string;
+  partition?: number;
+  broker?: string;
+  /** zod issue path for INVALID_REQUEST, e.g. "amount" or "records.0.key". */
+  field?: string;
+  [key: string]: unknown;
+}
+
+export class SkeinError extends Error {
+  readonly code: ErrorCode;
+  readonly retriable: boolean;
+  readonly context: ErrorContext;
+
+  constructor(code: ErrorCode, message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "SkeinError";
+    this.code = code;
+    this.retriable = RETRIABLE.has(code);
+    this.context = context;
+  }
+
+  /** Plain object form that crosses NATS and worker boundaries. */
+  toWire(): WireError {
+    return { code: this.code, message: this.message, context: this.context };
+  }
+
+  static fromWire(w: WireError): SkeinError {
+    const code = (Object.values(ErrorCode) as string[]).includes(w.code) ? (w.code as ErrorCode) : ErrorCode.UNKNOWN;
+    return new SkeinError(code, w.message, w.context ?? {});
+  }
+}
+
+export interface WireError {
+  code: string;
+  message: string;
+  context?: ErrorContext;
+}
+
+export function isSkeinError(e: unknown, code?: ErrorCode): e is SkeinError {
+  return e instanceof SkeinError && (code === undefined || e.code === code);
+}
+
+/** Turns anything thrown into a SkeinError, keeping the original as `cause`. */
+export function toSkeinError(e: unknown, context: ErrorContext = {}): SkeinError {
+  if (e instanceof SkeinError) return e;
+  const message = e instanceof Error ? e.message : String(e);
+  return new SkeinError(ErrorCode.UNKNOWN, message, context, { cause: e });
+}
