@@ -7,7 +7,7 @@
 //     partitionLeaderEpoch  int32    set by the leader on append; not covered by the CRC
 //     magic                 int8     = 2
 //     crc                   uint32   CRC32C of everything from attributes to the end
-//     attributes            int16    bits 0-2 compression (0 = none), 3 timestampType
+//     attributes            int16    bits 0-2 compression (0 none, 1 gzip), 3 timestampType
 //                                    (1 = LogAppendTime), 4 transactional, 5 control,
 //                                    6 hasDeleteHorizon
 //     lastOffsetDelta       int32    offset of the last record - baseOffset
@@ -35,11 +35,13 @@
 //       headerValueLength   varint   -1 = null
 //       headerValue         bytes
 //
+// With gzip compression (read only) the records section is one gzip stream of the records.
 // Offsets and timestamps are JS numbers: int64 fields outside the safe-integer range are
 // rejected as CORRUPT_MESSAGE rather than silently rounded. Everything read from a buffer is
 // untrusted: every length and count is checked against the batch bounds before it is used,
 // and nothing is allocated from a count that the remaining bytes could not hold.
 
+import { gunzipSync } from "node:zlib";
 import { crc32c } from "@node-rs/crc32";
 import { ErrorCode, SkeinError } from "./errors.js";
 import { ByteReader, sizeOfVarint, sizeOfVarlong, writeVarint, writeVarlong } from "./varint.js";
@@ -53,6 +55,8 @@ export const LOG_OVERHEAD = 12;
 export const MAX_BATCH_SIZE_BYTES = 0x7fffffff;
 /** Smallest possible record: a one-byte varint or int8 for each of its 7 fields. */
 export const MIN_RECORD_SIZE_BYTES = 7;
+/** Default bound on the records of one compressed batch once decompressed (a zip bomb guard). */
+export const MAX_DECOMPRESSED_BATCH_BYTES = 64 * 1024 * 1024;
 
 const BASE_OFFSET_POS = 0;
 const BATCH_LENGTH_POS = 8;
@@ -79,7 +83,7 @@ export const BatchAttributes = {
   HAS_DELETE_HORIZON: 0x40,
 } as const;
 
-/** Kafka's compression codec ids (attributes bits 0-2). Only NONE is supported so far. */
+/** Kafka's compression codec ids (attributes bits 0-2). NONE is read and written; GZIP is read only. */
 export const CompressionCodec = {
   NONE: 0,
   GZIP: 1,
@@ -151,6 +155,10 @@ export interface EncodeOptions {
   attributes?: number;
   /** Refuse to build a batch larger than this (MESSAGE_TOO_LARGE). Default MAX_BATCH_SIZE_BYTES. */
   maxBatchBytes?: number;
+}
+
+function maxRecordsIn(recordBytes: number): number {
+  return Math.floor(recordBytes / MIN_RECORD_SIZE_BYTES);
 }
 
 function corrupt(message: string, context: Record<string, unknown> = {}): SkeinError {
@@ -415,12 +423,15 @@ export function readBatchHeader(buf: Uint8Array, pos = 0, options: ReadBatchHead
   if (magic !== MAGIC) throw corrupt(`unsupported magic ${magic}`, at);
   const attributes = readInt16(buf, pos + ATTRIBUTES_POS);
   const codec = attributes & BatchAttributes.COMPRESSION_MASK;
-  if (codec !== CompressionCodec.NONE) throw corrupt(`unsupported compression codec ${codec}`, at);
+  if (codec !== CompressionCodec.NONE && codec !== CompressionCodec.GZIP) {
+    throw corrupt(`unsupported compression codec ${codec}`, at);
+  }
   const baseOffset = int64Field(buf, pos + BASE_OFFSET_POS, "baseOffset", pos);
   if (baseOffset < 0) throw corrupt(`negative baseOffset ${baseOffset}`, at);
   const lastOffsetDelta = readInt32(buf, pos + LAST_OFFSET_DELTA_POS);
   const recordCount = readInt32(buf, pos + RECORDS_COUNT_POS);
-  const maxRecords = Math.floor((batchLength - MIN_BATCH_LENGTH) / MIN_RECORD_SIZE_BYTES);
+  // A compressed batch's count is bounded after decompression, in decodeRecords.
+  const maxRecords = codec === CompressionCodec.NONE ? maxRecordsIn(batchLength - MIN_BATCH_LENGTH) : 0x7fffffff;
   if (recordCount < 0 || recordCount > maxRecords) {
     throw corrupt(`recordsCount ${recordCount} cannot fit in a batch of ${sizeInBytes} bytes`, at);
   }
@@ -491,6 +502,11 @@ export function isControlBatch(header: BatchHeader): boolean {
 
 // ---- record decoding ----
 
+export interface DecodeOptions {
+  /** Bound on a compressed batch's records once decompressed. Default MAX_DECOMPRESSED_BATCH_BYTES. */
+  maxDecompressedBytes?: number;
+}
+
 /** A length-prefixed byte field as a view, or null for length -1. */
 function readBytes(r: ByteReader, what: string): Uint8Array | null {
   const length = r.readVarint();
@@ -516,46 +532,71 @@ function readHeaders(r: ByteReader): RecordHeader[] {
   return headers;
 }
 
-/** Decodes the records of one batch (validating every length against the batch bounds). Does not check the CRC; use verifyBatch first for untrusted bytes. */
-export function decodeRecords(buf: Uint8Array, pos = 0): DecodedRecord[] {
-  const header = readBatchHeader(buf, pos);
-  const batchEnd = pos + header.sizeInBytes;
-  const logAppendTime = (header.attributes & BatchAttributes.TIMESTAMP_TYPE_LOG_APPEND) !== 0;
-  const records = new Array<DecodedRecord>(header.recordCount);
-  const r = new ByteReader(buf, pos + BATCH_HEADER_SIZE, batchEnd);
-  let previousDelta = -1;
-  try {
-    for (let i = 0; i < header.recordCount; i++) {
-      r.end = batchEnd;
-      const length = r.readVarint();
-      if (length < MIN_RECORD_SIZE_BYTES - 1 || length > batchEnd - r.pos) {
-        throw corrupt(`record ${i} length ${length} is invalid`);
-      }
-      const recordEnd = r.pos + length;
-      r.end = recordEnd;
-      r.readInt8();
-      const timestampDelta = r.readVarlong();
-      const offsetDelta = r.readVarint();
-      if (offsetDelta <= previousDelta || offsetDelta > header.lastOffsetDelta) {
-        throw corrupt(`record ${i} offsetDelta ${offsetDelta} is out of order or past lastOffsetDelta`);
-      }
-      previousDelta = offsetDelta;
-      const timestamp = logAppendTime ? header.maxTimestamp : header.baseTimestamp + timestampDelta;
-      if (!Number.isSafeInteger(timestamp)) throw corrupt(`record ${i} timestamp is outside the safe-integer range`);
-      const key = readBytes(r, "key");
-      const value = readBytes(r, "value");
-      const headers = readHeaders(r);
-      if (r.pos !== recordEnd) throw corrupt(`record ${i} has ${recordEnd - r.pos} unread bytes`);
-      records[i] = { offset: header.baseOffset + offsetDelta, timestamp, key, value, headers };
-    }
-  } catch (e) {
-    if (e instanceof SkeinError) {
-      throw corrupt(`batch at ${pos} (baseOffset ${header.baseOffset}): ${e.message}`, { position: pos, baseOffset: header.baseOffset });
-    }
-    throw e;
+/** Reads one record at r.pos; `recordsEnd` bounds its length, `previousDelta` its offsetDelta. */
+function readRecord(r: ByteReader, recordsEnd: number, header: BatchHeader, previousDelta: number): DecodedRecord {
+  r.end = recordsEnd;
+  const length = r.readVarint();
+  if (length < MIN_RECORD_SIZE_BYTES - 1 || length > recordsEnd - r.pos) throw corrupt(`record length ${length} is invalid`);
+  const recordEnd = r.pos + length;
+  r.end = recordEnd;
+  r.readInt8();
+  const timestampDelta = r.readVarlong();
+  const offsetDelta = r.readVarint();
+  if (offsetDelta <= previousDelta || offsetDelta > header.lastOffsetDelta) {
+    throw corrupt(`offsetDelta ${offsetDelta} is out of order or past lastOffsetDelta ${header.lastOffsetDelta}`);
   }
-  if (r.pos !== batchEnd) throw corrupt(`batch at ${pos} has ${batchEnd - r.pos} bytes after its last record`, { position: pos });
-  return records;
+  const logAppendTime = (header.attributes & BatchAttributes.TIMESTAMP_TYPE_LOG_APPEND) !== 0;
+  const timestamp = logAppendTime ? header.maxTimestamp : header.baseTimestamp + timestampDelta;
+  if (!Number.isSafeInteger(timestamp)) throw corrupt("timestamp is outside the safe-integer range");
+  const key = readBytes(r, "key");
+  const value = readBytes(r, "value");
+  const headers = readHeaders(r);
+  if (r.pos !== recordEnd) throw corrupt(`record has ${recordEnd - r.pos} unread bytes`);
+  return { offset: header.baseOffset + offsetDelta, timestamp, key, value, headers };
+}
+
+function gunzipRecords(compressed: Uint8Array, maxBytes: number): Uint8Array {
+  let out: Buffer;
+  try {
+    out = gunzipSync(compressed, { maxOutputLength: maxBytes });
+  } catch (e) {
+    const reason = e instanceof RangeError ? `decompresses past ${maxBytes} bytes` : `does not gunzip (${(e as Error).message})`;
+    throw new SkeinError(ErrorCode.CORRUPT_MESSAGE, `compressed records ${reason}`, {}, { cause: e });
+  }
+  return new Uint8Array(out.buffer, out.byteOffset, out.length);
+}
+
+/**
+ * Decodes the records of one batch (validating every length against the batch bounds).
+ * Does not check the CRC: call verifyBatch first on untrusted bytes. Keys and values are
+ * views into `buf` (into the decompressed bytes for a gzip batch), not copies.
+ */
+export function decodeRecords(buf: Uint8Array, pos = 0, options: DecodeOptions = {}): DecodedRecord[] {
+  const header = readBatchHeader(buf, pos);
+  const context = { position: pos, baseOffset: header.baseOffset };
+  let src = buf;
+  let start = pos + BATCH_HEADER_SIZE;
+  let end = pos + header.sizeInBytes;
+  try {
+    if ((header.attributes & BatchAttributes.COMPRESSION_MASK) === CompressionCodec.GZIP) {
+      src = gunzipRecords(buf.subarray(start, end), options.maxDecompressedBytes ?? MAX_DECOMPRESSED_BATCH_BYTES);
+      start = 0;
+      end = src.length;
+      if (header.recordCount > maxRecordsIn(end)) throw corrupt(`recordsCount ${header.recordCount} cannot fit in ${end} bytes`);
+    }
+    const records = new Array<DecodedRecord>(header.recordCount);
+    const r = new ByteReader(src, start, end);
+    let previousDelta = -1;
+    for (let i = 0; i < records.length; i++) {
+      records[i] = readRecord(r, end, header, previousDelta);
+      previousDelta = records[i].offset - header.baseOffset;
+    }
+    if (r.pos !== end) throw corrupt(`${end - r.pos} bytes after the last record`);
+    return records;
+  } catch (e) {
+    if (!(e instanceof SkeinError)) throw e;
+    throw new SkeinError(ErrorCode.CORRUPT_MESSAGE, `batch at ${pos} (baseOffset ${header.baseOffset}): ${e.message}`, context, { cause: e.cause });
+  }
 }
 
 // ---- walking concatenated batches ----
