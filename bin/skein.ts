@@ -1,0 +1,19 @@
+// The `skein` command line.
+import { Command } from "commander";
+import { registerNodeCommand } from "./node-cmd.js";
+import { registerDoctorCommand } from "./doctor.js";
+
+const program = new Command();
+program
+  .name("skein")
+  .description("Skein: a Kafka-style distributed commit log built as an actor system on worker threads and NATS")
+  .version("0.1.0")
+  .showHelpAfterError();
+
+registerNodeCommand(program);
+registerDoctorCommand(program);
+
+program.parseAsync(process.argv).catch((e) => {
+  console.error(`error: ${(e as Error).message}`);
+  process.exit(1);
+});

@@ -1,0 +1,34 @@
+// Opens a NATS connection from plain NatsOptions (which cross thread boundaries as data).
+
+import { readFileSync } from "node:fs";
+import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
+import { ErrorCode, SkeinError } from "../protocol/errors.js";
+import type { NatsOptions } from "./types.js";
+
+export async function connectNats(options: NatsOptions, name: string): Promise<NatsConnection> {
+  const servers = Array.isArray(options.servers) ? options.servers : options.servers.split(",");
+  const tls = options.tls && (options.tls.caFile || options.tls.certFile || options.tls.keyFile) ? options.tls : undefined;
+  try {
+    return await connect({
+      servers,
+      name,
+      token: options.token,
+      user: options.user,
+      pass: options.pass,
+      authenticator: options.credsFile ? credsAuthenticator(readFileSync(options.credsFile)) : undefined,
+      tls: tls ? { caFile: tls.caFile, certFile: tls.certFile, keyFile: tls.keyFile } : undefined,
+      maxReconnectAttempts: options.maxReconnectAttempts ?? -1,
+      reconnectTimeWait: options.reconnectTimeWaitMs ?? 250,
+      waitOnFirstConnect: false,
+      timeout: 5_000,
+    });
+  } catch (e) {
+    throw new SkeinError(
+      ErrorCode.NOT_CONNECTED,
+      `cannot connect to NATS at ${servers.join(",")}: ${(e as Error).message}. ` +
+        `Is nats-server running? (Debian: apt-get install nats-server; start it with: nats-server -js)`,
+      {},
+      { cause: e },
+    );
+  }
+}

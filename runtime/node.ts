@@ -1,0 +1,114 @@
+// A Skein node: one OS process hosting actors on W worker threads, with a control agent
+// (`$node@<id>`) that lets any process spawn, stop and inspect actors here over NATS.
+
+import { availableParallelism } from "node:os";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { eventSubject, nodeAgentAddress } from "../protocol/address.js";
+import { NodeAgentMessages } from "../protocol/node-agent.js";
+import { defineActor } from "./actor.js";
+import { ActorHost } from "./host.js";
+import { connectNats } from "./nats-connect.js";
+import { Supervisor } from "./supervisor.js";
+import { NatsTransport } from "./transport.js";
+import type { NatsOptions, RuntimeEvent } from "./types.js";
+
+export interface NodeOptions {
+  /** Node id, unique in the cluster: [A-Za-z0-9._-], 1-64 chars. */
+  id: string;
+  /** Cluster namespace; subjects live under skein.<cluster>. Default "default". */
+  cluster?: string;
+  nats: NatsOptions;
+  /** Worker threads. Default: number of cores. */
+  workers?: number;
+  /** Upper bound of control calls to workers, ms. Default 15000. */
+  controlTimeoutMs?: number;
+}
+
+const NODE_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+export class SkeinNode {
+  private constructor(
+    readonly id: string,
+    readonly cluster: string,
+    private readonly nc: NatsConnection,
+    private readonly supervisor: Supervisor,
+    private readonly host: ActorHost,
+  ) {}
+
+  static async start(options: NodeOptions): Promise<SkeinNode> {
+    if (!NODE_ID.test(options.id)) throw new Error(`invalid node id "${options.id}": use 1-64 of [A-Za-z0-9._-]`);
+    const cluster = options.cluster ?? "default";
+    const nc = await connectNats(options.nats, `skein:${options.id}:main`);
+    const encoder = new TextEncoder();
+    const subject = eventSubject(cluster, options.id);
+    const publish = (event: RuntimeEvent) => {
+      if (!nc.isClosed()) nc.publish(subject, encoder.encode(JSON.stringify(event)));
+    };
+    const supervisor = new Supervisor({
+      node: options.id,
+      cluster,
+      workers: options.workers ?? availableParallelism(),
+      nats: options.nats,
+      controlTimeoutMs: options.controlTimeoutMs,
+      onEvent: publish,
+    });
+    const transport = new NatsTransport(nc, cluster, options.nats.maxBufferedBytesWhileDisconnected ?? 8 * 1024 * 1024);
+    const host = new ActorHost({
+      node: options.id,
+      worker: -1,
+      transport,
+      onEvent: publish,
+      escalate: (address, error) => console.error(`skein: ${address} escalated:`, error),
+    });
+    const node = new SkeinNode(options.id, cluster, nc, supervisor, host);
+    try {
+      await supervisor.start();
+      await host.spawnDefinition(nodeAgent(node), nodeAgentAddress(options.id), undefined);
+    } catch (e) {
+      await supervisor.shutdown();
+      await nc.close();
+      throw e;
+    }
+    publish({ type: "node.started", node: options.id, workers: supervisor.workerCount, at: Date.now() });
+    return node;
+  }
+
+  get workerCount(): number {
+    return this.supervisor.workerCount;
+  }
+
+  get nats(): NatsConnection {
+    return this.nc;
+  }
+
+  spawn = (spec: Parameters<Supervisor["spawn"]>[0]) => this.supervisor.spawn(spec);
+  stop = (address: string) => this.supervisor.stop(address);
+  list = () => this.supervisor.list();
+  stats = () => this.supervisor.stats();
+  killWorker = (index: number) => this.supervisor.killWorker(index);
+
+  /** Stops every actor, drains NATS and ends the workers. */
+  async shutdown(): Promise<void> {
+    await this.host.stopAll("node shutdown");
+    await this.supervisor.shutdown();
+    if (!this.nc.isClosed()) {
+      this.nc.publish(eventSubject(this.cluster, this.id), new TextEncoder().encode(JSON.stringify({ type: "node.stopped", node: this.id, at: Date.now() })));
+      await this.nc.drain();
+    }
+  }
+}
+
+function nodeAgent(node: SkeinNode) {
+  return defineActor({
+    kind: "$node",
+    messages: NodeAgentMessages,
+    init: () => ({}),
+    handlers: {
+      Spawn: (_s, m) => node.spawn(m),
+      Stop: async (_s, m) => ({ stopped: await node.stop(m.address) }),
+      List: async () => ({ actors: await node.list() }),
+      Stats: async () => ({ node: node.id, pid: process.pid, workers: await node.stats(), memory: process.memoryUsage() }),
+      KillWorker: async (_s, m) => ({ worker: m.worker, actors: await node.killWorker(m.worker) }),
+    },
+  });
+}

@@ -1,0 +1,29 @@
+// Locates sibling bundles (the worker entry) from wherever the calling bundle was built to:
+// dist/, dist/test/ or dist/bench/.
+
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export function workerBundlePath(): string {
+  const override = process.env.SKEIN_WORKER_BUNDLE;
+  if (override) return override;
+  return findUp("worker.js");
+}
+
+/** Path of the built CLI (dist/skein.js). */
+export function cliBundlePath(): string {
+  return findUp("skein.js");
+}
+
+function findUp(file: string): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const candidate = join(dir, file);
+    if (existsSync(candidate)) return candidate;
+    const inDist = join(dir, "dist", file);
+    if (existsSync(inDist)) return inDist;
+    dir = dirname(dir);
+  }
+  throw new Error(`cannot find the ${file} bundle near ${fileURLToPath(import.meta.url)}; run "npm run build" first`);
+}

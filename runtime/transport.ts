@@ -1,0 +1,121 @@
+// The NATS side of an actor host: mailbox subscriptions, tell (publish) and ask (request with
+// a mandatory timeout). Core NATS is at-most-once; nothing here retries on its own.
+
+import type { NatsConnection, Subscription, Msg } from "@nats-io/transport-node";
+import { addressToSubject } from "../protocol/address.js";
+import { decodeEnvelope, encodeEnvelope, EnvelopeKind, type Envelope } from "../protocol/envelope.js";
+import { ErrorCode, SkeinError, type WireError } from "../protocol/errors.js";
+
+export type InboundHandler = (envelope: Envelope, reply: ReplyFn | null) => void;
+export type ReplyFn = (kind: EnvelopeKind, type: string, body: unknown) => void;
+
+/** Decides whether a message from → to may pass; installed only when faults are allowed. */
+export type DeliveryFilter = (from: string, to: string) => "deliver" | "drop";
+
+export class NatsTransport {
+  private buffered = 0;
+  private connected = true;
+  droppedWhileDisconnected = 0;
+  filter: DeliveryFilter | null = null;
+
+  constructor(
+    readonly nc: NatsConnection,
+    readonly cluster: string,
+    private readonly maxBufferedBytes: number,
+  ) {
+    void this.watchStatus();
+  }
+
+  private async watchStatus(): Promise<void> {
+    for await (const s of this.nc.status()) {
+      if (s.type === "disconnect") this.connected = false;
+      if (s.type === "reconnect") {
+        this.connected = true;
+        this.buffered = 0;
+      }
+    }
+  }
+
+  get isConnected(): boolean {
+    return this.connected && !this.nc.isClosed();
+  }
+
+  subscribe(address: string, onMessage: InboundHandler, onInvalid: (error: SkeinError, reply: ReplyFn | null) => void): Subscription {
+    const subject = addressToSubject(this.cluster, address);
+    return this.nc.subscribe(subject, {
+      callback: (err, msg) => {
+        if (err) return;
+        const reply = msg.reply ? replyFor(msg) : null;
+        let envelope: Envelope;
+        try {
+          envelope = decodeEnvelope(msg.data);
+        } catch (e) {
+          onInvalid(e as SkeinError, reply);
+          return;
+        }
+        onMessage(envelope, reply);
+      },
+    });
+  }
+
+  tell(address: string, type: string, body: unknown): void {
+    const data = encodeEnvelope(EnvelopeKind.MESSAGE, type, body);
+    if (!this.connected) {
+      if (this.buffered + data.length > this.maxBufferedBytes) {
+        this.droppedWhileDisconnected++;
+        return;
+      }
+      this.buffered += data.length;
+    }
+    this.nc.publish(addressToSubject(this.cluster, address), data);
+  }
+
+  async ask(address: string, type: string, body: unknown, timeoutMs: number): Promise<unknown> {
+    if (!this.connected) {
+      throw new SkeinError(ErrorCode.NOT_CONNECTED, `NATS is disconnected; cannot ask ${address}`, { address });
+    }
+    const subject = addressToSubject(this.cluster, address);
+    let msg: Msg;
+    try {
+      msg = await this.nc.request(subject, encodeEnvelope(EnvelopeKind.MESSAGE, type, body), { timeout: timeoutMs });
+    } catch (e) {
+      throw requestError(e, address, type, timeoutMs);
+    }
+    return unpackReply(msg.data, address);
+  }
+}
+
+function replyFor(msg: Msg): ReplyFn {
+  let sent = false;
+  return (kind, type, body) => {
+    if (sent) return;
+    sent = true;
+    msg.respond(encodeEnvelope(kind, type, body));
+  };
+}
+
+export function unpackReply(data: Uint8Array, address: string): unknown {
+  const env = decodeEnvelope(data);
+  if (env.kind === EnvelopeKind.REPLY_ERROR) {
+    const err = SkeinError.fromWire(env.body as WireError);
+    if (err.context.address === undefined) err.context.address = address;
+    throw err;
+  }
+  return env.body;
+}
+
+function requestError(e: unknown, address: string, type: string, timeoutMs: number): SkeinError {
+  const err = e as Error & { isNoResponders?: () => boolean; cause?: unknown };
+  const noResponders =
+    (typeof err?.isNoResponders === "function" && err.isNoResponders()) ||
+    (err?.cause as Error | undefined)?.name === "NoRespondersError" ||
+    err?.name === "NoRespondersError";
+  if (noResponders) {
+    return new SkeinError(ErrorCode.ACTOR_NOT_FOUND, `no actor at ${address}`, { address, type }, { cause: e });
+  }
+  const timedOut = err?.name === "TimeoutError" || (err?.cause as Error | undefined)?.name === "TimeoutError";
+  if (timedOut) {
+    return new SkeinError(ErrorCode.TIMEOUT, `ask ${type} to ${address} timed out after ${timeoutMs} ms`, { address, type, timeoutMs }, { cause: e });
+  }
+  return new SkeinError(ErrorCode.NOT_CONNECTED, `ask ${type} to ${address} failed: ${err?.message}`, { address, type }, { cause: e });
+}

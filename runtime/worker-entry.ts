@@ -1,0 +1,91 @@
+// Entry of every worker thread. Written against the Web Worker model (postMessage plus a
+// message listener: exactly what comlink speaks), so the same bundle runs in Node's
+// worker_threads (through parentPort, a MessagePort with addEventListener) and in Deno's
+// Web Workers (through the worker's global scope).
+
+import { expose, type Endpoint } from "comlink";
+import { parentPort } from "node:worker_threads";
+import { eventSubject } from "../protocol/address.js";
+import { ActorHost } from "./host.js";
+import { connectNats } from "./nats-connect.js";
+import { NatsTransport } from "./transport.js";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { ActorInfo, NatsOptions, RuntimeEvent, SpawnSpec, WorkerStats } from "./types.js";
+
+export interface WorkerInit {
+  node: string;
+  cluster: string;
+  worker: number;
+  nats: NatsOptions;
+}
+
+/** Control surface of a worker, called by its process's supervisor through comlink. */
+export interface WorkerControl {
+  start(init: WorkerInit): Promise<void>;
+  spawn(spec: SpawnSpec): Promise<ActorInfo>;
+  stop(address: string): Promise<boolean>;
+  list(): ActorInfo[];
+  stats(): WorkerStats;
+  shutdown(): Promise<void>;
+}
+
+let nc: NatsConnection | null = null;
+let host: ActorHost | null = null;
+let transport: NatsTransport | null = null;
+let workerIndex = -1;
+const encoder = new TextEncoder();
+
+function requireHost(): ActorHost {
+  if (!host) throw new Error("worker not started");
+  return host;
+}
+
+const control: WorkerControl = {
+  async start(init) {
+    workerIndex = init.worker;
+    nc = await connectNats(init.nats, `skein:${init.node}:w${init.worker}`);
+    transport = new NatsTransport(nc, init.cluster, init.nats.maxBufferedBytesWhileDisconnected ?? 8 * 1024 * 1024);
+    const subject = eventSubject(init.cluster, init.node);
+    host = new ActorHost({
+      node: init.node,
+      worker: init.worker,
+      transport,
+      onEvent: (event: RuntimeEvent) => nc?.publish(subject, encoder.encode(JSON.stringify(event))),
+      escalate: (address, error) => {
+        console.error(`skein: ${address} escalated a failure; ending worker ${init.worker}:`, error);
+        endThisWorker(70);
+      },
+    });
+  },
+  spawn: (spec) => requireHost().spawn(spec),
+  stop: (address) => requireHost().stop(address),
+  list: () => requireHost().list(),
+  stats() {
+    const h = requireHost();
+    const actors = h.list();
+    const mem = process.memoryUsage();
+    return {
+      worker: workerIndex,
+      actors: actors.length,
+      processed: actors.reduce((a, x) => a + x.processed, 0),
+      restarts: actors.reduce((a, x) => a + x.restarts, 0),
+      heapUsedBytes: mem.heapUsed,
+      rssBytes: mem.rss,
+      natsConnected: transport?.isConnected ?? false,
+      droppedWhileDisconnected: transport?.droppedWhileDisconnected ?? 0,
+    };
+  },
+  async shutdown() {
+    await host?.stopAll("worker shutdown");
+    if (nc && !nc.isClosed()) await nc.drain();
+  },
+};
+
+function endThisWorker(code: number): void {
+  const scope = globalThis as unknown as { close?: () => void };
+  if (parentPort) process.exit(code);
+  else scope.close?.();
+}
+
+const endpoint = (parentPort ?? globalThis) as unknown as Endpoint;
+expose(control, endpoint);
