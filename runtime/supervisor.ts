@@ -6,6 +6,7 @@
 
 import { Worker } from "node:worker_threads";
 import { wrap, releaseProxy, type Endpoint, type Remote } from "comlink";
+import "./comlink-errors.js";
 import { ErrorCode, SkeinError } from "../protocol/errors.js";
 import { parseAddress } from "../protocol/address.js";
 import { workerBundlePath } from "./paths.js";

@@ -4,6 +4,7 @@
 // Web Workers (through the worker's global scope).
 
 import { expose, type Endpoint } from "comlink";
+import "./comlink-errors.js";
 import { parentPort } from "node:worker_threads";
 import { eventSubject } from "../protocol/address.js";
 import { ActorHost } from "./host.js";
