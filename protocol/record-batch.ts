@@ -310,6 +310,26 @@ function writeRecord(buf: Uint8Array, pos: number, r: RecordInput, bodySize: num
   return pos;
 }
 
+/** Writes the fixed header except the CRC, which covers the records written after it. */
+function writeBatchHeader(
+  buf: Uint8Array,
+  options: EncodeOptions,
+  fields: { baseOffset: number; attributes: number; count: number; baseTimestamp: number; maxTimestamp: number },
+): void {
+  writeInt64(buf, BASE_OFFSET_POS, fields.baseOffset);
+  writeInt32(buf, BATCH_LENGTH_POS, buf.length - LOG_OVERHEAD);
+  writeInt32(buf, PARTITION_LEADER_EPOCH_POS, requireInt(options.partitionLeaderEpoch ?? -1, 32, "partitionLeaderEpoch"));
+  buf[MAGIC_POS] = MAGIC;
+  writeInt16(buf, ATTRIBUTES_POS, fields.attributes);
+  writeInt32(buf, LAST_OFFSET_DELTA_POS, fields.count - 1);
+  writeInt64(buf, BASE_TIMESTAMP_POS, fields.baseTimestamp);
+  writeInt64(buf, MAX_TIMESTAMP_POS, fields.maxTimestamp);
+  writeInt64(buf, PRODUCER_ID_POS, requireSafe(options.producerId ?? -1, "producerId"));
+  writeInt16(buf, PRODUCER_EPOCH_POS, requireInt(options.producerEpoch ?? -1, 16, "producerEpoch"));
+  writeInt32(buf, BASE_SEQUENCE_POS, requireInt(options.baseSequence ?? -1, 32, "baseSequence"));
+  writeInt32(buf, RECORDS_COUNT_POS, fields.count);
+}
+
 function requireSafe(value: number, field: string): number {
   if (!Number.isSafeInteger(value)) throw invalid(`${field} must be a safe integer, got ${value}`, field);
   return value;
@@ -336,6 +356,7 @@ export function encodeBatch(records: RecordInput[], options: EncodeOptions = {})
   }
   const baseOffset = requireSafe(options.baseOffset ?? 0, "baseOffset");
   if (baseOffset < 0) throw invalid("baseOffset must not be negative", "baseOffset");
+  requireSafe(baseOffset + count - 1, "lastOffset");
   const defaultTimestamp = requireSafe(options.timestamp ?? Date.now(), "timestamp");
 
   const timestamps = new Array<number>(count);
@@ -363,18 +384,7 @@ export function encodeBatch(records: RecordInput[], options: EncodeOptions = {})
   }
 
   const buf = new Uint8Array(size);
-  writeInt64(buf, BASE_OFFSET_POS, baseOffset);
-  writeInt32(buf, BATCH_LENGTH_POS, size - LOG_OVERHEAD);
-  writeInt32(buf, PARTITION_LEADER_EPOCH_POS, requireInt(options.partitionLeaderEpoch ?? -1, 32, "partitionLeaderEpoch"));
-  buf[MAGIC_POS] = MAGIC;
-  writeInt16(buf, ATTRIBUTES_POS, attributes);
-  writeInt32(buf, LAST_OFFSET_DELTA_POS, count - 1);
-  writeInt64(buf, BASE_TIMESTAMP_POS, baseTimestamp);
-  writeInt64(buf, MAX_TIMESTAMP_POS, maxTimestamp);
-  writeInt64(buf, PRODUCER_ID_POS, requireSafe(options.producerId ?? -1, "producerId"));
-  writeInt16(buf, PRODUCER_EPOCH_POS, requireInt(options.producerEpoch ?? -1, 16, "producerEpoch"));
-  writeInt32(buf, BASE_SEQUENCE_POS, requireInt(options.baseSequence ?? -1, 32, "baseSequence"));
-  writeInt32(buf, RECORDS_COUNT_POS, count);
+  writeBatchHeader(buf, options, { baseOffset, attributes, count, baseTimestamp, maxTimestamp });
   let pos = BATCH_HEADER_SIZE;
   for (let i = 0; i < count; i++) {
     pos = writeRecord(buf, pos, records[i], bodySizes[i], timestamps[i] - baseTimestamp, i);

@@ -532,7 +532,7 @@ test("fuzz: random and mutated buffers only ever fail with CORRUPT_MESSAGE", () 
     for (const batch of valid.slice(0, 6)) {
       for (let cut = 0; cut <= batch.length; cut++) run(batch.subarray(0, cut), `truncated at ${cut}`);
     }
-    while (buffers < 200_000) {
+    while (buffers < 150_000) {
       const batch = valid[int(valid.length)];
       const b = batch.slice();
       const kind = int(7);
@@ -574,7 +574,7 @@ test("fuzz: random and mutated buffers only ever fail with CORRUPT_MESSAGE", () 
   }
   const seconds = (performance.now() - started) / 1000;
   console.log(`fuzz: ${buffers} buffers (${decoded} successful calls) in ${seconds.toFixed(2)} s, seed ${seed}`);
-  assert.ok(buffers >= 200_000);
+  assert.ok(buffers >= 150_000);
   assert.ok(decoded > 0, "some mutants must still decode, or the fuzz only tests the first check");
 });
 
