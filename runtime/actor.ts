@@ -4,6 +4,7 @@
 // parks the handle in its state and returns, so the mailbox keeps moving.
 
 import type { z } from "zod";
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { SupervisionOptions } from "./types.js";
 
 export interface ReplyHandle<T = unknown> {
@@ -26,6 +27,10 @@ export interface ActorContext<A = unknown> {
   /** Index of the hosting worker thread (-1 on a main thread). */
   readonly worker: number;
   readonly args: A;
+  /** Cluster namespace of this actor's node. */
+  readonly cluster: string;
+  /** The hosting thread's NATS connection, for actors that use JetStream or KV directly. */
+  readonly nats: NatsConnection;
   tell(address: string, type: string, body: unknown): void;
   ask<T = unknown>(address: string, type: string, body: unknown, options?: AskOptions): Promise<T>;
   /** Take over the reply of the message being handled; the handler's return value is ignored. */

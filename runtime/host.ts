@@ -331,6 +331,8 @@ class ActorCell {
       node: host.node,
       worker: host.options.worker,
       args,
+      cluster: host.options.transport.cluster,
+      nats: host.options.transport.nc,
       tell: (address, type, body) => host.tell(cell.address, address, type, body),
       ask: (address, type, body, options) => host.ask(cell.address, address, type, body, options),
       deferReply<T>(): ReplyHandle<T> {
