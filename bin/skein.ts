@@ -2,6 +2,8 @@
 import { Command } from "commander";
 import { registerNodeCommand } from "./node-cmd.js";
 import { registerDoctorCommand } from "./doctor.js";
+import { registerBrokerCommands } from "./broker-cmd.js";
+import { registerTopicCommands } from "./topics-cmd.js";
 
 const program = new Command();
 program
@@ -12,6 +14,8 @@ program
 
 registerNodeCommand(program);
 registerDoctorCommand(program);
+registerBrokerCommands(program);
+registerTopicCommands(program);
 
 program.parseAsync(process.argv).catch((e) => {
   console.error(`error: ${(e as Error).message}`);

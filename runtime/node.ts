@@ -82,6 +82,10 @@ export class SkeinNode {
   }
 
   spawn = (spec: Parameters<Supervisor["spawn"]>[0]) => this.supervisor.spawn(spec);
+  /** Tell any actor (here or elsewhere) from this node's main thread. */
+  tell = (address: string, type: string, body: unknown) => this.host.tell(null, address, type, body);
+  /** Ask any actor from this node's main thread. */
+  ask = <T = unknown>(address: string, type: string, body: unknown, options?: { timeoutMs?: number }) => this.host.ask<T>(null, address, type, body, options);
   stop = (address: string) => this.supervisor.stop(address);
   list = () => this.supervisor.list();
   stats = () => this.supervisor.stats();

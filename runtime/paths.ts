@@ -16,6 +16,11 @@ export function cliBundlePath(): string {
   return findUp("skein.js");
 }
 
+/** Path of another top-level bundle in dist/, e.g. "actors.js" (a module workers load actors from). */
+export function bundlePath(file: string): string {
+  return findUp(file);
+}
+
 function findUp(file: string): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 6; i++) {

@@ -25,6 +25,7 @@ const entries = {
   index: "index.ts",
   runtime: "runtime/mod.ts",
   worker: "runtime/worker-entry.ts",
+  actors: "actors/mod.ts",
 };
 for (const f of filesIn("test", ".test.ts")) entries[f.replace(/\.ts$/, "")] = f;
 for (const f of filesIn("test/fixtures", ".ts")) entries[f.replace(/\.ts$/, "")] = f;

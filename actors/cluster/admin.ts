@@ -1,0 +1,228 @@
+// ClusterClient: what a tool or an application needs to talk to a Skein cluster without
+// hosting actors: find the controller, create/describe/delete topics, route produce and fetch
+// requests to partition leaders (refreshing metadata and retrying on leader changes).
+
+import { ActorSystem } from "../../runtime/system.js";
+import type { NatsOptions } from "../../runtime/types.js";
+import { ErrorCode, SkeinError, isSkeinError } from "../../protocol/errors.js";
+import {
+  controllerAddress,
+  replicaAddress,
+  validateTopicName,
+  type BrokerRegistration,
+  type FetchResult,
+  type PartitionState,
+  type ProduceResult,
+  type ReplicaDescription,
+  type TopicRecord,
+} from "../../protocol/cluster.js";
+import { MetadataStore } from "./metadata.js";
+
+export interface ClusterClientOptions {
+  nats: NatsOptions;
+  cluster?: string;
+  name?: string;
+}
+
+export interface PartitionDescription {
+  partition: number;
+  leader: number;
+  replicas: number[];
+  isr: number[];
+  leaderEpoch: number;
+  highWatermark: number | null;
+  logStartOffset: number | null;
+  logEndOffset: number | null;
+}
+
+export interface TopicDescription {
+  topic: string;
+  id: string;
+  partitions: PartitionDescription[];
+  configs: TopicRecord["configs"];
+  replicationFactor: number;
+}
+
+export interface ClusterStatus {
+  cluster: string;
+  controller: { broker: number; epoch: number } | null;
+  brokers: BrokerRegistration[];
+}
+
+const RETRIABLE_ROUTING: ReadonlySet<string> = new Set([
+  ErrorCode.NOT_LEADER_OR_FOLLOWER,
+  ErrorCode.LEADER_NOT_AVAILABLE,
+  ErrorCode.ACTOR_NOT_FOUND,
+  ErrorCode.NOT_CONTROLLER,
+  ErrorCode.FENCED_LEADER_EPOCH,
+  ErrorCode.UNKNOWN_LEADER_EPOCH,
+]);
+
+export class ClusterClient {
+  private readonly leaders = new Map<string, PartitionState>();
+
+  private constructor(
+    readonly system: ActorSystem,
+    readonly meta: MetadataStore,
+    readonly cluster: string,
+  ) {}
+
+  static async connect(options: ClusterClientOptions): Promise<ClusterClient> {
+    const cluster = options.cluster ?? "default";
+    const system = await ActorSystem.connect({ nats: options.nats, cluster, name: options.name ?? "skein:admin" });
+    try {
+      const meta = await MetadataStore.open(system.nc, cluster);
+      return new ClusterClient(system, meta, cluster);
+    } catch (e) {
+      await system.close();
+      throw e;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.system.close();
+  }
+
+  // Controller and topics ----------------------------------------------------------------------
+
+  /** Asks the active controller, following lease changes until `timeoutMs`. */
+  async askController<T>(type: string, body: unknown, timeoutMs = 15_000): Promise<T> {
+    return this.retrying(timeoutMs, `controller ${type}`, async () => {
+      const lease = await this.meta.getLease();
+      if (!lease) throw new SkeinError(ErrorCode.NOT_CONTROLLER, "no active controller (are any brokers running?)");
+      return this.system.ask<T>(controllerAddress(lease.value.broker), type, body, { timeoutMs: Math.min(timeoutMs, 10_000) });
+    });
+  }
+
+  createTopic(name: string, partitions: number, replicationFactor: number, configs: Record<string, unknown> = {}) {
+    return this.askController<{ name: string; assignment: number[][] }>("CreateTopic", { name, partitions, replicationFactor, configs });
+  }
+
+  deleteTopic(name: string) {
+    return this.askController<{ name: string; partitions: number }>("DeleteTopic", { name });
+  }
+
+  listTopics(): Promise<TopicRecord[]> {
+    return this.meta.listTopics();
+  }
+
+  async describeTopic(name: string): Promise<TopicDescription> {
+    validateTopicName(name);
+    const topic = await this.meta.getTopic(name);
+    if (!topic) throw new SkeinError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `topic ${name} does not exist`, { topic: name });
+    const states = await this.meta.listPartitions(name);
+    const partitions = await Promise.all(
+      states.map(async ({ value: p }) => {
+        const d = p.leader >= 0 ? await this.describeReplica(name, p.partition, p.leader).catch(() => null) : null;
+        return {
+          partition: p.partition,
+          leader: p.leader,
+          replicas: p.replicas,
+          isr: p.isr,
+          leaderEpoch: p.leaderEpoch,
+          highWatermark: d?.highWatermark ?? null,
+          logStartOffset: d?.logStartOffset ?? null,
+          logEndOffset: d?.logEndOffset ?? null,
+        };
+      }),
+    );
+    return { topic: name, id: topic.id, partitions, configs: topic.configs, replicationFactor: topic.replicationFactor };
+  }
+
+  describeReplica(topic: string, partition: number, broker: number): Promise<ReplicaDescription> {
+    return this.system.ask<ReplicaDescription>(replicaAddress(topic, partition, broker), "Describe", {}, { timeoutMs: 3_000 });
+  }
+
+  async status(): Promise<ClusterStatus> {
+    const lease = await this.meta.getLease();
+    const brokers = (await this.meta.listBrokers()).map((b) => b.value);
+    let controller: ClusterStatus["controller"] = null;
+    if (lease) {
+      const s = await this.system
+        .ask<{ active: boolean; epoch: number }>(controllerAddress(lease.value.broker), "Status", {}, { timeoutMs: 3_000 })
+        .catch(() => null);
+      controller = { broker: lease.value.broker, epoch: s?.active ? s.epoch : -1 };
+    }
+    return { cluster: this.cluster, controller, brokers };
+  }
+
+  /** Resolves when every partition of `topic` has a leader that answers as leader. */
+  async waitForLeaders(topic: string, timeoutMs = 20_000): Promise<PartitionState[]> {
+    return this.retrying(timeoutMs, `leaders of ${topic}`, async () => {
+      const states = (await this.meta.listPartitions(topic)).map((s) => s.value);
+      if (states.length === 0) throw new SkeinError(ErrorCode.LEADER_NOT_AVAILABLE, `topic ${topic} has no partitions yet`, { topic });
+      for (const p of states) {
+        if (p.leader < 0) throw new SkeinError(ErrorCode.LEADER_NOT_AVAILABLE, `${topic}/${p.partition} has no leader`, { topic, partition: p.partition });
+        const d = await this.describeReplica(topic, p.partition, p.leader);
+        if (d.role !== "leader" || d.leaderEpoch !== p.leaderEpoch) {
+          throw new SkeinError(ErrorCode.LEADER_NOT_AVAILABLE, `${topic}/${p.partition}: broker ${p.leader} is not leading yet`, { topic, partition: p.partition });
+        }
+      }
+      return states;
+    });
+  }
+
+  // Data path ----------------------------------------------------------------------------------
+
+  async leaderOf(topic: string, partition: number, refresh = false): Promise<PartitionState> {
+    const key = `${topic}/${partition}`;
+    const cached = this.leaders.get(key);
+    if (cached && !refresh && cached.leader >= 0) return cached;
+    const fresh = await this.meta.getPartition(topic, partition);
+    if (!fresh) throw new SkeinError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `unknown topic or partition ${topic}/${partition}`, { topic, partition });
+    this.leaders.set(key, fresh.value);
+    if (fresh.value.leader < 0) throw new SkeinError(ErrorCode.LEADER_NOT_AVAILABLE, `${topic}/${partition} has no leader`, { topic, partition });
+    return fresh.value;
+  }
+
+  /** Produce batches to the partition leader; retries leader moves until `timeoutMs`. */
+  produce(topic: string, partition: number, batches: Uint8Array, options: { acks?: 0 | 1 | -1; timeoutMs?: number } = {}): Promise<ProduceResult> {
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    let refresh = false;
+    return this.retrying(timeoutMs, `produce to ${topic}/${partition}`, async () => {
+      const leader = await this.leaderOf(topic, partition, refresh);
+      refresh = true;
+      const r = await this.system.ask<ProduceResult>(
+        replicaAddress(topic, partition, leader.leader),
+        "Produce",
+        { batches, acks: options.acks ?? -1, timeoutMs: Math.min(timeoutMs, 10_000) },
+        { timeoutMs: Math.min(timeoutMs, 10_000) + 1_000 },
+      );
+      refresh = false;
+      return r;
+    });
+  }
+
+  /** Fetch from the partition leader (consumers see offsets below the high watermark only). */
+  fetch(topic: string, partition: number, fromOffset: number, options: { maxBytes?: number; maxWaitMs?: number; timeoutMs?: number } = {}): Promise<FetchResult> {
+    let refresh = false;
+    return this.retrying(options.timeoutMs ?? 15_000, `fetch from ${topic}/${partition}`, async () => {
+      const leader = await this.leaderOf(topic, partition, refresh);
+      refresh = true;
+      const maxWaitMs = options.maxWaitMs ?? 0;
+      const r = await this.system.ask<FetchResult>(
+        replicaAddress(topic, partition, leader.leader),
+        "Fetch",
+        { fromOffset, maxBytes: options.maxBytes ?? 1024 * 1024, maxWaitMs },
+        { timeoutMs: maxWaitMs + 5_000 },
+      );
+      refresh = false;
+      return r;
+    });
+  }
+
+  private async retrying<T>(timeoutMs: number, what: string, attempt: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    let delay = 25;
+    for (;;) {
+      try {
+        return await attempt();
+      } catch (e) {
+        const retriable = isSkeinError(e) && (RETRIABLE_ROUTING.has(e.code) || e.code === ErrorCode.TIMEOUT);
+        if (!retriable || Date.now() + delay > deadline) throw e;
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 500);
+      }
+    }
+  }
+}

@@ -1,0 +1,148 @@
+// A broker process: a runtime node plus the broker agent (this file, on the main thread).
+// The agent heartbeats into the live KV bucket, runs a controller candidate, and follows the
+// partition states in the KV: it spawns a replica actor for every partition assigned here,
+// tells it each new state, and stops it (and removes its data) when the topic is deleted.
+
+import { rm } from "node:fs/promises";
+import { hostname } from "node:os";
+import { SkeinNode } from "../../runtime/node.js";
+import { bundlePath } from "../../runtime/paths.js";
+import type { NatsOptions } from "../../runtime/types.js";
+import { controllerAddress, replicaAddress, type PartitionState, type TopicRecord } from "../../protocol/cluster.js";
+import { MetadataStore } from "./metadata.js";
+import { partitionDir } from "./replica.js";
+
+export interface BrokerOptions {
+  /** Broker id: a small non-negative integer, unique in the cluster. */
+  id: number;
+  cluster?: string;
+  nats: NatsOptions;
+  /** Directory holding this broker's partition logs. */
+  dataDir: string;
+  /** Worker threads. Default: number of cores. */
+  workers?: number;
+  /** Heartbeat period, ms. Default 1000. */
+  heartbeatMs?: number;
+  /** Broker session timeout = TTL of heartbeats and of the controller lease, ms. Default 3000. */
+  sessionTimeoutMs?: number;
+  /** A follower not caught up for this long leaves the ISR, ms. Default 5000. */
+  replicaLagTimeMaxMs?: number;
+}
+
+interface HostedReplica {
+  topicId: string;
+  address: string;
+}
+
+export class Broker {
+  private readonly replicas = new Map<string, HostedReplica>();
+  private readonly chains = new Map<string, Promise<void>>();
+  private readonly topics = new Map<string, TopicRecord>();
+  private heartbeatTimer: ReturnType<typeof setInterval> | null = null;
+  private stopWatch: (() => void) | null = null;
+  private readonly startedAt = Date.now();
+  private readonly actorsModule = bundlePath("actors.js");
+
+  private constructor(
+    readonly options: BrokerOptions,
+    readonly node: SkeinNode,
+    readonly meta: MetadataStore,
+  ) {}
+
+  static async start(options: BrokerOptions): Promise<Broker> {
+    const node = await SkeinNode.start({ id: String(options.id), cluster: options.cluster, nats: options.nats, workers: options.workers });
+    try {
+      const meta = await MetadataStore.open(node.nats, node.cluster, { liveTtlMs: options.sessionTimeoutMs ?? 3_000 });
+      const broker = new Broker(options, node, meta);
+      await broker.heartbeat();
+      broker.heartbeatTimer = setInterval(() => void broker.heartbeat().catch((e) => console.warn(`skein: heartbeat failed: ${(e as Error).message}`)), options.heartbeatMs ?? 1_000);
+      await node.spawn({ kind: "controller", module: broker.actorsModule, address: controllerAddress(options.id), args: { broker: options.id } });
+      broker.stopWatch = await meta.watchPartitions((key, state) => broker.enqueue(key, () => broker.onPartitionState(key, state)));
+      return broker;
+    } catch (e) {
+      await node.shutdown();
+      throw e;
+    }
+  }
+
+  get id(): number {
+    return this.options.id;
+  }
+
+  private async heartbeat(): Promise<void> {
+    await this.meta.heartbeat({
+      broker: this.options.id,
+      pid: process.pid,
+      host: hostname(),
+      workers: this.node.workerCount,
+      startedAt: this.startedAt,
+      heartbeatAt: Date.now(),
+    });
+  }
+
+  /** Work on one partition runs in order; different partitions proceed independently. */
+  private enqueue(key: string, job: () => Promise<void>): void {
+    const prev = this.chains.get(key) ?? Promise.resolve();
+    const next = prev.then(job).catch((e) => console.error(`skein: broker ${this.id}: ${key}: ${(e as Error).message}`));
+    this.chains.set(key, next);
+    void next.then(() => {
+      if (this.chains.get(key) === next) this.chains.delete(key);
+    });
+  }
+
+  private async onPartitionState(key: string, state: PartitionState | null): Promise<void> {
+    const hosted = this.replicas.get(key);
+    if (state === null || (hosted && hosted.topicId !== state.topicId) || (state && !state.replicas.includes(this.id))) {
+      if (hosted) await this.removeReplica(key, hosted, state === null || hosted.topicId !== state?.topicId);
+      if (!state || !state.replicas.includes(this.id)) return;
+    }
+    if (!this.replicas.has(key)) {
+      const topic = await this.topicRecord(state.topic, state.topicId);
+      if (!topic) return; // deleted meanwhile
+      const address = replicaAddress(state.topic, state.partition, this.id);
+      await this.node.spawn({
+        kind: "replica",
+        module: this.actorsModule,
+        address,
+        args: {
+          topic: state.topic,
+          topicId: state.topicId,
+          partition: state.partition,
+          broker: this.id,
+          dataDir: this.options.dataDir,
+          configs: topic.configs,
+          replicaLagTimeMaxMs: this.options.replicaLagTimeMaxMs ?? 5_000,
+        },
+      });
+      this.replicas.set(key, { topicId: state.topicId, address });
+      return; // a new replica reads its state from the KV when it starts
+    }
+    this.node.tell(this.replicas.get(key)!.address, "Become", state);
+  }
+
+  private async removeReplica(key: string, hosted: HostedReplica, deleteData: boolean): Promise<void> {
+    this.replicas.delete(key);
+    await this.node.stop(hosted.address);
+    if (!deleteData) return;
+    const m = /^replica\/(.+)\/(\d+)@\d+$/.exec(hosted.address);
+    if (m) await rm(partitionDir(this.options.dataDir, m[1], Number(m[2])), { recursive: true, force: true });
+  }
+
+  private async topicRecord(name: string, id: string): Promise<TopicRecord | null> {
+    const cached = this.topics.get(name);
+    if (cached?.id === id) return cached;
+    const t = await this.meta.getTopic(name);
+    if (!t || t.id !== id) return null;
+    this.topics.set(name, t);
+    return t;
+  }
+
+  /** Leaves the cluster: stops heartbeats (so the controller moves leadership), then the node. */
+  async shutdown(): Promise<void> {
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.stopWatch?.();
+    await this.meta.removeBroker(this.id).catch(() => undefined);
+    await Promise.allSettled([...this.chains.values()]);
+    await this.node.shutdown();
+  }
+}

@@ -1,0 +1,214 @@
+// Cluster metadata in JetStream KV (see protocol/cluster.ts for the keys). Every write of a
+// partition state is compare-and-set on the KV revision; the KV stream is the metadata log.
+
+import type { NatsConnection } from "@nats-io/transport-node";
+import { Kvm, type KV, type KvEntry } from "@nats-io/kv";
+import { ErrorCode, SkeinError } from "../../protocol/errors.js";
+import {
+  BrokerRegistration,
+  CONTROLLER_KEY,
+  ControllerLease,
+  PartitionState,
+  TopicRecord,
+  brokerKey,
+  liveBucket,
+  metaBucket,
+  partitionKey,
+  topicKey,
+} from "../../protocol/cluster.js";
+import type { z } from "zod";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export interface Versioned<T> {
+  value: T;
+  revision: number;
+}
+
+export interface MetadataOptions {
+  /** Lifetime of controller leases and broker heartbeats in the live bucket, ms. Default 3000. */
+  liveTtlMs?: number;
+}
+
+export class MetadataStore {
+  private constructor(
+    readonly meta: KV,
+    readonly live: KV,
+    readonly liveTtlMs: number,
+  ) {}
+
+  static async open(nc: NatsConnection, cluster: string, options: MetadataOptions = {}): Promise<MetadataStore> {
+    const kvm = new Kvm(nc);
+    const liveTtlMs = options.liveTtlMs ?? 3_000;
+    const meta = await openOrCreate(kvm, metaBucket(cluster), { history: 5 });
+    const live = await openOrCreate(kvm, liveBucket(cluster), { history: 1, ttl: liveTtlMs });
+    return new MetadataStore(meta, live, liveTtlMs);
+  }
+
+  // Topics -----------------------------------------------------------------------------------
+
+  async getTopic(name: string): Promise<TopicRecord | null> {
+    return (await getJson(this.meta, topicKey(name), TopicRecord))?.value ?? null;
+  }
+
+  async listTopics(): Promise<TopicRecord[]> {
+    const out: TopicRecord[] = [];
+    for (const key of await listKeys(this.meta, "topic.>")) {
+      const t = await getJson(this.meta, key, TopicRecord);
+      if (t) out.push(t.value);
+    }
+    return out.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** Fails with TOPIC_ALREADY_EXISTS when the key exists. */
+  async createTopic(record: TopicRecord): Promise<void> {
+    try {
+      await this.meta.create(topicKey(record.name), encoder.encode(JSON.stringify(record)));
+    } catch (e) {
+      if (await this.getTopic(record.name)) {
+        throw new SkeinError(ErrorCode.TOPIC_ALREADY_EXISTS, `topic ${record.name} already exists`, { topic: record.name });
+      }
+      throw e;
+    }
+  }
+
+  async deleteTopicRecord(name: string): Promise<void> {
+    await this.meta.delete(topicKey(name));
+  }
+
+  // Partition states -------------------------------------------------------------------------
+
+  async getPartition(topic: string, partition: number): Promise<Versioned<PartitionState> | null> {
+    return getJson(this.meta, partitionKey(topic, partition), PartitionState);
+  }
+
+  async listPartitions(topic?: string): Promise<Versioned<PartitionState>[]> {
+    const filter = topic === undefined ? "partition.>" : `${partitionKey(topic, 0).replace(/\.0$/, "")}.*`;
+    const out: Versioned<PartitionState>[] = [];
+    for (const key of await listKeys(this.meta, filter)) {
+      const p = await getJson(this.meta, key, PartitionState);
+      if (p) out.push(p);
+    }
+    return out.sort((a, b) => a.value.topic.localeCompare(b.value.topic) || a.value.partition - b.value.partition);
+  }
+
+  async createPartition(state: PartitionState): Promise<number> {
+    return this.meta.create(partitionKey(state.topic, state.partition), encoder.encode(JSON.stringify(state)));
+  }
+
+  /** Compare-and-set; returns the new revision, or null when someone else wrote first. */
+  async casPartition(state: PartitionState, revision: number): Promise<number | null> {
+    try {
+      return await this.meta.update(partitionKey(state.topic, state.partition), encoder.encode(JSON.stringify(state)), revision);
+    } catch (e) {
+      if (isWrongRevision(e)) return null;
+      throw e;
+    }
+  }
+
+  async deletePartition(topic: string, partition: number): Promise<void> {
+    await this.meta.delete(partitionKey(topic, partition));
+  }
+
+  /** Calls `onChange` for every current partition state, then for every change (null = deleted). */
+  async watchPartitions(onChange: (key: string, state: PartitionState | null, revision: number) => void): Promise<() => void> {
+    const iter = await this.meta.watch({ key: "partition.>" });
+    void (async () => {
+      for await (const e of iter) {
+        if (e.operation !== "PUT") {
+          onChange(e.key, null, e.revision);
+          continue;
+        }
+        const parsed = PartitionState.safeParse(parseJson(e.value));
+        if (parsed.success) onChange(e.key, parsed.data, e.revision);
+      }
+    })();
+    return () => iter.stop();
+  }
+
+  // Liveness ---------------------------------------------------------------------------------
+
+  async heartbeat(reg: BrokerRegistration): Promise<void> {
+    await this.live.put(brokerKey(reg.broker), encoder.encode(JSON.stringify(reg)));
+  }
+
+  async removeBroker(broker: number): Promise<void> {
+    await this.live.delete(brokerKey(broker));
+  }
+
+  async listBrokers(): Promise<Versioned<BrokerRegistration>[]> {
+    const out: Versioned<BrokerRegistration>[] = [];
+    for (const key of await listKeys(this.live, "broker.*")) {
+      const b = await getJson(this.live, key, BrokerRegistration);
+      if (b) out.push(b);
+    }
+    return out.sort((a, b) => a.value.broker - b.value.broker);
+  }
+
+  async getLease(): Promise<Versioned<ControllerLease> | null> {
+    return getJson(this.live, CONTROLLER_KEY, ControllerLease);
+  }
+
+  /** Takes the controller lease if nobody holds it; returns the revision (the controller epoch) or null. */
+  async createLease(lease: ControllerLease): Promise<number | null> {
+    try {
+      return await this.live.create(CONTROLLER_KEY, encoder.encode(JSON.stringify(lease)));
+    } catch (e) {
+      if (isWrongRevision(e)) return null;
+      throw e;
+    }
+  }
+
+  /** Renews (or takes over) the lease at `revision`; null when it moved. */
+  async updateLease(lease: ControllerLease, revision: number): Promise<number | null> {
+    try {
+      return await this.live.update(CONTROLLER_KEY, encoder.encode(JSON.stringify(lease)), revision);
+    } catch (e) {
+      if (isWrongRevision(e)) return null;
+      throw e;
+    }
+  }
+
+  async releaseLease(revision: number): Promise<void> {
+    await this.live.delete(CONTROLLER_KEY, { previousSeq: revision }).catch(() => undefined);
+  }
+}
+
+async function openOrCreate(kvm: Kvm, name: string, opts: { history: number; ttl?: number }): Promise<KV> {
+  try {
+    return await kvm.create(name, opts);
+  } catch {
+    return kvm.open(name);
+  }
+}
+
+async function listKeys(kv: KV, filter: string): Promise<string[]> {
+  const keys: string[] = [];
+  const iter = await kv.keys(filter);
+  for await (const k of iter) keys.push(k);
+  return keys;
+}
+
+async function getJson<T>(kv: KV, key: string, schema: z.ZodType<T>): Promise<Versioned<T> | null> {
+  const e: KvEntry | null = await kv.get(key);
+  if (!e || e.operation !== "PUT") return null;
+  const parsed = schema.safeParse(parseJson(e.value));
+  if (!parsed.success) {
+    throw new SkeinError(ErrorCode.CORRUPT_MESSAGE, `metadata key ${key} holds an invalid value: ${parsed.error.issues[0]?.message}`, { field: key });
+  }
+  return { value: parsed.data, revision: e.revision };
+}
+
+function parseJson(bytes: Uint8Array): unknown {
+  try {
+    return JSON.parse(decoder.decode(bytes));
+  } catch {
+    return undefined;
+  }
+}
+
+function isWrongRevision(e: unknown): boolean {
+  const msg = String((e as Error)?.message ?? e);
+  return /wrong last sequence|key exists|10071/i.test(msg) || (e as { code?: number })?.code === 10071;
+}

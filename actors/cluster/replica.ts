@@ -1,0 +1,473 @@
+// A partition replica: owns the partition's log on this broker and plays the role the
+// partition state in the KV gives it.
+//
+// Leader: appends produce requests, serves fetches (consumers up to the high watermark,
+// followers up to the log end), tracks each follower's log end offset from its fetch offset,
+// keeps HW = min LEO over the ISR (only ever forward), parks acks=all produces until HW
+// passes them, shrinks/expands the ISR by compare-and-set on the partition state.
+// Follower: on every new leader epoch asks the leader where its own latest epoch ends
+// (OffsetsForLeaderEpoch) and truncates there, then pulls with long-poll fetches.
+// Nothing here blocks the mailbox on the network: fetches and epoch queries complete by
+// telling this actor a FollowerFetched message.
+
+import { join } from "node:path";
+import { z } from "zod";
+import { defineActor, type ActorContext, type ReplyHandle } from "../../runtime/actor.js";
+import { ErrorCode, SkeinError } from "../../protocol/errors.js";
+import {
+  ReplicaMessages,
+  TopicConfigs,
+  replicaAddress,
+  type FetchResult,
+  type PartitionState,
+  type ProduceResult,
+  type ReplicaDescription,
+} from "../../protocol/cluster.js";
+import { PartitionLog } from "../log/log.js";
+import { logConfigFor, metadataFor } from "./shared.js";
+import type { MetadataStore } from "./metadata.js";
+
+export const ReplicaArgs = z.object({
+  topic: z.string(),
+  topicId: z.string(),
+  partition: z.number().int().min(0),
+  broker: z.number().int().min(0),
+  dataDir: z.string(),
+  configs: TopicConfigs,
+  /** A follower that has not caught up for this long leaves the ISR, ms. */
+  replicaLagTimeMaxMs: z.number().int().min(100).default(5_000),
+  /** Bytes a follower asks for per fetch. */
+  replicaFetchMaxBytes: z.number().int().min(1024).default(4 * 1024 * 1024),
+  /** Long-poll wait of follower fetches, ms. */
+  replicaFetchWaitMs: z.number().int().min(1).default(500),
+});
+export type ReplicaArgs = z.infer<typeof ReplicaArgs>;
+
+type Ctx = ActorContext<ReplicaArgs>;
+type FetchRequest = z.infer<typeof ReplicaMessages.Fetch>;
+
+interface FollowerProgress {
+  logEndOffset: number;
+  lastFetchAt: number;
+  /** Leader LEO when this follower last fetched: reaching it later means caught up as of then. */
+  leaderEndAtLastFetch: number;
+  lastCaughtUpAt: number;
+}
+
+interface ParkedFetch {
+  request: FetchRequest;
+  reply: ReplyHandle<FetchResult>;
+  deadline: number;
+}
+
+interface PendingAck {
+  lastOffset: number;
+  result: ProduceResult;
+  reply: ReplyHandle<ProduceResult>;
+  deadline: number;
+}
+
+const RETRY_BACKOFF_MS = 100;
+const TICK_MS = 100;
+
+export class ReplicaState {
+  role: "leader" | "follower" | "offline" = "offline";
+  partitionState: PartitionState | null = null;
+  leaderEpoch = -1;
+  maxControllerEpoch = -1;
+  highWatermark = 0;
+  isr = new Set<number>();
+  followers = new Map<number, FollowerProgress>();
+  parkedFetches: ParkedFetch[] = [];
+  pendingAcks: PendingAck[] = [];
+  fetchInFlight = false;
+  needsTruncation = false;
+  isrChangeInFlight = false;
+  tickScheduled = false;
+
+  constructor(
+    readonly log: PartitionLog,
+    readonly meta: MetadataStore,
+    readonly args: ReplicaArgs,
+  ) {}
+
+  get minInsync(): number {
+    return this.args.configs["min.insync.replicas"] ?? 1;
+  }
+
+  describe(): ReplicaDescription {
+    return {
+      topic: this.args.topic,
+      partition: this.args.partition,
+      broker: this.args.broker,
+      role: this.role,
+      leaderEpoch: this.leaderEpoch,
+      highWatermark: this.highWatermark,
+      logStartOffset: this.log.logStartOffset,
+      logEndOffset: this.log.logEndOffset,
+      isr: [...this.isr].sort((a, b) => a - b),
+    };
+  }
+
+  // Role changes ------------------------------------------------------------------------------
+
+  async apply(state: PartitionState, ctx: Ctx): Promise<void> {
+    if (state.topicId !== this.args.topicId || state.partition !== this.args.partition) return;
+    if (state.controllerEpoch < this.maxControllerEpoch) return; // written by a deposed controller
+    if (state.leaderEpoch < this.leaderEpoch) return; // stale
+    this.maxControllerEpoch = state.controllerEpoch;
+    const sameEpoch = state.leaderEpoch === this.leaderEpoch;
+    this.partitionState = state;
+    if (sameEpoch) {
+      if (this.role === "leader") this.updateIsr(new Set(state.isr), ctx);
+      return;
+    }
+    this.leaderEpoch = state.leaderEpoch;
+    if (state.leader === this.args.broker) await this.becomeLeader(state, ctx);
+    else this.becomeFollower(state, ctx);
+  }
+
+  private async becomeLeader(state: PartitionState, ctx: Ctx): Promise<void> {
+    this.role = "leader";
+    if (this.leaderEpoch > this.log.latestEpoch) await this.log.assignEpochStartOffset(this.leaderEpoch, this.log.logEndOffset);
+    this.followers.clear();
+    const now = Date.now();
+    for (const r of state.replicas) {
+      if (r !== this.args.broker) this.followers.set(r, { logEndOffset: -1, lastFetchAt: 0, leaderEndAtLastFetch: 0, lastCaughtUpAt: now });
+    }
+    this.highWatermark = Math.min(this.highWatermark, this.log.logEndOffset);
+    this.updateIsr(new Set(state.isr), ctx);
+    this.scheduleTick(ctx);
+  }
+
+  private becomeFollower(state: PartitionState, ctx: Ctx): void {
+    const wasLeader = this.role === "leader";
+    this.role = state.replicas.includes(this.args.broker) ? "follower" : "offline";
+    this.isr = new Set(state.isr);
+    this.followers.clear();
+    const leader = state.leader;
+    const notLeader = () =>
+      new SkeinError(ErrorCode.NOT_LEADER_OR_FOLLOWER, `broker ${this.args.broker} is no longer the leader of ${this.args.topic}/${this.args.partition}`, {
+        topic: this.args.topic,
+        partition: this.args.partition,
+        leader,
+      });
+    if (wasLeader) {
+      for (const p of this.pendingAcks.splice(0)) p.reply.reject(notLeader());
+      for (const f of this.parkedFetches.splice(0)) f.reply.reject(notLeader());
+    }
+    this.needsTruncation = true;
+    this.startFetching(ctx);
+  }
+
+  // Leader: produce ---------------------------------------------------------------------------
+
+  async produce(m: z.infer<typeof ReplicaMessages.Produce>, ctx: Ctx): Promise<ProduceResult | undefined> {
+    this.requireLeader();
+    if (m.acks === -1 && this.isr.size < this.minInsync) {
+      throw new SkeinError(
+        ErrorCode.NOT_ENOUGH_REPLICAS,
+        `${this.args.topic}/${this.args.partition}: ISR ${[...this.isr].join(",")} is smaller than min.insync.replicas=${this.minInsync}`,
+        { topic: this.args.topic, partition: this.args.partition },
+      );
+    }
+    const result = await this.log.append(m.batches, { leaderEpoch: this.leaderEpoch });
+    this.maybeAdvanceHighWatermark();
+    this.wakeFetches();
+    if (m.acks !== -1 || this.highWatermark > result.lastOffset) return result;
+    this.pendingAcks.push({ lastOffset: result.lastOffset, result, reply: ctx.deferReply<ProduceResult>(), deadline: Date.now() + m.timeoutMs });
+    this.scheduleTick(ctx);
+    return undefined;
+  }
+
+  // Leader: fetch -----------------------------------------------------------------------------
+
+  async fetch(m: FetchRequest, ctx: Ctx): Promise<FetchResult | undefined> {
+    this.requireLeader();
+    if (m.leaderEpoch >= 0 && m.leaderEpoch < this.leaderEpoch) {
+      throw new SkeinError(ErrorCode.FENCED_LEADER_EPOCH, `fetch with epoch ${m.leaderEpoch} < leader epoch ${this.leaderEpoch}`, this.errorContext());
+    }
+    if (m.leaderEpoch > this.leaderEpoch) {
+      throw new SkeinError(ErrorCode.UNKNOWN_LEADER_EPOCH, `fetch with epoch ${m.leaderEpoch} > leader epoch ${this.leaderEpoch}`, this.errorContext());
+    }
+    if (m.replicaId !== undefined) await this.recordFollowerFetch(m.replicaId, m.fromOffset, ctx);
+    const limit = this.readLimit(m);
+    if (m.fromOffset < this.log.logStartOffset || m.fromOffset > this.log.logEndOffset) {
+      throw new SkeinError(
+        ErrorCode.OFFSET_OUT_OF_RANGE,
+        `offset ${m.fromOffset} is outside [${this.log.logStartOffset}, ${this.log.logEndOffset}] of ${this.args.topic}/${this.args.partition}`,
+        { ...this.errorContext(), logStartOffset: this.log.logStartOffset, logEndOffset: this.log.logEndOffset },
+      );
+    }
+    if (m.fromOffset < limit || m.maxWaitMs === 0) return this.read(m);
+    this.parkedFetches.push({ request: m, reply: ctx.deferReply<FetchResult>(), deadline: Date.now() + m.maxWaitMs });
+    this.scheduleTick(ctx);
+    return undefined;
+  }
+
+  private readLimit(m: FetchRequest): number {
+    return m.replicaId !== undefined ? this.log.logEndOffset : this.highWatermark;
+  }
+
+  private async read(m: FetchRequest): Promise<FetchResult> {
+    const limit = this.readLimit(m);
+    const r =
+      m.fromOffset >= limit
+        ? { data: new Uint8Array(0), logStartOffset: this.log.logStartOffset, logEndOffset: this.log.logEndOffset }
+        : await this.log.read(m.fromOffset, { maxBytes: m.maxBytes, maxOffset: limit });
+    return { data: r.data, highWatermark: this.highWatermark, logStartOffset: r.logStartOffset, logEndOffset: r.logEndOffset, leaderEpoch: this.leaderEpoch };
+  }
+
+  /** Answers parked fetches that now have data; reads run after the current message. */
+  private wakeFetches(): void {
+    if (this.parkedFetches.length === 0) return;
+    const ready = this.parkedFetches.filter((f) => f.request.fromOffset < this.readLimit(f.request));
+    if (ready.length === 0) return;
+    this.parkedFetches = this.parkedFetches.filter((f) => !ready.includes(f));
+    for (const f of ready) this.read(f.request).then(f.reply.resolve, f.reply.reject);
+  }
+
+  private async recordFollowerFetch(replicaId: number, fetchOffset: number, ctx: Ctx): Promise<void> {
+    const f = this.followers.get(replicaId);
+    if (!f) {
+      throw new SkeinError(ErrorCode.NOT_LEADER_OR_FOLLOWER, `broker ${replicaId} is not a replica of ${this.args.topic}/${this.args.partition}`, this.errorContext());
+    }
+    const now = Date.now();
+    const leaderEnd = this.log.logEndOffset;
+    if (fetchOffset >= leaderEnd) f.lastCaughtUpAt = now;
+    else if (fetchOffset >= f.leaderEndAtLastFetch) f.lastCaughtUpAt = Math.max(f.lastCaughtUpAt, f.lastFetchAt);
+    f.logEndOffset = fetchOffset;
+    f.lastFetchAt = now;
+    f.leaderEndAtLastFetch = leaderEnd;
+    if (!this.isr.has(replicaId) && this.canJoinIsr(f)) {
+      await this.changeIsr(new Set([...this.isr, replicaId]), ctx);
+    }
+    this.maybeAdvanceHighWatermark();
+  }
+
+  private canJoinIsr(f: FollowerProgress): boolean {
+    const epochStart = this.log.endOffsetForEpoch(this.leaderEpoch - 1).endOffset;
+    return f.logEndOffset >= this.highWatermark && f.logEndOffset >= Math.max(0, epochStart);
+  }
+
+  private maybeAdvanceHighWatermark(): void {
+    let hw = this.log.logEndOffset;
+    for (const r of this.isr) {
+      if (r === this.args.broker) continue;
+      const f = this.followers.get(r);
+      hw = Math.min(hw, f ? Math.max(f.logEndOffset, 0) : 0);
+    }
+    if (hw <= this.highWatermark) return;
+    this.highWatermark = hw;
+    while (this.pendingAcks.length && this.pendingAcks[0].lastOffset < hw) {
+      const p = this.pendingAcks.shift()!;
+      p.reply.resolve(p.result);
+    }
+    this.wakeFetches();
+  }
+
+  // Leader: ISR -------------------------------------------------------------------------------
+
+  private updateIsr(isr: Set<number>, _ctx: Ctx): void {
+    isr.add(this.args.broker);
+    this.isr = isr;
+    this.maybeAdvanceHighWatermark();
+  }
+
+  /** Compare-and-set the ISR in the KV; on a moved epoch, step down to what the KV says. */
+  private async changeIsr(isr: Set<number>, ctx: Ctx): Promise<void> {
+    if (this.isrChangeInFlight) return;
+    this.isrChangeInFlight = true;
+    try {
+      const current = await this.meta.getPartition(this.args.topic, this.args.partition);
+      if (!current || current.value.topicId !== this.args.topicId) return;
+      if (current.value.leaderEpoch !== this.leaderEpoch || current.value.leader !== this.args.broker) {
+        await this.apply(current.value, ctx);
+        return;
+      }
+      const next = { ...current.value, isr: [...isr].sort((a, b) => a - b) };
+      const revision = await this.meta.casPartition(next, current.revision);
+      if (revision !== null) {
+        this.partitionState = next;
+        this.updateIsr(isr, ctx);
+      }
+    } finally {
+      this.isrChangeInFlight = false;
+    }
+  }
+
+  // Follower ----------------------------------------------------------------------------------
+
+  startFetching(ctx: Ctx): void {
+    if (this.role !== "follower" || this.fetchInFlight) return;
+    const leader = this.partitionState?.leader ?? -1;
+    if (leader < 0) return;
+    this.fetchInFlight = true;
+    const epoch = this.leaderEpoch;
+    const leaderAddress = replicaAddress(this.args.topic, this.args.partition, leader);
+    const fromOffset = this.log.logEndOffset;
+    const deliver = (body: { kind: "fetch" | "truncate"; data?: Uint8Array; highWatermark?: number; endOffset?: number; endEpoch?: number; error?: { code: string; message: string; logStartOffset?: number } }) =>
+      ctx.tell(ctx.self, "FollowerFetched", { ...body, epoch, fromOffset });
+    const fail = (e: unknown) => {
+      const err = e as SkeinError;
+      const logStartOffset = Number(err?.context?.logStartOffset ?? -1);
+      deliver({ kind: this.needsTruncation ? "truncate" : "fetch", error: { code: String(err?.code ?? "UNKNOWN"), message: String(err?.message ?? e), logStartOffset } });
+    };
+    if (this.needsTruncation) {
+      const latest = this.log.latestEpoch;
+      if (latest < 0 || fromOffset === 0) {
+        this.needsTruncation = false;
+      } else {
+        ctx
+          .ask<{ epoch: number; endOffset: number }>(leaderAddress, "OffsetsForLeaderEpoch", { epoch: latest, replicaId: this.args.broker }, { timeoutMs: 5_000 })
+          .then((r) => deliver({ kind: "truncate", endOffset: r.endOffset, endEpoch: r.epoch }), fail);
+        return;
+      }
+    }
+    const request = { fromOffset, maxBytes: this.args.replicaFetchMaxBytes, maxWaitMs: this.args.replicaFetchWaitMs, replicaId: this.args.broker, leaderEpoch: epoch };
+    ctx
+      .ask<FetchResult>(leaderAddress, "Fetch", request, { timeoutMs: this.args.replicaFetchWaitMs + 5_000 })
+      .then((r) => deliver({ kind: "fetch", data: r.data, highWatermark: r.highWatermark }), fail);
+  }
+
+  async onFollowerFetched(m: z.infer<typeof ReplicaMessages.FollowerFetched>, ctx: Ctx): Promise<void> {
+    this.fetchInFlight = false;
+    if (this.role !== "follower" || m.epoch !== this.leaderEpoch) {
+      this.startFetching(ctx);
+      return;
+    }
+    if (m.error?.code === ErrorCode.OFFSET_OUT_OF_RANGE && (m.error.logStartOffset ?? -1) > this.log.logEndOffset) {
+      // Retention on the leader removed what we still need: restart the log at its start.
+      console.warn(`skein: ${this.args.topic}/${this.args.partition}@${this.args.broker} is behind the leader's log start ${m.error.logStartOffset}; restarting the log there`);
+      await this.log.truncateFullyAndStartAt(m.error.logStartOffset!);
+      this.highWatermark = Math.max(this.highWatermark, m.error.logStartOffset!);
+    } else if (m.error) {
+      // Leader not ready yet, fenced, or gone: the broker agent will tell us the new state.
+      ctx.schedule(RETRY_BACKOFF_MS, "FollowerFetched", { kind: "fetch", epoch: -2, fromOffset: -1 });
+      return;
+    } else if (m.kind === "truncate") {
+      let endOffset = m.endOffset ?? -1;
+      // The leader knows our epoch only up to an older one: both logs agree up to where that
+      // epoch ends on both sides (KIP-279).
+      if (endOffset >= 0 && m.endEpoch !== undefined && m.endEpoch >= 0 && m.endEpoch < this.log.latestEpoch) {
+        const ours = this.log.endOffsetForEpoch(m.endEpoch).endOffset;
+        if (ours >= 0) endOffset = Math.min(endOffset, ours);
+      }
+      if (endOffset >= 0 && endOffset < this.log.logEndOffset) {
+        console.warn(`skein: ${this.args.topic}/${this.args.partition}@${this.args.broker} truncating ${this.log.logEndOffset - endOffset} records from ${endOffset} (diverged from leader epoch ${this.leaderEpoch})`);
+        await this.log.truncateTo(endOffset);
+        this.highWatermark = Math.min(this.highWatermark, endOffset);
+      }
+      this.needsTruncation = false;
+    } else if (m.fromOffset === this.log.logEndOffset) {
+      if (m.data && m.data.length > 0) await this.log.appendAsFollower(m.data);
+      if (m.highWatermark !== undefined) this.highWatermark = Math.max(this.highWatermark, Math.min(m.highWatermark, this.log.logEndOffset));
+    }
+    this.startFetching(ctx);
+  }
+
+  /** Kafka semantics, including an epoch older than our earliest: it ended where our log's first epoch starts. */
+  offsetsForLeaderEpoch(epoch: number): { epoch: number; endOffset: number } {
+    this.requireLeader();
+    const r = this.log.endOffsetForEpoch(epoch);
+    if (r.endOffset >= 0 || epoch < 0) return r;
+    const earliest = this.log.epochEntries()[0];
+    if (earliest && epoch < earliest.epoch) return { epoch, endOffset: earliest.startOffset };
+    return r;
+  }
+
+  // Timers ------------------------------------------------------------------------------------
+
+  scheduleTick(ctx: Ctx): void {
+    if (this.tickScheduled) return;
+    this.tickScheduled = true;
+    ctx.schedule(TICK_MS, "Tick", {});
+  }
+
+  async tick(ctx: Ctx): Promise<void> {
+    this.tickScheduled = false;
+    const now = Date.now();
+    const expired = this.parkedFetches.filter((f) => f.deadline <= now);
+    if (expired.length) {
+      this.parkedFetches = this.parkedFetches.filter((f) => f.deadline > now);
+      for (const f of expired) this.read(f.request).then(f.reply.resolve, f.reply.reject);
+    }
+    const timedOut = this.pendingAcks.filter((p) => p.deadline <= now);
+    if (timedOut.length) {
+      this.pendingAcks = this.pendingAcks.filter((p) => p.deadline > now);
+      for (const p of timedOut) {
+        p.reply.reject(
+          new SkeinError(ErrorCode.TIMEOUT, `acks=all produce at offset ${p.lastOffset} not replicated to the ISR in time`, { ...this.errorContext(), retriable: true }),
+        );
+      }
+    }
+    if (this.role === "leader") {
+      const lagging = [...this.isr].filter((r) => r !== this.args.broker && now - (this.followers.get(r)?.lastCaughtUpAt ?? 0) > this.args.replicaLagTimeMaxMs);
+      if (lagging.length) await this.changeIsr(new Set([...this.isr].filter((r) => !lagging.includes(r))), ctx);
+      this.scheduleTick(ctx);
+    } else if (this.parkedFetches.length || this.pendingAcks.length) {
+      this.scheduleTick(ctx);
+    }
+  }
+
+  private requireLeader(): void {
+    if (this.role === "leader") return;
+    throw new SkeinError(
+      ErrorCode.NOT_LEADER_OR_FOLLOWER,
+      `broker ${this.args.broker} is not the leader of ${this.args.topic}/${this.args.partition} (leader: ${this.partitionState?.leader ?? "unknown"})`,
+      { ...this.errorContext(), leader: this.partitionState?.leader ?? -1 },
+    );
+  }
+
+  private errorContext() {
+    return { topic: this.args.topic, partition: this.args.partition, broker: String(this.args.broker) };
+  }
+
+  async close(): Promise<void> {
+    const gone = new SkeinError(ErrorCode.NOT_LEADER_OR_FOLLOWER, `replica ${this.args.topic}/${this.args.partition}@${this.args.broker} stopped`, this.errorContext());
+    for (const p of this.pendingAcks.splice(0)) p.reply.reject(gone);
+    for (const f of this.parkedFetches.splice(0)) f.reply.reject(gone);
+    await this.log.close();
+  }
+}
+
+export function partitionDir(dataDir: string, topic: string, partition: number): string {
+  return join(dataDir, `${topic}-${partition}`);
+}
+
+export const ReplicaActor = defineActor({
+  kind: "replica",
+  args: ReplicaArgs,
+  messages: ReplicaMessages,
+  supervision: { strategy: "restart", maxRestarts: 5, withinMs: 30_000 },
+  mailboxCapacity: 50_000,
+  async init(ctx) {
+    const a = ctx.args;
+    const log = await PartitionLog.open(partitionDir(a.dataDir, a.topic, a.partition), logConfigFor(a.configs), { topic: a.topic, partition: a.partition });
+    const meta = await metadataFor(ctx.nats, ctx.cluster);
+    return new ReplicaState(log, meta, a);
+  },
+  async started(state, ctx) {
+    state.log.startBackgroundTasks();
+    const current = await state.meta.getPartition(ctx.args.topic, ctx.args.partition);
+    if (current) await state.apply(current.value, ctx);
+  },
+  async stopped(state) {
+    await state.close();
+  },
+  handlers: {
+    Produce: (s, m, ctx) => s.produce(m, ctx),
+    Fetch: (s, m, ctx) => s.fetch(m, ctx),
+    OffsetsForLeaderEpoch: (s, m) => s.offsetsForLeaderEpoch(m.epoch),
+    Become: (s, m, ctx) => s.apply(m, ctx),
+    Describe: (s) => s.describe(),
+    ListOffset: async (s, m) => {
+      if (m.timestamp === -2) return { offset: s.log.logStartOffset };
+      if (m.timestamp === -1) return { offset: s.highWatermark };
+      const offset = await s.log.offsetForTime(m.timestamp);
+      return { offset: offset === null ? s.highWatermark : Math.min(offset, s.highWatermark) };
+    },
+    FollowerFetched: (s, m, ctx) => (m.epoch === -2 ? s.startFetching(ctx) : s.onFollowerFetched(m, ctx)),
+    Tick: (s, _m, ctx) => s.tick(ctx),
+  },
+});

@@ -1,0 +1,3 @@
+// The actor kinds brokers run. Workers load this bundle (dist/actors.js) by module path.
+export { ReplicaActor } from "./cluster/replica.js";
+export { ControllerActor } from "./cluster/controller.js";

@@ -1,0 +1,96 @@
+// `skein broker` (one broker process) and `skein up` (a local cluster: nats-server + N brokers).
+import { availableParallelism } from "node:os";
+import { mkdirSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import type { Command } from "commander";
+import { Broker } from "../actors/cluster/broker.js";
+import { startNatsServer, type NatsServerHandle } from "../runtime/nats-server.js";
+import { startSkeinProcess, type ChildHandle } from "../runtime/child-process.js";
+import { addConnectionFlags, intOption, natsOptions, onShutdownSignal, requireNats, type ConnectionFlags } from "./common.js";
+
+export function registerBrokerCommands(program: Command): void {
+  addConnectionFlags(
+    program
+      .command("broker")
+      .description("start one broker process: replicas, logs and a controller candidate")
+      .requiredOption("--id <n>", "broker id (integer, unique in the cluster)", intOption("--id", 0, 1_000_000))
+      .requiredOption("--data <dir>", "directory for this broker's partition logs")
+      .option("--workers <n>", "worker threads", intOption("--workers", 1, 256), Math.min(2, availableParallelism()))
+      .option("--session-timeout-ms <ms>", "broker session timeout (heartbeat TTL)", intOption("--session-timeout-ms", 500, 600_000), 3_000)
+      .option("--replica-lag-max-ms <ms>", "a follower behind for this long leaves the ISR", intOption("--replica-lag-max-ms", 100, 600_000), 5_000),
+  ).action(async (flags: ConnectionFlags & { id: number; data: string; workers: number; sessionTimeoutMs: number; replicaLagMaxMs: number }) => {
+    const url = requireNats(flags);
+    const dataDir = resolve(flags.data);
+    mkdirSync(dataDir, { recursive: true });
+    const broker = await Broker.start({
+      id: flags.id,
+      cluster: flags.cluster,
+      nats: natsOptions(flags, url),
+      dataDir,
+      workers: flags.workers,
+      sessionTimeoutMs: flags.sessionTimeoutMs,
+      replicaLagTimeMaxMs: flags.replicaLagMaxMs,
+    });
+    onShutdownSignal(() => broker.shutdown());
+    console.log(`broker ${flags.id} ready: cluster=${flags.cluster} data=${dataDir} workers=${flags.workers} nats=${url} pid=${process.pid}`);
+  });
+
+  addConnectionFlags(
+    program
+      .command("up")
+      .description("start a local cluster: its own nats-server (unless --nats) and N broker processes; Ctrl-C stops it")
+      .option("--brokers <n>", "number of brokers", intOption("--brokers", 1, 64), 3)
+      .option("--data <dir>", "data directory (default: a new temp dir)")
+      .option("--workers <n>", "worker threads per broker", intOption("--workers", 1, 256), 1),
+    "NATS URL; without it `up` starts its own nats-server with JetStream",
+  ).action(async (flags: ConnectionFlags & { brokers: number; data?: string; workers: number }) => {
+    const cluster = await startLocalCluster(flags, { echo: true });
+    onShutdownSignal(() => cluster.stop());
+    console.log(`cluster ready: brokers=${flags.brokers} nats=${cluster.natsUrl} cluster=${flags.cluster} data=${cluster.dataDir}`);
+    console.log(`  try: skein topics create demo --partitions 3 --replication-factor ${Math.min(3, flags.brokers)} --nats ${cluster.natsUrl}`);
+  });
+}
+
+export interface LocalCluster {
+  natsUrl: string;
+  dataDir: string;
+  brokers: Map<number, ChildHandle>;
+  stop(): Promise<void>;
+  /** Starts broker `id` again (after a kill) with the same data dir. */
+  startBroker(id: number): Promise<ChildHandle>;
+}
+
+export async function startLocalCluster(
+  flags: ConnectionFlags & { brokers: number; data?: string; workers: number },
+  options: { echo?: boolean; extraBrokerArgs?: string[] } = {},
+): Promise<LocalCluster> {
+  let server: NatsServerHandle | null = null;
+  let url = flags.nats;
+  if (!url) {
+    server = await startNatsServer();
+    url = server.url;
+    if (options.echo) console.error(`up: nats-server with JetStream on ${url} (pid ${server.pid})`);
+  }
+  const dataDir = resolve(flags.data ?? mkdtempSync(join(tmpdir(), "skein-up-")));
+  const brokers = new Map<number, ChildHandle>();
+  const startBroker = async (id: number) => {
+    const child = await startSkeinProcess(
+      ["broker", "--id", String(id), "--data", join(dataDir, `broker-${id}`), "--workers", String(flags.workers), "--nats", url!, "--cluster", flags.cluster, ...(options.extraBrokerArgs ?? [])],
+      { echoPrefix: options.echo ? `[broker ${id}] ` : undefined },
+    );
+    brokers.set(id, child);
+    return child;
+  };
+  const stop = async () => {
+    await Promise.all([...brokers.values()].map((b) => b.stop()));
+    await server?.stop();
+  };
+  try {
+    await Promise.all(Array.from({ length: flags.brokers }, (_, i) => startBroker(i + 1)));
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { natsUrl: url, dataDir, brokers, stop, startBroker };
+}

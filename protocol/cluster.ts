@@ -1,0 +1,200 @@
+// Cluster metadata records (stored as JSON in the JetStream KV buckets) and the messages of
+// the controller and of partition replicas.
+//
+// Buckets, per cluster C:
+//   skein-C-meta   (no TTL)  topic.<T>            TopicRecord
+//                            partition.<T>.<P>     PartitionState   (CAS on every write)
+//   skein-C-live   (TTL)     controller           ControllerLease  (create / update with revision)
+//                            broker.<B>           BrokerRegistration (heartbeat rewrites it)
+// <T> is the topic name escaped like a subject token (see protocol/address.ts).
+
+import { z } from "zod";
+import { escapeToken } from "./address.js";
+import { ErrorCode, SkeinError } from "./errors.js";
+
+export const TOPIC_NAME = /^[A-Za-z0-9._-]{1,249}$/;
+/** Largest partition count per topic. */
+export const MAX_PARTITIONS_PER_TOPIC = 10_000;
+/** Broker ids are small non-negative integers, like Kafka's. */
+export const BrokerId = z.number().int().min(0).max(1_000_000);
+
+export function validateTopicName(name: unknown): string {
+  if (typeof name !== "string" || !TOPIC_NAME.test(name) || name === "." || name === "..") {
+    throw new SkeinError(ErrorCode.INVALID_TOPIC, `invalid topic name ${JSON.stringify(name)}: use 1-249 of [A-Za-z0-9._-], not "." or ".."`, {
+      topic: String(name),
+    });
+  }
+  return name;
+}
+
+export const metaBucket = (cluster: string) => `skein-${escapeToken(cluster)}-meta`;
+export const liveBucket = (cluster: string) => `skein-${escapeToken(cluster)}-live`;
+export const topicKey = (topic: string) => `topic.${escapeToken(topic)}`;
+export const partitionKey = (topic: string, partition: number) => `partition.${escapeToken(topic)}.${partition}`;
+export const brokerKey = (broker: number) => `broker.${broker}`;
+export const CONTROLLER_KEY = "controller";
+export const replicaAddress = (topic: string, partition: number, broker: number) => `replica/${topic}/${partition}@${broker}`;
+export const controllerAddress = (broker: number) => `controller@${broker}`;
+
+/** Per-topic configs, Kafka names. Values are validated by parseTopicConfigs. */
+export const TopicConfigs = z
+  .object({
+    "retention.ms": z.number().int().min(-1),
+    "retention.bytes": z.number().int().min(-1),
+    "segment.bytes": z.number().int().min(1024).max(2 ** 31 - 1),
+    "segment.ms": z.number().int().min(1),
+    "cleanup.policy": z.enum(["delete", "compact"]),
+    "delete.retention.ms": z.number().int().min(0),
+    "min.insync.replicas": z.number().int().min(1),
+    "max.message.bytes": z.number().int().min(64),
+    "unclean.leader.election.enable": z.boolean(),
+    "flush.messages": z.number().int().min(1),
+    "flush.ms": z.number().int().min(1),
+  })
+  .partial()
+  .strict();
+export type TopicConfigs = z.infer<typeof TopicConfigs>;
+
+/** Parses `key=value` strings (CLI) into typed topic configs; throws INVALID_CONFIG. */
+export function parseTopicConfigs(input: Record<string, unknown>): TopicConfigs {
+  const coerced: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(input)) {
+    if (typeof v !== "string") coerced[k] = v;
+    else if (k === "cleanup.policy") coerced[k] = v;
+    else if (v === "true" || v === "false") coerced[k] = v === "true";
+    else coerced[k] = /^-?\d+$/.test(v) ? Number(v) : v;
+  }
+  const r = TopicConfigs.safeParse(coerced);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    throw new SkeinError(ErrorCode.INVALID_CONFIG, `invalid topic config ${issue.path.join(".") || ""}: ${issue.message}`, { field: issue.path.join(".") });
+  }
+  return r.data;
+}
+
+export const TopicRecord = z.object({
+  name: z.string(),
+  /** Unique per creation, so a re-created topic is never confused with its predecessor. */
+  id: z.string(),
+  partitions: z.number().int().min(1),
+  replicationFactor: z.number().int().min(1),
+  configs: TopicConfigs,
+  createdAt: z.number(),
+});
+export type TopicRecord = z.infer<typeof TopicRecord>;
+
+export const PartitionState = z.object({
+  topic: z.string(),
+  topicId: z.string(),
+  partition: z.number().int().min(0),
+  /** Broker id of the leader, -1 when offline. */
+  leader: z.number().int().min(-1),
+  leaderEpoch: z.number().int().min(0),
+  isr: z.array(BrokerId),
+  /** Assigned replicas; the first is the preferred leader. */
+  replicas: z.array(BrokerId),
+  /** Epoch of the controller that last elected a leader here. */
+  controllerEpoch: z.number().int().min(0),
+});
+export type PartitionState = z.infer<typeof PartitionState>;
+
+export const ControllerLease = z.object({ broker: BrokerId, since: z.number() });
+export type ControllerLease = z.infer<typeof ControllerLease>;
+
+export const BrokerRegistration = z.object({
+  broker: BrokerId,
+  pid: z.number().int(),
+  host: z.string(),
+  workers: z.number().int(),
+  startedAt: z.number(),
+  heartbeatAt: z.number(),
+  kafkaPort: z.number().int().optional(),
+});
+export type BrokerRegistration = z.infer<typeof BrokerRegistration>;
+
+export const Acks = z.union([z.literal(0), z.literal(1), z.literal(-1)]);
+
+/** Messages a partition replica accepts. */
+export const ReplicaMessages = {
+  /** Client produce: one or more record batches; leader only. */
+  Produce: z.object({
+    batches: z.instanceof(Uint8Array),
+    /** 0, 1 or -1 (all). */
+    acks: Acks.default(-1),
+    /** How long an acks=all produce may wait for the ISR, ms. */
+    timeoutMs: z.number().int().min(1).max(300_000).default(30_000),
+  }),
+  /** Consumer or follower fetch; leader only. */
+  Fetch: z.object({
+    fromOffset: z.number().int().min(0),
+    maxBytes: z.number().int().min(1).max(64 * 1024 * 1024).default(1024 * 1024),
+    maxWaitMs: z.number().int().min(0).max(30_000).default(500),
+    /** Set by followers; consumers leave it out. */
+    replicaId: BrokerId.optional(),
+    /** The fetcher's view of the leader epoch; fenced when stale. */
+    leaderEpoch: z.number().int().min(-1).default(-1),
+  }),
+  /** Follower asks where its latest epoch ends on the leader (Kafka OffsetsForLeaderEpoch). */
+  OffsetsForLeaderEpoch: z.object({ epoch: z.number().int().min(-1), replicaId: BrokerId }),
+  /** From the broker agent: the partition state in the KV changed. */
+  Become: PartitionState,
+  /** HW, LEO, log start and role, for describe/admin. */
+  Describe: z.object({}),
+  /** Earliest / latest / by timestamp. */
+  ListOffset: z.object({ timestamp: z.number().int() /* -2 earliest, -1 latest */ }),
+  /** Internal: the result of a follower's fetch or epoch query, delivered to itself. */
+  FollowerFetched: z.object({
+    kind: z.enum(["fetch", "truncate"]),
+    /** The leader epoch the request was made in; a result from an older epoch is dropped. */
+    epoch: z.number().int(),
+    fromOffset: z.number().int(),
+    data: z.instanceof(Uint8Array).optional(),
+    highWatermark: z.number().int().optional(),
+    endOffset: z.number().int().optional(),
+    endEpoch: z.number().int().optional(),
+    error: z.object({ code: z.string(), message: z.string(), logStartOffset: z.number().int().optional() }).optional(),
+  }),
+  /** Internal timer tick (ISR shrink check, long-poll expiry). */
+  Tick: z.object({}),
+};
+
+export const ControllerMessages = {
+  CreateTopic: z.object({
+    name: z.string(),
+    partitions: z.number().int(),
+    replicationFactor: z.number().int(),
+    configs: z.record(z.string(), z.unknown()).default({}),
+  }),
+  DeleteTopic: z.object({ name: z.string() }),
+  Status: z.object({}),
+  /** Internal timer tick: liveness, elections, preferred leaders. */
+  Tick: z.object({}),
+  /** Internal: a worker exited or came back (runtime event forwarded to the controller). */
+  WorkerEvent: z.object({ type: z.enum(["worker.exited", "worker.restarted"]), node: z.string(), actors: z.array(z.string()) }),
+};
+
+export interface ProduceResult {
+  baseOffset: number;
+  lastOffset: number;
+  logAppendTime: number;
+}
+
+export interface FetchResult {
+  data: Uint8Array;
+  highWatermark: number;
+  logStartOffset: number;
+  logEndOffset: number;
+  leaderEpoch: number;
+}
+
+export interface ReplicaDescription {
+  topic: string;
+  partition: number;
+  broker: number;
+  role: "leader" | "follower" | "offline";
+  leaderEpoch: number;
+  highWatermark: number;
+  logStartOffset: number;
+  logEndOffset: number;
+  isr: number[];
+}
