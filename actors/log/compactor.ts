@@ -1,0 +1,267 @@
+// Log compaction (cleanupPolicy=compact): keep the latest record per key.
+//
+// One pass:
+// 1. Build an offset map key -> offset of its latest record over the whole log, the active
+//    segment included, up to the log end at the start of the pass. The map is bounded by
+//    compactionMaxKeys; when it fills up, the pass covers only the prefix of the log the map
+//    describes completely.
+// 2. Rewrite each closed segment the map covers, oldest first, into `<base>.log.cleaned` (+
+//    indexes): a record survives unless a later record has the same key, or it is a tombstone
+//    (null value) older than deleteRetentionMs. Offsets never change: a batch keeps its header
+//    (baseOffset, lastOffsetDelta, timestamps, producer fields, leader epoch) and only loses
+//    records, so a record keeps its offsetDelta. A batch left empty is dropped.
+// 3. Swap the cleaned files in synchronously (one event-loop turn, so no append or read sees a
+//    half-swapped segment): unlink the old indexes, rename the cleaned log over the old one
+//    (atomic), rename the cleaned indexes. A crash in between leaves either segment file with
+//    missing indexes, which recovery rebuilds; leftover `.cleaned` files are deleted on open.
+//
+// Records are only ever dropped on evidence inside the map, so a pass that covers a prefix,
+// or that stops early, is still safe. A tombstone can only be dropped together with every
+// older record of its key (all lie in earlier segments of the same pass), so segments are
+// cleaned in order and the pass stops at the first one it cannot finish. The pass yields to
+// the event loop every chunk and aborts if the log is truncated or closed meanwhile.
+
+import { gunzipSync } from "node:zlib";
+import { ByteReader } from "../../protocol/varint.js";
+import {
+  BATCH_HEADER_SIZE,
+  BatchAttributes,
+  CompressionCodec,
+  LOG_OVERHEAD,
+  MAX_DECOMPRESSED_BATCH_BYTES,
+  computeBatchCrc,
+  decodeRecords,
+  type BatchHeader,
+  type DecodedRecord,
+} from "../../protocol/record-batch.js";
+import { CLEANED_SUFFIX, segmentPaths, unlinkIfExists, fsyncDir } from "./files.js";
+import { LogSegment, SCAN_CHUNK_BYTES, type SegmentSettings } from "./segment.js";
+import type { CompactionResult, LogLogger } from "./types.js";
+
+// Byte positions in a v2 batch header (protocol/record-batch.ts documents the layout).
+const BATCH_LENGTH_POS = 8;
+const CRC_POS = 17;
+const ATTRIBUTES_POS = 21;
+const RECORDS_COUNT_POS = 57;
+/** Work between two yields to the event loop, so appends and reads are not held up. */
+const YIELD_EVERY_BYTES = 1024 * 1024;
+
+/** What the compactor needs from the log it cleans. */
+export interface CompactionHost {
+  readonly dir: string;
+  readonly settings: SegmentSettings;
+  readonly logger: LogLogger;
+  /** The live segment list, oldest first; the last one is active. */
+  segments(): readonly LogSegment[];
+  /** Changes whenever the log is truncated; a pass that sees it change aborts. */
+  generation(): number;
+  isClosing(): boolean;
+  /** Replaces a closed segment by its cleaned copy, or removes it (null) when nothing survived. */
+  replaceSegment(old: LogSegment, cleaned: LogSegment | null): void;
+}
+
+export interface CompactionSettings {
+  compactionMaxKeys: number;
+  deleteRetentionMs: number;
+  nowMs: number;
+}
+
+export interface CompactionOutcome extends CompactionResult {
+  /** End offset of the last segment the pass covered (for the dirty-ratio trigger). */
+  cleanedThroughOffset: number;
+}
+
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+function keyString(key: Uint8Array): string {
+  return Buffer.from(key.buffer, key.byteOffset, key.length).toString("latin1");
+}
+
+export async function compactLog(host: CompactionHost, settings: CompactionSettings): Promise<CompactionOutcome> {
+  const result: CompactionOutcome = {
+    segmentsCleaned: 0,
+    segmentsRemoved: 0,
+    bytesBefore: 0,
+    bytesAfter: 0,
+    recordsRemoved: 0,
+    tombstonesRemoved: 0,
+    aborted: false,
+    cleanedThroughOffset: 0,
+  };
+  const generation = host.generation();
+  const stale = () => host.isClosing() || host.generation() !== generation;
+  const snapshot = host.segments().map((segment) => ({ segment, size: segment.size, version: segment.version }));
+  if (snapshot.length < 2) return result;
+  const map = new Map<string, number>();
+  const mapEnd = await buildOffsetMap(snapshot, map, settings.compactionMaxKeys, stale);
+  if (mapEnd === null) return { ...result, aborted: true };
+  for (const { segment, version } of snapshot.slice(0, -1)) {
+    if (segment.nextOffset > mapEnd) break;
+    const cleaned = await cleanSegment(host, segment, version, map, settings, stale, result);
+    if (!cleaned) {
+      result.aborted = true;
+      break;
+    }
+    result.cleanedThroughOffset = segment.nextOffset;
+  }
+  return result;
+}
+
+/** Fills `map`; returns the offset below which it is complete, or null if the pass went stale. */
+async function buildOffsetMap(
+  snapshot: { segment: LogSegment; size: number; version: number }[],
+  map: Map<string, number>,
+  maxKeys: number,
+  stale: () => boolean,
+): Promise<number | null> {
+  let mapEnd = snapshot[0].segment.baseOffset;
+  for (const { segment, size, version } of snapshot) {
+    const scanner = segment.scanner(0, { verifyCrc: false, headersOnly: false, chunkBytes: SCAN_CHUNK_BYTES });
+    let sinceYield = 0;
+    for (let b = scanner.next(); b !== null && b.position < size; b = scanner.next()) {
+      if (map.size + b.header.recordCount > maxKeys) return mapEnd;
+      for (const r of decodeRecords(b.buf, b.bufPos)) {
+        if (r.key !== null) map.set(keyString(r.key), r.offset);
+      }
+      mapEnd = b.header.lastOffset + 1;
+      sinceYield += b.header.sizeInBytes;
+      if (sinceYield >= YIELD_EVERY_BYTES) {
+        sinceYield = 0;
+        await yieldToEventLoop();
+        if (stale() || segment.deleted || segment.version !== version) return null;
+      }
+    }
+    if (scanner.error !== null) return mapEnd;
+  }
+  return mapEnd;
+}
+
+/** Cleans one segment and swaps the result in; false if it had to stop (the pass stops too). */
+async function cleanSegment(
+  host: CompactionHost,
+  segment: LogSegment,
+  version: number,
+  map: Map<string, number>,
+  settings: CompactionSettings,
+  stale: () => boolean,
+  result: CompactionOutcome,
+): Promise<boolean> {
+  const out = LogSegment.create(host.dir, segment.baseOffset, host.settings, CLEANED_SUFFIX);
+  const discard = () => out.deleteFiles();
+  const tombstoneHorizon = settings.nowMs - settings.deleteRetentionMs;
+  const pending: { data: Buffer; header: BatchHeader }[] = [];
+  let pendingBytes = 0;
+  let removed = 0;
+  let tombstones = 0;
+  let processed = 0;
+  const writePending = () => {
+    if (pending.length === 0) return;
+    out.append(Buffer.concat(pending.map((p) => p.data), pendingBytes), pending.map((p) => p.header));
+    pending.length = 0;
+    pendingBytes = 0;
+  };
+  try {
+    const scanner = segment.scanner(0, { verifyCrc: true, headersOnly: false, chunkBytes: SCAN_CHUNK_BYTES });
+    for (let b = scanner.next(); b !== null; b = scanner.next()) {
+      const records = decodeRecords(b.buf, b.bufPos);
+      const keep = records.map((r) => {
+        const latest = r.key === null ? undefined : map.get(keyString(r.key));
+        if (latest !== undefined && latest > r.offset) return false;
+        if (r.value === null && r.key !== null && r.timestamp < tombstoneHorizon) {
+          tombstones++;
+          return false;
+        }
+        return true;
+      });
+      const kept = keep.filter(Boolean).length;
+      removed += records.length - kept;
+      if (kept > 0) {
+        const data = kept === records.length ? Buffer.from(b.buf.subarray(b.bufPos, b.bufPos + b.header.sizeInBytes)) : filterBatch(b.buf, b.bufPos, b.header, records, keep);
+        pending.push({ data, header: { ...b.header, sizeInBytes: data.length } });
+        pendingBytes += data.length;
+      }
+      processed += b.header.sizeInBytes;
+      if (processed >= YIELD_EVERY_BYTES) {
+        processed = 0;
+        writePending();
+        await yieldToEventLoop();
+        if (stale() || segment.deleted || segment.version !== version) return abandon(discard);
+      }
+    }
+    if (scanner.error !== null) {
+      host.logger.warn(`compaction of ${segment.paths.log} stopped: ${scanner.error.message}`);
+      return abandon(discard);
+    }
+    writePending();
+  } catch (e) {
+    discard();
+    throw e;
+  }
+  if (removed === 0) {
+    discard();
+    return true;
+  }
+  out.syncAll();
+  if (stale() || segment.deleted || segment.version !== version) return abandon(discard);
+  result.bytesBefore += segment.size;
+  result.bytesAfter += out.size;
+  result.recordsRemoved += removed;
+  result.tombstonesRemoved += tombstones;
+  if (out.size === 0) {
+    discard();
+    host.replaceSegment(segment, null);
+    result.segmentsRemoved++;
+  } else {
+    swapFiles(host.dir, segment, out);
+    host.replaceSegment(segment, out);
+    result.segmentsCleaned++;
+  }
+  return true;
+}
+
+function abandon(discard: () => void): false {
+  discard();
+  return false;
+}
+
+/** Puts the cleaned files under the segment's names (see the header comment for the order). */
+function swapFiles(dir: string, old: LogSegment, cleaned: LogSegment): void {
+  const target = segmentPaths(dir, old.baseOffset);
+  unlinkIfExists(target.index);
+  unlinkIfExists(target.timeIndex);
+  cleaned.renameTo(target);
+  fsyncDir(dir);
+}
+
+/**
+ * A copy of the batch at `pos` holding only the records marked in `keep`: same header fields
+ * except batchLength, recordsCount, CRC and (for a gzip batch, whose survivors are written
+ * uncompressed) the compression bits. Records are copied byte for byte, so each keeps its
+ * offsetDelta, hence its offset.
+ */
+function filterBatch(buf: Buffer, pos: number, header: BatchHeader, records: DecodedRecord[], keep: boolean[]): Buffer {
+  const compressed = (header.attributes & BatchAttributes.COMPRESSION_MASK) !== CompressionCodec.NONE;
+  const body = buf.subarray(pos + BATCH_HEADER_SIZE, pos + header.sizeInBytes);
+  const src = compressed ? gunzipSync(body, { maxOutputLength: MAX_DECOMPRESSED_BATCH_BYTES }) : body;
+  const reader = new ByteReader(src, 0, src.length);
+  const ranges: [number, number][] = [];
+  let size = BATCH_HEADER_SIZE;
+  for (let i = 0; i < records.length; i++) {
+    const start = reader.pos;
+    const length = reader.readVarint();
+    reader.pos += length;
+    if (keep[i]) {
+      ranges.push([start, reader.pos]);
+      size += reader.pos - start;
+    }
+  }
+  const out = Buffer.allocUnsafe(size);
+  buf.copy(out, 0, pos, pos + BATCH_HEADER_SIZE);
+  let at = BATCH_HEADER_SIZE;
+  for (const [start, end] of ranges) at += src.copy(out, at, start, end);
+  out.writeInt32BE(size - LOG_OVERHEAD, BATCH_LENGTH_POS);
+  out.writeInt16BE(header.attributes & ~BatchAttributes.COMPRESSION_MASK, ATTRIBUTES_POS);
+  out.writeInt32BE(ranges.length, RECORDS_COUNT_POS);
+  out.writeUInt32BE(computeBatchCrc(out, 0, { ...header, sizeInBytes: size }), CRC_POS);
+  return out;
+}
