@@ -56,6 +56,12 @@ export class LeaderEpochCache {
     return this.entries.length === 0 ? UNDEFINED_EPOCH_OFFSET : this.entries[this.entries.length - 1].startOffset;
   }
 
+  /** The epoch in force at `offset` (of the last entry starting at or before it), or -1. */
+  epochAt(offset: number): number {
+    for (let i = this.entries.length - 1; i >= 0; i--) if (this.entries[i].startOffset <= offset) return this.entries[i].epoch;
+    return UNDEFINED_EPOCH;
+  }
+
   list(): EpochEntry[] {
     return this.entries.map((e) => ({ ...e }));
   }

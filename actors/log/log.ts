@@ -36,7 +36,7 @@ import {
   unlinkIfExists,
   writeCheckpoint,
 } from "./files.js";
-import { LogSegment, SCAN_CHUNK_BYTES, type SegmentRecovery, type SegmentSettings } from "./segment.js";
+import { LogSegment, SCAN_CHUNK_BYTES, type SegmentRecovery, type SegmentSettings, type TailChecks } from "./segment.js";
 import {
   CleanupPolicy,
   type AppendOptions,
@@ -764,9 +764,13 @@ function recoverFiles(dir: string, config: ResolvedLogConfig, logger: LogLogger)
     for (const suffix of [".log", ".index", ".timeindex"]) unlinkIfExists(path.join(dir, String(base).padStart(20, "0") + suffix));
   }
   const segments: LogSegment[] = [];
-  const epochStarts: EpochEntry[] = [];
+  const loaded = LeaderEpochCache.load(path.join(dir, LEADER_EPOCH_CHECKPOINT));
+  const checks: TailChecks = {
+    contiguous: config.cleanupPolicy === CleanupPolicy.DELETE,
+    epochAt: loaded.status === "ok" ? (offset) => loaded.cache.epochAt(offset) : null,
+  };
   try {
-    openSegments(dir, bases, settings, recoveryPoint, logger, segments, epochStarts);
+    openSegments(dir, bases, settings, recoveryPoint, checks, logger, segments);
     if (segments.length > 0 && segments[segments.length - 1].nextOffset < startOffset) {
       logger.warn(`log ${dir} ends at ${segments[segments.length - 1].nextOffset}, before its log start offset ${startOffset}: starting empty there`);
       for (const s of segments.splice(0)) s.deleteFiles();
@@ -777,7 +781,7 @@ function recoverFiles(dir: string, config: ResolvedLogConfig, logger: LogLogger)
     startOffset = Math.max(startOffset, segments[0].baseOffset);
     const logEndOffset = segments[segments.length - 1].nextOffset;
     recoveryPoint = Math.min(recoveryPoint, logEndOffset);
-    const epochs = loadEpochCache(dir, segments, epochStarts, startOffset, logEndOffset, logger);
+    const epochs = repairEpochCache(dir, loaded, segments, startOffset, logEndOffset, logger);
     writeCheckpoint(path.join(dir, LOG_START_OFFSET_CHECKPOINT), CHECKPOINT_VERSION, [[startOffset]]);
     return { segments, startOffset, recoveryPoint, epochs };
   } catch (e) {
@@ -791,14 +795,14 @@ function openSegments(
   bases: number[],
   settings: SegmentSettings,
   recoveryPoint: number,
+  checks: TailChecks,
   logger: LogLogger,
   segments: LogSegment[],
-  epochStarts: EpochEntry[],
 ): void {
   for (let i = 0; i < bases.length; i++) {
     const isLast = i === bases.length - 1;
     const flushed = !isLast && bases[i + 1] <= recoveryPoint;
-    const { segment, recovery } = LogSegment.open(dir, bases[i], settings, flushed ? null : recoveryPoint);
+    const { segment, recovery } = LogSegment.open(dir, bases[i], settings, flushed ? null : recoveryPoint, checks);
     const previous = segments[segments.length - 1];
     segments.push(segment);
     if (previous !== undefined && segment.baseOffset < previous.nextOffset) {
@@ -807,7 +811,6 @@ function openSegments(
       });
     }
     reportRecovery(segment, recovery, logger);
-    epochStarts.push(...recovery.epochStarts);
     if (recovery.truncatedBytes > 0 && !isLast) {
       // Whatever follows a cut cannot be trusted to continue it.
       for (const base of bases.slice(i + 1)) {
@@ -829,21 +832,19 @@ function reportRecovery(segment: LogSegment, recovery: SegmentRecovery, logger: 
   if (recovery.indexRebuilt) logger.info(`recovery: rebuilt index entries of ${path.basename(segment.paths.log)}`);
 }
 
-/** The epoch cache, rebuilt from batch headers if its checkpoint is missing or unreadable. */
-function loadEpochCache(
+/** Fits the epoch cache to the recovered log; rebuilds it from batch headers if its checkpoint was missing or unreadable. */
+function repairEpochCache(
   dir: string,
+  loaded: ReturnType<typeof LeaderEpochCache.load>,
   segments: LogSegment[],
-  recovered: EpochEntry[],
   startOffset: number,
   logEndOffset: number,
   logger: LogLogger,
 ): LeaderEpochCache {
-  const { cache, status, problem } = LeaderEpochCache.load(path.join(dir, LEADER_EPOCH_CHECKPOINT));
+  const { cache, status, problem } = loaded;
   if (status !== "ok" && logEndOffset > startOffset) {
     logger.warn(`leader-epoch-checkpoint in ${dir} is ${status}${problem ? ` (${problem})` : ""}; rebuilding it from the log`);
     cache.reset(scanEpochStarts(segments));
-  } else {
-    for (const e of recovered) if (e.epoch > cache.latestEpoch) cache.assign(e.epoch, e.startOffset);
   }
   cache.truncateFromEnd(logEndOffset);
   cache.truncateFromStart(startOffset);

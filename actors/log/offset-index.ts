@@ -86,12 +86,12 @@ export class OffsetIndex extends IndexFile {
 
   /**
    * Length of the longest prefix of well-formed entries: both fields strictly increasing,
-   * positions inside a log of `logSize` bytes. Recovery truncates the index to it.
+   * positions inside a log of `logSize` bytes and above 0. Recovery truncates the index to it.
    */
   validPrefix(logSize: number, all: Buffer = this.readRange(0, this.entries)): number {
     const n = all.length / OFFSET_INDEX_ENTRY_SIZE;
     let prevRel = -1;
-    let prevPos = -1;
+    let prevPos = 0; // the first batch of a segment never gets an entry: position 0 is not one
     for (let i = 0; i < n; i++) {
       const rel = all.readInt32BE(i * 8);
       const pos = all.readInt32BE(i * 8 + 4);

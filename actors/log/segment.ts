@@ -19,7 +19,6 @@ import { BatchScanner, type ScanOptions } from "./batch-scanner.js";
 import { closeQuietly, readFully, segmentPaths, storageError, unlinkIfExists, writeFully, type SegmentPaths } from "./files.js";
 import { OffsetIndex } from "./offset-index.js";
 import { TimeIndex } from "./time-index.js";
-import type { EpochEntry } from "./types.js";
 
 const INT32_MAX = 0x7fffffff;
 /** Read size for recovery and compaction scans. */
@@ -33,6 +32,22 @@ export interface SegmentSettings {
 /** The fields of a batch header the segment keeps track of. */
 export type BatchSummary = Pick<BatchHeader, "baseOffset" | "lastOffset" | "maxTimestamp" | "sizeInBytes" | "partitionLeaderEpoch">;
 
+/**
+ * Checks of the two header fields the CRC does not cover, applied to batches recovered from a
+ * possibly torn tail. Kafka does not check them; a damaged byte there would otherwise serve
+ * records under the wrong offset or invent a leader epoch.
+ */
+export interface TailChecks {
+  /** Offsets must follow each other without gaps (a log that was never compacted). */
+  contiguous: boolean;
+  /**
+   * The leader epoch the epoch cache holds for an offset (-1 if none), or null when the cache
+   * was lost. The log writes a new epoch's entry before its first batch, so every batch on
+   * disk carries exactly the epoch the cache names for its base offset (or -1, unstamped).
+   */
+  epochAt: ((offset: number) => number) | null;
+}
+
 export interface SegmentRecovery {
   /** Bytes cut from the end because they were torn or corrupt; 0 when the segment was whole. */
   truncatedBytes: number;
@@ -40,8 +55,6 @@ export interface SegmentRecovery {
   reason: string | null;
   /** True when index entries had to be recreated by scanning the log. */
   indexRebuilt: boolean;
-  /** Leader epoch changes seen by the scan, in offset order (for the epoch cache). */
-  epochStarts: EpochEntry[];
 }
 
 interface ScanOutcome {
@@ -51,8 +64,9 @@ interface ScanOutcome {
   error: SkeinError | null;
   /** The batch named by the starting index entry was missing or different: the index is wrong. */
   indexMismatch: boolean;
-  epochStarts: EpochEntry[];
 }
+
+const NO_TAIL_CHECKS: TailChecks = { contiguous: false, epochAt: null };
 
 export class LogSegment {
   /** Bytes of whole batches in the .log file. */
@@ -72,6 +86,14 @@ export class LogSegment {
   private logFd: number;
   private bytesSinceLastIndexEntry = 0;
   private syncing: Promise<void> | null = null;
+  /**
+   * Whether every index entry was checked (or written by us). Opening a closed segment checks
+   * only the last entry, so startup stays cheap however many segments there are; the rest is
+   * checked on the first lookup.
+   */
+  private indexChecked = true;
+  /** Times the index was found wrong during lookups and rebuilt from the log. */
+  indexRebuilds = 0;
 
   private constructor(
     readonly baseOffset: number,
@@ -103,12 +125,18 @@ export class LogSegment {
    * Opens an existing segment. `recoveryPoint` null = verify strictly (all data was fsynced);
    * a number = recover, trusting index entries at or below that offset and cutting a bad tail.
    */
-  static open(dir: string, baseOffset: number, settings: SegmentSettings, recoveryPoint: number | null): { segment: LogSegment; recovery: SegmentRecovery } {
+  static open(
+    dir: string,
+    baseOffset: number,
+    settings: SegmentSettings,
+    recoveryPoint: number | null,
+    checks: TailChecks = NO_TAIL_CHECKS,
+  ): { segment: LogSegment; recovery: SegmentRecovery } {
     const segment = new LogSegment(baseOffset, segmentPaths(dir, baseOffset), settings, false);
     try {
       segment.size = fs.fstatSync(segment.logFd).size;
       if (segment.size > INT32_MAX) throw storageError(`segment ${segment.paths.log} is larger than 2 GiB`, { file: segment.paths.log });
-      const recovery = recoveryPoint === null ? segment.verifyClosed() : segment.recover(recoveryPoint);
+      const recovery = recoveryPoint === null ? segment.verifyClosed() : segment.recover(recoveryPoint, checks);
       if (segment.size > 0) segment.firstBatchTimestamp = segment.readHeaderAt(0).maxTimestamp;
       return { segment, recovery };
     } catch (e) {
@@ -124,11 +152,13 @@ export class LogSegment {
       const last = this.offsetIndex.entry(n - 1);
       if (last.position < this.size && this.timeIndex.entry(n - 1).offset === last.offset) start = n - 1;
     }
-    let scan = this.scanFrom(start, true);
+    this.indexChecked = start < 0;
+    let scan = this.scanFrom(start, true, NO_TAIL_CHECKS);
     let rescanned = start < 0 && n > 0;
     if (!scan.ok && start >= 0) {
-      scan = this.scanFrom(-1, true);
+      scan = this.scanFrom(-1, true, NO_TAIL_CHECKS);
       rescanned = true;
+      this.indexChecked = true;
     }
     if (!scan.ok) {
       throw storageError(
@@ -138,10 +168,10 @@ export class LogSegment {
         scan.error,
       );
     }
-    return { truncatedBytes: 0, reason: null, indexRebuilt: rescanned || n !== this.offsetIndex.entries, epochStarts: scan.epochStarts };
+    return { truncatedBytes: 0, reason: null, indexRebuilt: rescanned || n !== this.offsetIndex.entries };
   }
 
-  private recover(recoveryPoint: number): SegmentRecovery {
+  private recover(recoveryPoint: number, checks: TailChecks): SegmentRecovery {
     const entriesBefore = this.offsetIndex.entries;
     const offsetRaw = this.offsetIndex.readRange(0, entriesBefore);
     let valid = this.offsetIndex.validPrefix(this.size, offsetRaw);
@@ -149,8 +179,8 @@ export class LogSegment {
     this.offsetIndex.truncateEntries(valid);
     this.timeIndex.truncateEntries(valid);
     // Entries past the recovery point may describe data that never reached the disk.
-    let scan = this.scanFrom(this.offsetIndex.floorEntryIndex(recoveryPoint), true);
-    if (scan.indexMismatch) scan = this.scanFrom(-1, true);
+    let scan = this.scanFrom(this.offsetIndex.floorEntryIndex(recoveryPoint), true, checks);
+    if (scan.indexMismatch) scan = this.scanFrom(-1, true, checks);
     let truncatedBytes = 0;
     if (!scan.ok) {
       truncatedBytes = this.size - scan.end;
@@ -162,7 +192,6 @@ export class LogSegment {
       truncatedBytes,
       reason: scan.ok ? null : (scan.error?.message ?? "invalid batch"),
       indexRebuilt: valid !== entriesBefore || this.offsetIndex.entries !== entriesBefore,
-      epochStarts: scan.epochStarts,
     };
   }
 
@@ -170,29 +199,38 @@ export class LogSegment {
    * Re-derives the in-memory state (next offset, max timestamp, index entries) by scanning the
    * log from index entry `startIndex` (-1 = the segment start); entries after it are recreated.
    */
-  private scanFrom(startIndex: number, verifyCrc: boolean): ScanOutcome {
+  private scanFrom(startIndex: number, verifyCrc: boolean, checks: TailChecks): ScanOutcome {
     this.offsetIndex.truncateEntries(startIndex + 1);
     this.timeIndex.truncateEntries(startIndex + 1);
     const start = startIndex < 0 ? { offset: this.baseOffset, position: 0 } : this.offsetIndex.entry(startIndex);
     this.maxTimestamp = startIndex < 0 ? -1 : this.timeIndex.entry(startIndex).timestamp;
     this.nextOffset = start.offset;
     this.bytesSinceLastIndexEntry = 0;
-    const epochStarts: EpochEntry[] = [];
     const scanner = this.scanner(start.position, { verifyCrc, headersOnly: !verifyCrc, chunkBytes: SCAN_CHUNK_BYTES });
-    const fail = (end: number, error: SkeinError | null, indexMismatch: boolean): ScanOutcome => ({ ok: false, end, error, indexMismatch, epochStarts });
+    const fail = (end: number, error: SkeinError | null, indexMismatch: boolean): ScanOutcome => ({ ok: false, end, error, indexMismatch });
     for (let b = scanner.next(), first = true; b !== null; b = scanner.next(), first = false) {
       const h = b.header;
       if (first && startIndex >= 0 && h.baseOffset !== start.offset) return fail(b.position, null, true);
-      if (h.baseOffset < this.nextOffset || h.lastOffset - this.baseOffset > INT32_MAX) {
-        return fail(b.position, storageError(`batch at ${b.position} has offsets ${h.baseOffset}..${h.lastOffset} after ${this.nextOffset - 1}`, {}), false);
-      }
+      const problem = this.headerProblem(h, checks);
+      if (problem !== null) return fail(b.position, storageError(`batch at position ${b.position}: ${problem}`, { file: this.paths.log }), false);
       if (first && startIndex >= 0) this.resumeAt(h);
       else this.indexBatch(h, b.position);
-      const latest = epochStarts[epochStarts.length - 1];
-      if (latest === undefined || latest.epoch !== h.partitionLeaderEpoch) epochStarts.push({ epoch: h.partitionLeaderEpoch, startOffset: h.baseOffset });
     }
     if (scanner.error !== null) return fail(scanner.position, scanner.error, startIndex >= 0 && scanner.position === start.position);
-    return { ok: true, end: this.size, error: null, indexMismatch: false, epochStarts };
+    return { ok: true, end: this.size, error: null, indexMismatch: false };
+  }
+
+  /** What is wrong with the CRC-less header fields of the next batch, or null. */
+  private headerProblem(h: BatchHeader, checks: TailChecks): string | null {
+    if (h.baseOffset < this.nextOffset || h.lastOffset - this.baseOffset > INT32_MAX) {
+      return `offsets ${h.baseOffset}..${h.lastOffset} do not follow ${this.nextOffset - 1}`;
+    }
+    if (checks.contiguous && h.baseOffset !== this.nextOffset) return `offset ${h.baseOffset} leaves a gap after ${this.nextOffset - 1}`;
+    const epoch = checks.epochAt?.(h.baseOffset);
+    if (epoch !== undefined && h.partitionLeaderEpoch !== -1 && h.partitionLeaderEpoch !== epoch) {
+      return `leader epoch ${h.partitionLeaderEpoch} at offset ${h.baseOffset}, the epoch cache says ${epoch}`;
+    }
+    return null;
   }
 
   /** State after the batch an index entry names, without adding that entry again. */
@@ -253,22 +291,50 @@ export class LogSegment {
     this.size = position;
   }
 
+  /** Checks every index entry once; rebuilds both indexes from the log if any is wrong. */
+  private ensureIndexChecked(): void {
+    if (this.indexChecked) return;
+    const offsetRaw = this.offsetIndex.readRange(0, this.offsetIndex.entries);
+    const n = offsetRaw.length / 8;
+    const valid = Math.min(this.offsetIndex.validPrefix(this.size, offsetRaw), this.timeIndex.validPrefix(offsetRaw));
+    if (valid !== n || this.timeIndex.entries !== n) this.rebuildIndexes();
+    this.indexChecked = true;
+  }
+
+  /** Recreates both indexes from the batch headers (the log itself was verified on open). */
+  private rebuildIndexes(): void {
+    const { size, nextOffset } = this;
+    const scan = this.scanFrom(-1, false, NO_TAIL_CHECKS);
+    if (!scan.ok || this.size !== size || this.nextOffset !== nextOffset) {
+      throw storageError(`segment ${this.paths.log} unreadable while rebuilding its index: ${scan.error?.message}`, { file: this.paths.log }, scan.error);
+    }
+    this.indexRebuilds++;
+    this.indexChecked = true;
+  }
+
   /** First batch whose last offset is >= offset (the batch holding it, or the next one after a gap); null if none. */
   locate(offset: number): { position: number; header: BatchHeader } | null {
+    this.ensureIndexChecked();
+    const found = this.locateOnce(offset);
+    if (found !== "index-mismatch") return found;
+    this.rebuildIndexes();
+    const retry = this.locateOnce(offset);
+    if (retry === "index-mismatch") throw storageError(`index ${this.paths.index} still wrong after a rebuild`, { file: this.paths.index });
+    return retry;
+  }
+
+  private locateOnce(offset: number): { position: number; header: BatchHeader } | null | "index-mismatch" {
     if (offset >= this.nextOffset) return null;
     const i = this.offsetIndex.floorEntryIndex(offset);
     const start = i < 0 ? { offset: this.baseOffset, position: 0 } : this.offsetIndex.entry(i);
     const chunkBytes = Math.min(Math.max(2 * this.settings.indexIntervalBytes, 4096), 65536);
     const scanner = this.scanner(start.position, { verifyCrc: false, headersOnly: true, chunkBytes });
     for (let b = scanner.next(), first = true; b !== null; b = scanner.next(), first = false) {
-      if (first && i >= 0 && b.header.baseOffset !== start.offset) {
-        throw storageError(`index ${this.paths.index} names offset ${start.offset} at ${start.position}, the log has ${b.header.baseOffset}`, {
-          file: this.paths.index,
-        });
-      }
+      if (first && i >= 0 && b.header.baseOffset !== start.offset) return "index-mismatch";
       if (b.header.lastOffset >= offset) return { position: b.position, header: b.header };
     }
     if (scanner.error !== null) {
+      if (i >= 0 && scanner.position === start.position) return "index-mismatch";
       throw storageError(`segment ${this.paths.log} unreadable: ${scanner.error.message}`, { file: this.paths.log }, scanner.error);
     }
     return null;
@@ -323,6 +389,7 @@ export class LogSegment {
   /** First offset whose record timestamp is >= timestamp, or null if the segment has none. */
   offsetForTimestamp(timestamp: number): number | null {
     if (this.maxTimestamp < timestamp) return null;
+    this.ensureIndexChecked();
     const k = this.timeIndex.lastEntryBefore(timestamp);
     const start = k < 0 ? 0 : this.offsetIndex.entry(k).position;
     const scanner = this.scanner(start, { verifyCrc: false, headersOnly: true, chunkBytes: SCAN_CHUNK_BYTES });
@@ -347,7 +414,7 @@ export class LogSegment {
     fs.ftruncateSync(this.logFd, cut.position);
     this.size = cut.position;
     this.version++;
-    const scan = this.scanFrom(this.offsetIndex.floorEntryIndex(cut.header.baseOffset - 1), false);
+    const scan = this.scanFrom(this.offsetIndex.floorEntryIndex(cut.header.baseOffset - 1), false, NO_TAIL_CHECKS);
     if (!scan.ok) throw storageError(`segment ${this.paths.log} unreadable after truncation: ${scan.error?.message}`, { file: this.paths.log });
     if (this.size === 0) this.firstBatchTimestamp = -1;
     return removed;
