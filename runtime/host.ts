@@ -228,12 +228,18 @@ class ActorCell {
         this.queue = this.queue.slice(this.head);
         this.head = 0;
       }
-      await this.process(d);
+      const pending = this.process(d);
+      if (pending) await pending;
     }
     this.running = false;
   }
 
-  private async process(d: Delivery): Promise<void> {
+  /**
+   * Handles one message. Returns a promise only when something asynchronous is left (an async
+   * handler, a restart), so a mailbox of synchronous handlers drains without a microtask turn
+   * per message.
+   */
+  private process(d: Delivery): Promise<void> | undefined {
     const schema = this.def.messages[d.type];
     if (!schema) {
       d.reply?.(EnvelopeKind.REPLY_ERROR, "error", {
@@ -241,38 +247,62 @@ class ActorCell {
         message: `${this.def.kind} actor does not accept message type "${d.type}" (accepts: ${Object.keys(this.def.messages).join(", ")})`,
         context: { address: this.address, field: "type" },
       });
-      return;
+      return undefined;
     }
     const parsed = schema.safeParse(d.body);
     if (!parsed.success) {
       const err = invalidRequest(this.address, d.type, parsed.error.issues);
       d.reply?.(EnvelopeKind.REPLY_ERROR, "error", err.toWire());
-      return;
+      return undefined;
     }
     this.current = d;
+    let restart: Promise<void> | undefined;
     try {
-      const handler = this.def.handlers[d.type];
-      let value = handler(this.state, parsed.data, this.ctx);
-      if (value instanceof Promise) value = await value;
-      this.processed++;
-      if (!d.deferred) d.reply?.(EnvelopeKind.REPLY_OK, "reply", value);
+      const value = this.def.handlers[d.type](this.state, parsed.data, this.ctx);
+      if (value instanceof Promise) return this.completeAsync(d, value);
+      this.complete(d, value);
     } catch (e) {
-      this.processed++;
-      if (e instanceof SkeinError) {
-        if (!d.deferred) d.reply?.(EnvelopeKind.REPLY_ERROR, "error", withAddress(e, this.address));
-      } else {
-        if (!d.deferred) {
-          d.reply?.(EnvelopeKind.REPLY_ERROR, "error", {
-            code: ErrorCode.ACTOR_FAILED,
-            message: `${this.address} failed handling ${d.type}: ${(e as Error)?.message ?? e}`,
-            context: { address: this.address },
-          });
-        }
-        await this.onFailure(e);
-      }
+      restart = this.fail(d, e);
+    }
+    if (restart) {
+      return restart.finally(() => {
+        this.current = null;
+      });
+    }
+    this.current = null;
+    return undefined;
+  }
+
+  private async completeAsync(d: Delivery, pending: Promise<unknown>): Promise<void> {
+    try {
+      this.complete(d, await pending);
+    } catch (e) {
+      await this.fail(d, e);
     } finally {
       this.current = null;
     }
+  }
+
+  private complete(d: Delivery, value: unknown): void {
+    this.processed++;
+    if (!d.deferred) d.reply?.(EnvelopeKind.REPLY_OK, "reply", value);
+  }
+
+  /** Answers for a handler that threw; returns the restart to wait for unless it was a SkeinError. */
+  private fail(d: Delivery, e: unknown): Promise<void> | undefined {
+    this.processed++;
+    if (e instanceof SkeinError) {
+      if (!d.deferred) d.reply?.(EnvelopeKind.REPLY_ERROR, "error", withAddress(e, this.address));
+      return undefined;
+    }
+    if (!d.deferred) {
+      d.reply?.(EnvelopeKind.REPLY_ERROR, "error", {
+        code: ErrorCode.ACTOR_FAILED,
+        message: `${this.address} failed handling ${d.type}: ${(e as Error)?.message ?? e}`,
+        context: { address: this.address },
+      });
+    }
+    return this.onFailure(e);
   }
 
   private async onFailure(error: unknown): Promise<void> {

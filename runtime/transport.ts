@@ -12,9 +12,13 @@ export type ReplyFn = (kind: EnvelopeKind, type: string, body: unknown) => void;
 /** Decides whether a message from → to may pass; installed only when faults are allowed. */
 export type DeliveryFilter = (from: string, to: string) => "deliver" | "drop";
 
+/** Addresses whose subject is remembered; escaping an address costs more than a publish. */
+const SUBJECT_CACHE_ENTRIES = 10_000;
+
 export class NatsTransport {
   private buffered = 0;
   private connected = true;
+  private readonly subjects = new Map<string, string>();
   droppedWhileDisconnected = 0;
   filter: DeliveryFilter | null = null;
 
@@ -67,14 +71,24 @@ export class NatsTransport {
       }
       this.buffered += data.length;
     }
-    this.nc.publish(addressToSubject(this.cluster, address), data);
+    this.nc.publish(this.subjectOf(address), data);
+  }
+
+  private subjectOf(address: string): string {
+    let subject = this.subjects.get(address);
+    if (subject === undefined) {
+      subject = addressToSubject(this.cluster, address);
+      if (this.subjects.size >= SUBJECT_CACHE_ENTRIES) this.subjects.clear();
+      this.subjects.set(address, subject);
+    }
+    return subject;
   }
 
   async ask(address: string, type: string, body: unknown, timeoutMs: number): Promise<unknown> {
     if (!this.connected) {
       throw new SkeinError(ErrorCode.NOT_CONNECTED, `NATS is disconnected; cannot ask ${address}`, { address });
     }
-    const subject = addressToSubject(this.cluster, address);
+    const subject = this.subjectOf(address);
     let msg: Msg;
     try {
       msg = await this.nc.request(subject, encodeEnvelope(EnvelopeKind.MESSAGE, type, body), { timeout: timeoutMs });
