@@ -84,7 +84,14 @@ export function startSkeinProcess(args: string[], options: StartChildOptions = {
       exited,
       async stop(graceMs = 10_000) {
         if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-        child.kill("SIGTERM");
+        // process.kill, not child.kill: Deno's node:child_process records the signal sent by
+        // child.kill as the exit cause, so a node that handles SIGTERM and exits 0 would be
+        // reported as killed by SIGTERM (Deno 2.9). Node reports the real status either way.
+        try {
+          process.kill(child.pid!, "SIGTERM");
+        } catch {
+          // Already gone (ESRCH); its exit event is on the way.
+        }
         const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
         const { code } = await exited;
         clearTimeout(timer);
