@@ -43,8 +43,8 @@ const BATCH_LENGTH_POS = 8;
 const CRC_POS = 17;
 const ATTRIBUTES_POS = 21;
 const RECORDS_COUNT_POS = 57;
-/** Work between two yields to the event loop, so appends and reads are not held up. */
-const YIELD_EVERY_BYTES = 1024 * 1024;
+/** Work between two yields to the event loop (~1 ms of decoding), so appends and reads are not held up. */
+const YIELD_EVERY_BYTES = 256 * 1024;
 
 /** What the compactor needs from the log it cleans. */
 export interface CompactionHost {
@@ -71,7 +71,21 @@ export interface CompactionOutcome extends CompactionResult {
   cleanedThroughOffset: number;
 }
 
-const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+/** Counts work across the whole pass and yields to the event loop every YIELD_EVERY_BYTES. */
+class Pacer {
+  private sinceYield = 0;
+
+  constructor(private readonly stale: () => boolean) {}
+
+  /** After `bytes` of work: yields if due; true if the pass must stop. */
+  async step(bytes: number): Promise<boolean> {
+    this.sinceYield += bytes;
+    if (this.sinceYield < YIELD_EVERY_BYTES) return false;
+    this.sinceYield = 0;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    return this.stale();
+  }
+}
 
 function keyString(key: Uint8Array): string {
   return Buffer.from(key.buffer, key.byteOffset, key.length).toString("latin1");
@@ -93,11 +107,12 @@ export async function compactLog(host: CompactionHost, settings: CompactionSetti
   const snapshot = host.segments().map((segment) => ({ segment, size: segment.size, version: segment.version }));
   if (snapshot.length < 2) return result;
   const map = new Map<string, number>();
-  const mapEnd = await buildOffsetMap(snapshot, map, settings.compactionMaxKeys, stale);
+  const pacer = new Pacer(stale);
+  const mapEnd = await buildOffsetMap(snapshot, map, settings.compactionMaxKeys, pacer);
   if (mapEnd === null) return { ...result, aborted: true };
   for (const { segment, version } of snapshot.slice(0, -1)) {
     if (segment.nextOffset > mapEnd) break;
-    const cleaned = await cleanSegment(host, segment, version, map, settings, stale, result);
+    const cleaned = await cleanSegment(host, segment, version, map, settings, pacer, result);
     if (!cleaned) {
       result.aborted = true;
       break;
@@ -112,24 +127,18 @@ async function buildOffsetMap(
   snapshot: { segment: LogSegment; size: number; version: number }[],
   map: Map<string, number>,
   maxKeys: number,
-  stale: () => boolean,
+  pacer: Pacer,
 ): Promise<number | null> {
   let mapEnd = snapshot[0].segment.baseOffset;
   for (const { segment, size, version } of snapshot) {
     const scanner = segment.scanner(0, { verifyCrc: false, headersOnly: false, chunkBytes: SCAN_CHUNK_BYTES });
-    let sinceYield = 0;
     for (let b = scanner.next(); b !== null && b.position < size; b = scanner.next()) {
       if (map.size + b.header.recordCount > maxKeys) return mapEnd;
       for (const r of decodeRecords(b.buf, b.bufPos)) {
         if (r.key !== null) map.set(keyString(r.key), r.offset);
       }
       mapEnd = b.header.lastOffset + 1;
-      sinceYield += b.header.sizeInBytes;
-      if (sinceYield >= YIELD_EVERY_BYTES) {
-        sinceYield = 0;
-        await yieldToEventLoop();
-        if (stale() || segment.deleted || segment.version !== version) return null;
-      }
+      if ((await pacer.step(b.header.sizeInBytes)) || segment.deleted || segment.version !== version) return null;
     }
     if (scanner.error !== null) return mapEnd;
   }
@@ -143,9 +152,10 @@ async function cleanSegment(
   version: number,
   map: Map<string, number>,
   settings: CompactionSettings,
-  stale: () => boolean,
+  pacer: Pacer,
   result: CompactionOutcome,
 ): Promise<boolean> {
+  const stale = () => segment.deleted || segment.version !== version;
   const out = LogSegment.create(host.dir, segment.baseOffset, host.settings, CLEANED_SUFFIX);
   const discard = () => out.deleteFiles();
   const tombstoneHorizon = settings.nowMs - settings.deleteRetentionMs;
@@ -153,7 +163,6 @@ async function cleanSegment(
   let pendingBytes = 0;
   let removed = 0;
   let tombstones = 0;
-  let processed = 0;
   const writePending = () => {
     if (pending.length === 0) return;
     out.append(Buffer.concat(pending.map((p) => p.data), pendingBytes), pending.map((p) => p.header));
@@ -180,13 +189,8 @@ async function cleanSegment(
         pending.push({ data, header: { ...b.header, sizeInBytes: data.length } });
         pendingBytes += data.length;
       }
-      processed += b.header.sizeInBytes;
-      if (processed >= YIELD_EVERY_BYTES) {
-        processed = 0;
-        writePending();
-        await yieldToEventLoop();
-        if (stale() || segment.deleted || segment.version !== version) return abandon(discard);
-      }
+      if (pendingBytes >= YIELD_EVERY_BYTES) writePending();
+      if ((await pacer.step(b.header.sizeInBytes)) || stale()) return abandon(discard);
     }
     if (scanner.error !== null) {
       host.logger.warn(`compaction of ${segment.paths.log} stopped: ${scanner.error.message}`);
@@ -202,7 +206,7 @@ async function cleanSegment(
     return true;
   }
   out.syncAll();
-  if (stale() || segment.deleted || segment.version !== version) return abandon(discard);
+  if ((await pacer.step(YIELD_EVERY_BYTES)) || stale()) return abandon(discard);
   result.bytesBefore += segment.size;
   result.bytesAfter += out.size;
   result.recordsRemoved += removed;
