@@ -60,7 +60,18 @@ export interface ErrorContext {
   [key: string]: unknown;
 }
 
+/**
+ * Brand shared by every copy of this class: each esbuild bundle (CLI, worker, actors module)
+ * carries its own copy, so `instanceof` checks the brand rather than the prototype chain.
+ */
+const BRAND = Symbol.for("skein.SkeinError");
+
 export class SkeinError extends Error {
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === "object" && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
+  }
+
+  readonly [BRAND] = true;
   readonly code: ErrorCode;
   readonly retriable: boolean;
   readonly context: ErrorContext;

@@ -87,8 +87,10 @@ export class ActorSystem {
     });
   }
 
+  /** Drains the connection; when NATS is already gone, just closes it. */
   async close(): Promise<void> {
-    if (!this.nc.isClosed()) await this.nc.drain();
+    if (this.nc.isClosed()) return;
+    await this.nc.drain().catch(() => this.nc.close());
   }
 }
 

@@ -175,9 +175,14 @@ export class ClusterClient {
     return fresh.value;
   }
 
-  /** Produce batches to the partition leader; retries leader moves until `timeoutMs`. */
-  produce(topic: string, partition: number, batches: Uint8Array, options: { acks?: 0 | 1 | -1; timeoutMs?: number } = {}): Promise<ProduceResult> {
+  /**
+   * Produce batches to the partition leader; retries leader moves until `timeoutMs`. Each
+   * attempt waits at most `requestTimeoutMs` (also the leader's acks=all wait). Without an
+   * idempotent producer a retried attempt may duplicate the batch (at another offset).
+   */
+  produce(topic: string, partition: number, batches: Uint8Array, options: { acks?: 0 | 1 | -1; timeoutMs?: number; requestTimeoutMs?: number } = {}): Promise<ProduceResult> {
     const timeoutMs = options.timeoutMs ?? 30_000;
+    const requestTimeoutMs = Math.min(options.requestTimeoutMs ?? 5_000, timeoutMs);
     let refresh = false;
     return this.retrying(timeoutMs, `produce to ${topic}/${partition}`, async () => {
       const leader = await this.leaderOf(topic, partition, refresh);
@@ -185,8 +190,8 @@ export class ClusterClient {
       const r = await this.system.ask<ProduceResult>(
         replicaAddress(topic, partition, leader.leader),
         "Produce",
-        { batches, acks: options.acks ?? -1, timeoutMs: Math.min(timeoutMs, 10_000) },
-        { timeoutMs: Math.min(timeoutMs, 10_000) + 1_000 },
+        { batches, acks: options.acks ?? -1, timeoutMs: requestTimeoutMs },
+        { timeoutMs: requestTimeoutMs + 500 },
       );
       refresh = false;
       return r;

@@ -197,6 +197,24 @@ export class ControllerState {
     }
   }
 
+  /**
+   * The active controller's worker died: a standby takes the lease over at once (CAS on the
+   * lease revision) instead of waiting for it to expire. Standbys track offline replicas too,
+   * so the new controller acts on the same event.
+   */
+  async takeOverFrom(deadController: number): Promise<void> {
+    if (this.active || deadController === this.args.broker) return;
+    const lease = await this.meta.getLease();
+    if (!lease || lease.value.broker !== deadController) return;
+    const rev = await this.meta.updateLease({ broker: this.args.broker, since: Date.now() }, lease.revision);
+    if (rev === null) return;
+    this.active = true;
+    this.epoch = rev;
+    this.leaseRevision = rev;
+    this.lastRenewAt = Date.now();
+    console.log(`skein: broker ${this.args.broker} took over as controller from broker ${deadController} (epoch ${rev})`);
+  }
+
   onWorkerBack(actors: string[]): void {
     for (const a of actors) {
       const m = /^replica\/(.+)\/(\d+)@(\d+)$/.exec(a);
@@ -321,8 +339,11 @@ export const ControllerActor = defineActor({
     DeleteTopic: (s, m) => s.deleteTopic(m.name),
     Status: (s) => s.status(),
     WorkerEvent: async (s, m) => {
-      if (m.type === "worker.exited") s.onWorkerLost(m.actors);
-      else s.onWorkerBack(m.actors);
+      if (m.type === "worker.exited") {
+        s.onWorkerLost(m.actors);
+        const dead = m.actors.map((a) => /^controller@(\d+)$/.exec(a)).find(Boolean);
+        if (dead) await s.takeOverFrom(Number(dead[1]));
+      } else s.onWorkerBack(m.actors);
       if (s.active) await s.tick();
     },
     Tick: async (s, _m, ctx) => {

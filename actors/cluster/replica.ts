@@ -68,6 +68,8 @@ interface PendingAck {
 }
 
 const RETRY_BACKOFF_MS = 100;
+/** Extra wait on top of a follower fetch's long poll before it counts as lost, ms. */
+const FETCH_MARGIN_MS = 1_000;
 const TICK_MS = 100;
 
 export class ReplicaState {
@@ -326,7 +328,8 @@ export class ReplicaState {
     }
     const request = { fromOffset, maxBytes: this.args.replicaFetchMaxBytes, maxWaitMs: this.args.replicaFetchWaitMs, replicaId: this.args.broker, leaderEpoch: epoch };
     ctx
-      .ask<FetchResult>(leaderAddress, "Fetch", request, { timeoutMs: this.args.replicaFetchWaitMs + 5_000 })
+      // A leader answers within its long-poll wait; a little more than that means it is gone.
+      .ask<FetchResult>(leaderAddress, "Fetch", request, { timeoutMs: this.args.replicaFetchWaitMs + FETCH_MARGIN_MS })
       .then((r) => deliver({ kind: "fetch", data: r.data, highWatermark: r.highWatermark }), fail);
   }
 
