@@ -54,29 +54,11 @@ type Text = string | Uint8Array;
 
 export function encodeEnvelope(kind: EnvelopeKind, type: string, body: unknown): Uint8Array {
   const typeText = toText(type);
-  let names: Text[] | null = null;
-  let binaries: Uint8Array[] | null = null;
-  let jsonBody: unknown = body;
-  if (body !== null && typeof body === "object" && !Array.isArray(body) && !(body instanceof Uint8Array)) {
-    for (const key in body as Record<string, unknown>) {
-      if ((body as Record<string, unknown>)[key] instanceof Uint8Array) {
-        jsonBody = withoutBinaryFields(body as Record<string, unknown>);
-        names = [];
-        binaries = [];
-        break;
-      }
-    }
-    if (names && binaries) {
-      for (const key in body as Record<string, unknown>) {
-        const v = (body as Record<string, unknown>)[key];
-        if (v instanceof Uint8Array) {
-          names.push(toText(key));
-          binaries.push(v);
-        }
-      }
-    }
-  }
-  const json = toText(jsonBody === undefined ? "null" : JSON.stringify(jsonBody));
+  const split = splitBinaryFields(body);
+  const names = split?.names;
+  const binaries = split?.values;
+  // JSON.stringify gives undefined for undefined, functions and symbols: they travel as null.
+  const json = toText(split ? split.json : (JSON.stringify(body) ?? "null"));
   const count = binaries ? binaries.length : 0;
   if (count > 255) throw new SkeinError(ErrorCode.INVALID_REQUEST, "more than 255 binary fields");
   let size = 2 + 2 + typeText.length + 4 + json.length + 1;
@@ -113,7 +95,7 @@ export function decodeEnvelope(buf: Uint8Array): Envelope {
   const typeLen = readU16(buf, p);
   p += 2;
   need(p, typeLen, end);
-  const type = decodeText(buf, p, p + typeLen);
+  const type = decodeName(buf, p, p + typeLen);
   p += typeLen;
   need(p, 4, end);
   const jsonLen = readU32(buf, p);
@@ -130,7 +112,7 @@ export function decodeEnvelope(buf: Uint8Array): Envelope {
       const nameLen = readU16(buf, p);
       p += 2;
       need(p, nameLen, end);
-      const name = decodeText(buf, p, p + nameLen);
+      const name = decodeName(buf, p, p + nameLen);
       p += nameLen;
       need(p, 4, end);
       const len = readU32(buf, p);
@@ -174,13 +156,38 @@ function decodeJson(buf: Uint8Array, start: number, end: number): unknown {
   }
 }
 
-function withoutBinaryFields(body: Record<string, unknown>): Record<string, unknown> {
-  const copy: Record<string, unknown> = {};
-  for (const key in body) {
-    const v = body[key];
-    if (!(v instanceof Uint8Array)) copy[key] = v;
+interface BinaryFields {
+  names: Text[];
+  values: Uint8Array[];
+  /** JSON of the other own fields. */
+  json: string;
+}
+
+/** Splits an object body into its top-level binary fields and the JSON of the rest; null when it has none. */
+function splitBinaryFields(body: unknown): BinaryFields | null {
+  if (body === null || typeof body !== "object" || Array.isArray(body) || body instanceof Uint8Array) return null;
+  const fields = body as Record<string, unknown>;
+  let any = false;
+  for (const key in fields) {
+    if (fields[key] instanceof Uint8Array) {
+      any = true;
+      break;
+    }
   }
-  return copy;
+  if (!any) return null;
+  const split: BinaryFields = { names: [], values: [], json: "{}" };
+  let rest: Record<string, unknown> | null = null;
+  for (const key in fields) {
+    const v = fields[key];
+    if (v instanceof Uint8Array) {
+      split.names.push(toText(key));
+      split.values.push(v);
+    } else if (Object.prototype.hasOwnProperty.call(fields, key)) {
+      (rest ??= {})[key] = v;
+    }
+  }
+  if (rest) split.json = JSON.stringify(rest);
+  return split;
 }
 
 function toText(s: string): Text {
@@ -226,6 +233,30 @@ function readU16(buf: Uint8Array, p: number): number {
 
 function readU32(buf: Uint8Array, p: number): number {
   return ((buf[p] << 24) >>> 0) + ((buf[p + 1] << 16) | (buf[p + 2] << 8) | buf[p + 3]);
+}
+
+/**
+ * Type and field names repeat on every message: a decoded short ASCII name is kept in a
+ * small table (slot by length and edge bytes) and handed out again when the bytes match,
+ * which costs a compare instead of building a string.
+ */
+const NAME_TABLE_SLOTS = 256;
+const MAX_INTERNED_NAME_CHARS = 32;
+const nameTable: string[] = new Array<string>(NAME_TABLE_SLOTS).fill("");
+
+function decodeName(buf: Uint8Array, start: number, end: number): string {
+  const len = end - start;
+  if (len === 0 || len > MAX_INTERNED_NAME_CHARS) return decodeText(buf, start, end);
+  const slot = (len * 31 + buf[start] * 7 + buf[end - 1]) & (NAME_TABLE_SLOTS - 1);
+  const known = nameTable[slot];
+  if (known.length === len) {
+    let i = 0;
+    while (i < len && known.charCodeAt(i) === buf[start + i]) i++;
+    if (i === len) return known;
+  }
+  const name = decodeText(buf, start, end);
+  if (name.length === len) nameTable[slot] = name; // ASCII only: one char per byte
+  return name;
 }
 
 /** UTF-8 → string; invalid UTF-8 is CORRUPT_MESSAGE. */

@@ -216,10 +216,15 @@ class ActorCell {
       return;
     }
     this.queue.push({ type: env.type, body: env.body, reply, deferred: false });
-    if (!this.running) void this.drain();
+    if (!this.running) this.drain();
   }
 
-  private async drain(): Promise<void> {
+  /**
+   * Runs the mailbox until it is empty, one message at a time: synchronous handlers back to
+   * back, and after a handler that left something to wait for, the drain resumes once it is
+   * done.
+   */
+  private drain(): void {
     this.running = true;
     while (this.head < this.queue.length && !this.stopped) {
       const d = this.queue[this.head];
@@ -229,7 +234,10 @@ class ActorCell {
         this.head = 0;
       }
       const pending = this.process(d);
-      if (pending) await pending;
+      if (pending) {
+        void pending.then(() => this.drain());
+        return;
+      }
     }
     this.running = false;
   }
