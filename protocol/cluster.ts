@@ -33,6 +33,8 @@ export const topicKey = (topic: string) => `topic.${escapeToken(topic)}`;
 export const partitionKey = (topic: string, partition: number) => `partition.${escapeToken(topic)}.${partition}`;
 export const brokerKey = (broker: number) => `broker.${broker}`;
 export const CONTROLLER_KEY = "controller";
+/** Last producer id handed out (meta bucket). */
+export const PRODUCER_ID_KEY = "producer-id";
 export const replicaAddress = (topic: string, partition: number, broker: number) => `replica/${topic}/${partition}@${broker}`;
 export const controllerAddress = (broker: number) => `controller@${broker}`;
 
@@ -166,6 +168,10 @@ export const ControllerMessages = {
     configs: z.record(z.string(), z.unknown()).default({}),
   }),
   DeleteTopic: z.object({ name: z.string() }),
+  /** Grow a topic to `totalCount` partitions (never shrink). */
+  CreatePartitions: z.object({ name: z.string(), totalCount: z.number().int() }),
+  /** A new producer id for an idempotent producer (epoch 0). */
+  InitProducerId: z.object({}),
   Status: z.object({}),
   /** Internal timer tick: liveness, elections, preferred leaders. */
   Tick: z.object({}),

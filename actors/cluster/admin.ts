@@ -102,6 +102,14 @@ export class ClusterClient {
     return this.askController<{ name: string; partitions: number }>("DeleteTopic", { name });
   }
 
+  createPartitions(name: string, totalCount: number) {
+    return this.askController<{ name: string; assignment: number[][] }>("CreatePartitions", { name, totalCount });
+  }
+
+  initProducerId() {
+    return this.askController<{ producerId: number; producerEpoch: number }>("InitProducerId", {});
+  }
+
   listTopics(): Promise<TopicRecord[]> {
     return this.meta.listTopics();
   }

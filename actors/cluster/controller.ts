@@ -270,6 +270,39 @@ export class ControllerState {
     return { name, partitions: topic.partitions };
   }
 
+  async createPartitions(name: string, totalCount: number): Promise<{ name: string; assignment: number[][] }> {
+    this.requireActive();
+    validateTopicName(name);
+    const topic = await this.meta.getTopic(name);
+    if (!topic) throw new SkeinError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `topic ${name} does not exist`, { topic: name });
+    if (!Number.isInteger(totalCount) || totalCount <= topic.partitions || totalCount > MAX_PARTITIONS_PER_TOPIC) {
+      throw new SkeinError(ErrorCode.INVALID_PARTITIONS, `topic ${name} has ${topic.partitions} partitions; the new count must be larger (at most ${MAX_PARTITIONS_PER_TOPIC}), got ${totalCount}`, { topic: name });
+    }
+    await this.refreshLiveness();
+    const brokers = [...this.alive.keys()].sort((a, b) => a - b);
+    if (brokers.length < topic.replicationFactor) {
+      throw new SkeinError(ErrorCode.INVALID_REPLICATION_FACTOR, `only ${brokers.length} live broker(s) for replication factor ${topic.replicationFactor}`, { topic: name });
+    }
+    const added = assignReplicas(brokers, totalCount - topic.partitions, topic.replicationFactor, Math.floor(Math.random() * brokers.length));
+    if (!(await this.meta.updateTopic({ ...topic, partitions: totalCount }))) {
+      throw new SkeinError(ErrorCode.INVALID_REQUEST, `topic ${name} changed concurrently; retry`, { topic: name });
+    }
+    this.topics.set(name, { ...topic, partitions: totalCount });
+    for (let i = 0; i < added.length; i++) {
+      const p = topic.partitions + i;
+      const replicas = added[i];
+      const state: PartitionState = { topic: name, topicId: topic.id, partition: p, leader: replicas[0], leaderEpoch: 0, isr: replicas, replicas, controllerEpoch: this.epoch };
+      const rev = await this.meta.createPartition(state);
+      this.partitions.set(partitionKey(name, p), { value: state, revision: rev });
+    }
+    return { name, assignment: added };
+  }
+
+  async initProducerId(): Promise<{ producerId: number; producerEpoch: number }> {
+    this.requireActive();
+    return { producerId: await this.meta.nextProducerId(), producerEpoch: 0 };
+  }
+
   status() {
     return { broker: this.args.broker, active: this.active, epoch: this.active ? this.epoch : -1, aliveBrokers: [...this.alive.keys()].sort((a, b) => a - b) };
   }
@@ -337,6 +370,8 @@ export const ControllerActor = defineActor({
   handlers: {
     CreateTopic: (s, m) => s.createTopic(m),
     DeleteTopic: (s, m) => s.deleteTopic(m.name),
+    CreatePartitions: (s, m) => s.createPartitions(m.name, m.totalCount),
+    InitProducerId: (s) => s.initProducerId(),
     Status: (s) => s.status(),
     WorkerEvent: async (s, m) => {
       if (m.type === "worker.exited") {

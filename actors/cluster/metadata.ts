@@ -7,6 +7,7 @@ import { ErrorCode, SkeinError } from "../../protocol/errors.js";
 import {
   BrokerRegistration,
   CONTROLLER_KEY,
+  PRODUCER_ID_KEY,
   ControllerLease,
   PartitionState,
   TopicRecord,
@@ -75,6 +76,36 @@ export class MetadataStore {
 
   async deleteTopicRecord(name: string): Promise<void> {
     await this.meta.delete(topicKey(name));
+  }
+
+  /** Replaces a topic record by compare-and-set; false when it changed meanwhile. */
+  async updateTopic(record: TopicRecord): Promise<boolean> {
+    const e = await this.meta.get(topicKey(record.name));
+    if (!e || e.operation !== "PUT") return false;
+    try {
+      await this.meta.update(topicKey(record.name), encoder.encode(JSON.stringify(record)), e.revision);
+      return true;
+    } catch (err) {
+      if (isWrongRevision(err)) return false;
+      throw err;
+    }
+  }
+
+  /** Allocates the next producer id (CAS loop on a counter key). */
+  async nextProducerId(): Promise<number> {
+    for (let attempt = 0; attempt < 100; attempt++) {
+      const e = await this.meta.get(PRODUCER_ID_KEY);
+      const current = e && e.operation === "PUT" ? Number(decoder.decode(e.value)) : -1;
+      const next = current + 1;
+      try {
+        if (e && e.operation === "PUT") await this.meta.update(PRODUCER_ID_KEY, encoder.encode(String(next)), e.revision);
+        else await this.meta.create(PRODUCER_ID_KEY, encoder.encode(String(next)));
+        return next;
+      } catch (err) {
+        if (!isWrongRevision(err)) throw err;
+      }
+    }
+    throw new SkeinError(ErrorCode.TIMEOUT, "could not allocate a producer id: too much contention");
   }
 
   // Partition states -------------------------------------------------------------------------
