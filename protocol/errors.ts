@@ -29,6 +29,7 @@ export const ErrorCode = {
   NOT_CONTROLLER: "NOT_CONTROLLER",
   OUT_OF_ORDER_SEQUENCE: "OUT_OF_ORDER_SEQUENCE",
   DUPLICATE_SEQUENCE: "DUPLICATE_SEQUENCE",
+  INVALID_PRODUCER_EPOCH: "INVALID_PRODUCER_EPOCH",
   UNKNOWN: "UNKNOWN",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -24,6 +24,8 @@ import {
   type ReplicaDescription,
 } from "../../protocol/cluster.js";
 import { PartitionLog } from "../log/log.js";
+import { iterateBatches, readBatchHeader } from "../../protocol/record-batch.js";
+import { ProducerStateTable } from "./producer-state.js";
 import { logConfigFor, metadataFor } from "./shared.js";
 import type { MetadataStore } from "./metadata.js";
 
@@ -86,6 +88,7 @@ export class ReplicaState {
   needsTruncation = false;
   isrChangeInFlight = false;
   tickScheduled = false;
+  readonly producers = new ProducerStateTable();
 
   constructor(
     readonly log: PartitionLog,
@@ -173,13 +176,48 @@ export class ReplicaState {
         { topic: this.args.topic, partition: this.args.partition },
       );
     }
+    const first = readBatchHeader(m.batches, 0);
+    if (first.producerId >= 0) {
+      if (first.sizeInBytes !== m.batches.length) {
+        throw new SkeinError(ErrorCode.INVALID_REQUEST, "an idempotent produce carries exactly one batch per partition", { ...this.errorContext(), field: "batches" });
+      }
+      const check = this.producers.check(first, { topic: this.args.topic, partition: this.args.partition });
+      if (check.kind === "duplicate") return this.acknowledge({ baseOffset: check.baseOffset, lastOffset: check.lastOffset, logAppendTime: Date.now() }, m, ctx);
+    }
     const result = await this.log.append(m.batches, { leaderEpoch: this.leaderEpoch });
+    if (first.producerId >= 0) this.producers.record(readBatchHeader(m.batches, 0));
     this.maybeAdvanceHighWatermark();
     this.wakeFetches();
+    return this.acknowledge(result, m, ctx);
+  }
+
+  /** Answers now (acks 0/1, or already below HW) or parks the reply until HW passes it. */
+  private acknowledge(result: ProduceResult, m: z.infer<typeof ReplicaMessages.Produce>, ctx: Ctx): ProduceResult | undefined {
     if (m.acks !== -1 || this.highWatermark > result.lastOffset) return result;
-    this.pendingAcks.push({ lastOffset: result.lastOffset, result, reply: ctx.deferReply<ProduceResult>(), deadline: Date.now() + m.timeoutMs });
+    const pending = { lastOffset: result.lastOffset, result, reply: ctx.deferReply<ProduceResult>(), deadline: Date.now() + m.timeoutMs };
+    // Appends arrive in offset order; only an acknowledged-again duplicate can be older.
+    const last = this.pendingAcks[this.pendingAcks.length - 1];
+    const at = !last || last.lastOffset <= pending.lastOffset ? -1 : this.pendingAcks.findIndex((p) => p.lastOffset > pending.lastOffset);
+    if (at < 0) this.pendingAcks.push(pending);
+    else this.pendingAcks.splice(at, 0, pending);
     this.scheduleTick(ctx);
     return undefined;
+  }
+
+  /** Rebuilds idempotent-producer state from the active segment (bounded by segment.bytes). */
+  async rebuildProducerState(): Promise<void> {
+    this.producers.clear();
+    const bases = this.log.segmentBaseOffsets();
+    let from = Math.max(bases[bases.length - 1] ?? 0, this.log.logStartOffset);
+    while (from < this.log.logEndOffset) {
+      const r = await this.log.read(from, { maxBytes: 8 * 1024 * 1024 });
+      if (r.data.length === 0) break;
+      for (const { header } of iterateBatches(r.data, { verifyCrc: false })) {
+        if (header.lastOffset < from) continue;
+        this.producers.record(header);
+        from = header.lastOffset + 1;
+      }
+    }
   }
 
   // Leader: fetch -----------------------------------------------------------------------------
@@ -343,6 +381,7 @@ export class ReplicaState {
       // Retention on the leader removed what we still need: restart the log at its start.
       console.warn(`skein: ${this.args.topic}/${this.args.partition}@${this.args.broker} is behind the leader's log start ${m.error.logStartOffset}; restarting the log there`);
       await this.log.truncateFullyAndStartAt(m.error.logStartOffset!);
+      this.producers.clear();
       this.highWatermark = Math.max(this.highWatermark, m.error.logStartOffset!);
     } else if (m.error) {
       // Leader not ready yet, fenced, or gone: the broker agent will tell us the new state.
@@ -360,10 +399,14 @@ export class ReplicaState {
         console.warn(`skein: ${this.args.topic}/${this.args.partition}@${this.args.broker} truncating ${this.log.logEndOffset - endOffset} records from ${endOffset} (diverged from leader epoch ${this.leaderEpoch})`);
         await this.log.truncateTo(endOffset);
         this.highWatermark = Math.min(this.highWatermark, endOffset);
+        await this.rebuildProducerState();
       }
       this.needsTruncation = false;
     } else if (m.fromOffset === this.log.logEndOffset) {
-      if (m.data && m.data.length > 0) await this.log.appendAsFollower(m.data);
+      if (m.data && m.data.length > 0) {
+        await this.log.appendAsFollower(m.data);
+        for (const { header } of iterateBatches(m.data, { verifyCrc: false })) this.producers.record(header);
+      }
       if (m.highWatermark !== undefined) this.highWatermark = Math.max(this.highWatermark, Math.min(m.highWatermark, this.log.logEndOffset));
     }
     this.startFetching(ctx);
@@ -452,6 +495,7 @@ export const ReplicaActor = defineActor({
   },
   async started(state, ctx) {
     state.log.startBackgroundTasks();
+    await state.rebuildProducerState();
     const current = await state.meta.getPartition(ctx.args.topic, ctx.args.partition);
     if (current) await state.apply(current.value, ctx);
   },
