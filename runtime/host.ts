@@ -4,7 +4,7 @@
 import { pathToFileURL } from "node:url";
 import type { Subscription } from "@nats-io/transport-node";
 import { decodeEnvelope, encodeEnvelope, EnvelopeKind, type Envelope } from "../protocol/envelope.js";
-import { ErrorCode, SkeinError, toSkeinError } from "../protocol/errors.js";
+import { ErrorCode, SkeinError, toSkeinError, type WireError } from "../protocol/errors.js";
 import { parseAddress } from "../protocol/address.js";
 import type { ActorContext, ActorDefinition, AskOptions, ReplyHandle } from "./actor.js";
 import { unpackReply, type NatsTransport, type ReplyFn } from "./transport.js";
@@ -122,6 +122,24 @@ export class ActorHost {
         }
       };
       local.deliverEnvelope(decodeEnvelope(encodeEnvelope(EnvelopeKind.MESSAGE, type, body)), reply);
+    });
+  }
+
+  /**
+   * Delivers a message that already crossed a thread boundary as a structured clone (a
+   * MessagePort from the application's main thread): no envelope round trip, the body is
+   * already this thread's own copy. Resolves with the handler's reply, typed errors reject.
+   */
+  deliverDirect(address: string, type: string, body: unknown, timeoutMs: number): Promise<unknown> {
+    const local = this.cells.get(address);
+    if (!local) return Promise.reject(new SkeinError(ErrorCode.ACTOR_NOT_FOUND, `no actor at ${address} in this worker`, { address, type }));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new SkeinError(ErrorCode.TIMEOUT, `ask ${type} to ${address} timed out after ${timeoutMs} ms`, { address, type, timeoutMs })), timeoutMs);
+      local.deliverEnvelope({ kind: EnvelopeKind.MESSAGE, type, body }, (kind, _replyType, replyBody) => {
+        clearTimeout(timer);
+        if (kind === EnvelopeKind.REPLY_ERROR) reject(SkeinError.fromWire(replyBody as WireError));
+        else resolve(replyBody);
+      });
     });
   }
 

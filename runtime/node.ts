@@ -9,6 +9,7 @@ import { defineActor } from "./actor.js";
 import { ActorHost } from "./host.js";
 import { connectNats } from "./nats-connect.js";
 import { Supervisor } from "./supervisor.js";
+import { PortRef } from "./port-ref.js";
 import { NatsTransport } from "./transport.js";
 import type { NatsOptions, RuntimeEvent } from "./types.js";
 
@@ -90,6 +91,8 @@ export class SkeinNode {
   list = () => this.supervisor.list();
   stats = () => this.supervisor.stats();
   killWorker = (index: number) => this.supervisor.killWorker(index);
+  /** A direct channel to an actor of this node, for the main thread (see PortRef). */
+  portRef = (address: string) => new PortRef(address, () => this.supervisor.openPort(address));
 
   /** Stops every actor, drains NATS and ends the workers. */
   async shutdown(): Promise<void> {

@@ -5,7 +5,8 @@
 // and the worker's exit.
 
 import { Worker } from "node:worker_threads";
-import { wrap, releaseProxy, type Endpoint, type Remote } from "comlink";
+import { wrap, releaseProxy, transfer, type Endpoint, type Remote } from "comlink";
+import { MessageChannel, type MessagePort } from "node:worker_threads";
 import "./comlink-errors.js";
 import { ErrorCode, SkeinError } from "../protocol/errors.js";
 import { parseAddress } from "../protocol/address.js";
@@ -103,6 +104,21 @@ export class Supervisor {
         s.state === "running" ? this.call(s, (r) => r.stats(), "stats").catch(() => ({ worker: s.index, state: "unreachable" })) : { worker: s.index, state: s.state },
       ),
     );
+  }
+
+  /**
+   * A MessagePort straight into the mailbox of a local actor, for actor traffic from this
+   * process's main thread (client facades) without a NATS hop. The port closes when the
+   * actor's worker exits.
+   */
+  async openPort(address: string): Promise<MessagePort> {
+    const slot = this.slots[this.placement(address)];
+    await this.withTimeout(slot.ready, `worker ${slot.index} to be ready`);
+    const { port1, port2 } = new MessageChannel();
+    await this.call(slot, (r) => r.attachPort(address, transfer(port2, [port2 as unknown as Transferable]) as unknown as globalThis.MessagePort), `attach port to ${address}`);
+    const lost = () => port1.close();
+    slot.lost.catch(lost);
+    return port1;
   }
 
   /** Terminates a worker as a crash would; it is restarted like any crashed worker. */

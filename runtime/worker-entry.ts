@@ -12,6 +12,8 @@ import { connectNats } from "./nats-connect.js";
 import { NatsTransport } from "./transport.js";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { ActorInfo, NatsOptions, RuntimeEvent, SpawnSpec, WorkerStats } from "./types.js";
+import type { PortReply, PortRequest } from "./port-ref.js";
+import { toSkeinError } from "../protocol/errors.js";
 
 export interface WorkerInit {
   node: string;
@@ -28,6 +30,8 @@ export interface WorkerControl {
   list(): ActorInfo[];
   stats(): WorkerStats;
   shutdown(): Promise<void>;
+  /** Connects a MessagePort from the main thread to a local actor (see runtime/port-ref.ts). */
+  attachPort(address: string, port: MessagePort): void;
 }
 
 let nc: NatsConnection | null = null;
@@ -75,6 +79,17 @@ const control: WorkerControl = {
       natsConnected: transport?.isConnected ?? false,
       droppedWhileDisconnected: transport?.droppedWhileDisconnected ?? 0,
     };
+  },
+  attachPort(address, port) {
+    const h = requireHost();
+    port.addEventListener("message", (event: MessageEvent) => {
+      const { id, type, body, timeoutMs } = event.data as PortRequest;
+      h.deliverDirect(address, type, body, timeoutMs).then(
+        (reply) => port.postMessage({ id, ok: true, body: reply } satisfies PortReply),
+        (e) => port.postMessage({ id, ok: false, error: toSkeinError(e, { address }).toWire() } satisfies PortReply),
+      );
+    });
+    port.start();
   },
   async shutdown() {
     await host?.stopAll("worker shutdown");
