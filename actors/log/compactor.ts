@@ -1,11 +1,13 @@
 // Log compaction (cleanupPolicy=compact): keep the latest record per key.
 //
 // One pass:
-// 1. Build an offset map key -> offset of its latest record over the whole log, the active
-//    segment included, up to the log end at the start of the pass. The map is bounded by
-//    compactionMaxKeys; when it fills up, the pass covers only the prefix of the log the map
-//    describes completely.
-// 2. Rewrite each closed segment the map covers, oldest first, into `<base>.log.cleaned` (+
+// 1. Build an offset map key -> offset of its latest record over the dirty part of the log
+//    (from where the previous complete pass stopped to the log end at the start of this one,
+//    the active segment included, so "latest" means latest in the whole log). Records before
+//    the dirty part were deduplicated by earlier passes. The map is bounded by
+//    compactionMaxKeys (a long key is held as its SHA-256); when it fills up, the pass covers
+//    the part it describes completely and the next pass goes on from there.
+// 2. Rewrite each closed segment up to where the map ends, oldest first, into `<base>.log.cleaned` (+
 //    indexes): a record survives unless a later record has the same key, or it is a tombstone
 //    (null value) older than deleteRetentionMs. Offsets never change: a batch keeps its header
 //    (baseOffset, lastOffsetDelta, timestamps, producer fields, leader epoch) and only loses
@@ -21,6 +23,7 @@
 // cleaned in order and the pass stops at the first one it cannot finish. The pass yields to
 // the event loop every chunk and aborts if the log is truncated or closed meanwhile.
 
+import { createHash } from "node:crypto";
 import { gunzipSync } from "node:zlib";
 import { ByteReader } from "../../protocol/varint.js";
 import {
@@ -62,12 +65,14 @@ export interface CompactionHost {
 
 export interface CompactionSettings {
   compactionMaxKeys: number;
+  /** Where the previous complete pass stopped: records before it are already deduplicated. */
+  firstDirtyOffset: number;
   deleteRetentionMs: number;
   nowMs: number;
 }
 
 export interface CompactionOutcome extends CompactionResult {
-  /** End offset of the last segment the pass covered (for the dirty-ratio trigger). */
+  /** The next pass's first dirty offset: the end of the last segment this pass cleaned. */
   cleanedThroughOffset: number;
 }
 
@@ -87,8 +92,13 @@ class Pacer {
   }
 }
 
+/** Keys up to this long are map keys as they are; longer ones by digest, so a map entry has a bounded size. */
+const MAX_PLAIN_KEY_BYTES = 32;
+
 function keyString(key: Uint8Array): string {
-  return Buffer.from(key.buffer, key.byteOffset, key.length).toString("latin1");
+  const bytes = Buffer.from(key.buffer, key.byteOffset, key.length);
+  if (bytes.length <= MAX_PLAIN_KEY_BYTES) return "\u0000" + bytes.toString("latin1");
+  return "\u0001" + createHash("sha256").update(bytes).digest().toString("latin1");
 }
 
 export async function compactLog(host: CompactionHost, settings: CompactionSettings): Promise<CompactionOutcome> {
@@ -100,7 +110,7 @@ export async function compactLog(host: CompactionHost, settings: CompactionSetti
     recordsRemoved: 0,
     tombstonesRemoved: 0,
     aborted: false,
-    cleanedThroughOffset: 0,
+    cleanedThroughOffset: settings.firstDirtyOffset,
   };
   const generation = host.generation();
   const stale = () => host.isClosing() || host.generation() !== generation;
@@ -108,30 +118,43 @@ export async function compactLog(host: CompactionHost, settings: CompactionSetti
   if (snapshot.length < 2) return result;
   const map = new Map<string, number>();
   const pacer = new Pacer(stale);
-  const mapEnd = await buildOffsetMap(snapshot, map, settings.compactionMaxKeys, pacer);
+  const mapEnd = await buildOffsetMap(snapshot, settings.firstDirtyOffset, map, settings.compactionMaxKeys, pacer);
   if (mapEnd === null) return { ...result, aborted: true };
-  for (const { segment, version } of snapshot.slice(0, -1)) {
+  const closed = snapshot.slice(0, -1);
+  const stuck = closed.find(({ segment }) => segment.nextOffset > settings.firstDirtyOffset);
+  if (stuck !== undefined && stuck.segment.nextOffset > mapEnd) {
+    host.logger.warn(`compaction: ${stuck.segment.paths.log} holds more distinct keys than compactionMaxKeys (${settings.compactionMaxKeys}); it cannot be cleaned`);
+  }
+  for (const { segment, version } of closed) {
     if (segment.nextOffset > mapEnd) break;
     const cleaned = await cleanSegment(host, segment, version, map, settings, pacer, result);
     if (!cleaned) {
       result.aborted = true;
       break;
     }
-    result.cleanedThroughOffset = segment.nextOffset;
+    result.cleanedThroughOffset = Math.max(result.cleanedThroughOffset, segment.nextOffset);
   }
   return result;
 }
 
-/** Fills `map`; returns the offset below which it is complete, or null if the pass went stale. */
+/**
+ * Fills `map` from the first dirty offset on, the active segment included; returns the offset
+ * below which it is complete, or null if the pass went stale. Records before the first dirty
+ * offset were deduplicated by earlier passes, so the map only needs what came after.
+ */
 async function buildOffsetMap(
   snapshot: { segment: LogSegment; size: number; version: number }[],
+  firstDirtyOffset: number,
   map: Map<string, number>,
   maxKeys: number,
   pacer: Pacer,
 ): Promise<number | null> {
-  let mapEnd = snapshot[0].segment.baseOffset;
+  let mapEnd = firstDirtyOffset;
   for (const { segment, size, version } of snapshot) {
-    const scanner = segment.scanner(0, { verifyCrc: false, headersOnly: false, chunkBytes: SCAN_CHUNK_BYTES });
+    if (segment.nextOffset <= firstDirtyOffset) continue;
+    const start = segment.baseOffset >= firstDirtyOffset ? 0 : segment.locate(firstDirtyOffset)?.position;
+    if (start === undefined) continue;
+    const scanner = segment.scanner(start, { verifyCrc: false, headersOnly: false, chunkBytes: SCAN_CHUNK_BYTES });
     for (let b = scanner.next(); b !== null && b.position < size; b = scanner.next()) {
       if (map.size + b.header.recordCount > maxKeys) return mapEnd;
       for (const r of decodeRecords(b.buf, b.bufPos)) {

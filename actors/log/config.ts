@@ -22,7 +22,7 @@ export const DEFAULT_LOG_CONFIG: ResolvedLogConfig = {
   cleanupPolicy: CleanupPolicy.DELETE,
   deleteRetentionMs: DAY_MS,
   minCleanableDirtyRatio: 0.5,
-  compactionMaxKeys: 1_000_000,
+  compactionMaxKeys: 250_000,
   maxMessageBytes: MIB + LOG_OVERHEAD,
   maxReadBytes: 64 * MIB,
   flushMessages: undefined,

@@ -23,7 +23,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { ErrorCode, SkeinError, isSkeinError, type ErrorContext } from "../../protocol/errors.js";
-import { readBatchHeader, setBaseOffset, setPartitionLeaderEpoch, verifyBatch, type BatchHeader } from "../../protocol/record-batch.js";
+import { batchSizeAt, setBaseOffset, setPartitionLeaderEpoch, verifyBatch, type BatchHeader } from "../../protocol/record-batch.js";
 import { compactLog } from "./compactor.js";
 import { resolveLogConfig } from "./config.js";
 import { LEADER_EPOCH_CHECKPOINT, LeaderEpochCache } from "./epoch-cache.js";
@@ -90,6 +90,7 @@ export class PartitionLog {
   private timers: NodeJS.Timeout[] = [];
   private compaction: Promise<CompactionResult> | null = null;
   private closePromise: Promise<void> | null = null;
+  /** First dirty offset for compaction: records before it were deduplicated by a complete pass (in memory; a restart makes the whole log dirty once). */
   private cleanedThroughOffset = 0;
   private readonly pendingDeletes = new Set<Promise<void>>();
   private readonly settings: SegmentSettings;
@@ -266,20 +267,22 @@ export class PartitionLog {
     return starts;
   }
 
-  private validateBatches(batches: Uint8Array, fromProducer: boolean): BatchHeader[] {
-    if (batches.length === 0) throw new SkeinError(ErrorCode.CORRUPT_MESSAGE, "append of zero bytes", this.context);
+  private validateBatches(input: Uint8Array, fromProducer: boolean): BatchHeader[] {
+    if (input.length === 0) throw new SkeinError(ErrorCode.CORRUPT_MESSAGE, "append of zero bytes", this.context);
+    // The native CRC32C takes a Buffer ~35% faster than a plain Uint8Array (measured, 16 KiB): view, don't copy.
+    const batches = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.length);
     const headers: BatchHeader[] = [];
     for (let position = 0; position < batches.length; ) {
       let header: BatchHeader;
       try {
-        header = readBatchHeader(batches, position);
-        if (fromProducer && header.sizeInBytes > this.config.maxMessageBytes) {
-          throw new SkeinError(ErrorCode.MESSAGE_TOO_LARGE, `batch of ${header.sizeInBytes} bytes exceeds maxMessageBytes ${this.config.maxMessageBytes}`, {
-            sizeInBytes: header.sizeInBytes,
+        const size = batchSizeAt(batches, position);
+        if (fromProducer && size > this.config.maxMessageBytes) {
+          throw new SkeinError(ErrorCode.MESSAGE_TOO_LARGE, `batch of ${size} bytes exceeds maxMessageBytes ${this.config.maxMessageBytes}`, {
+            sizeInBytes: size,
             maxMessageBytes: this.config.maxMessageBytes,
           });
         }
-        verifyBatch(batches, position);
+        header = verifyBatch(batches, position);
       } catch (e) {
         if (!isSkeinError(e)) throw e;
         throw new SkeinError(e.code, `${e.message} (batch ${headers.length} of the append)`, { ...this.context, ...e.context }, { cause: e });
@@ -535,8 +538,14 @@ export class PartitionLog {
         isClosing: () => this.closing || this.offlineError !== null,
         replaceSegment: (old, cleaned) => this.replaceSegment(old, cleaned),
       },
-      { compactionMaxKeys: this.config.compactionMaxKeys, deleteRetentionMs: this.config.deleteRetentionMs, nowMs },
+      {
+        compactionMaxKeys: this.config.compactionMaxKeys,
+        deleteRetentionMs: this.config.deleteRetentionMs,
+        nowMs,
+        firstDirtyOffset: Math.max(this.cleanedThroughOffset, this.startOffset),
+      },
     ).then(({ cleanedThroughOffset, ...result }) => {
+      // An interrupted pass may have cleaned only some segments: the dirty part stays where it was.
       if (!result.aborted) this.cleanedThroughOffset = Math.max(this.cleanedThroughOffset, cleanedThroughOffset);
       return result;
     });

@@ -346,12 +346,14 @@ export class LogSegment {
    */
   readBatches(position: number, maxBytes: number, maxOffset: number): { data: Buffer; nextOffset: number } {
     const length = Math.min(Math.max(maxBytes, BATCH_HEADER_SIZE), this.size - position);
-    const buf = Buffer.allocUnsafe(length);
+    // Not pooled: the caller may transfer data.buffer to another thread.
+    const buf = Buffer.allocUnsafeSlow(length);
     const n = readFully(this.logFd, buf, 0, length, position);
+    const filled = buf.subarray(0, n);
     let end = 0;
     let nextOffset = -1;
     while (end + BATCH_HEADER_SIZE <= n) {
-      const header = this.headerIn(buf.subarray(0, n), end, position);
+      const header = this.headerIn(filled, end, position);
       if (header.baseOffset >= maxOffset) break;
       if (end + header.sizeInBytes > n) {
         if (end > 0) break;
@@ -374,7 +376,7 @@ export class LogSegment {
 
   /** Exactly `size` bytes at `position` (one whole batch). */
   readBatch(position: number, size: number): Buffer {
-    const buf = Buffer.allocUnsafe(size);
+    const buf = Buffer.allocUnsafeSlow(size);
     const n = readFully(this.logFd, buf, 0, size, position);
     if (n !== size) throw storageError(`segment ${this.paths.log}: short read at ${position}`, { file: this.paths.log });
     return buf;

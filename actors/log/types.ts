@@ -29,7 +29,7 @@ export interface LogConfig {
   deleteRetentionMs?: number;
   /** Background compaction runs when dirty bytes / total bytes of the closed segments reaches this. Ratio 0..1; default 0.5. */
   minCleanableDirtyRatio?: number;
-  /** Most distinct keys one compaction pass holds in memory; a pass covers a prefix of the log that fits. Keys; default 1,000,000. */
+  /** Most distinct keys one compaction pass holds in memory (~100 bytes each; keys over 32 bytes are held as a SHA-256); a pass covers as much of the dirty log as fits, the next pass goes on from there. Keys; default 250,000. */
   compactionMaxKeys?: number;
   /** Largest batch a leader append accepts (MESSAGE_TOO_LARGE above). Bytes; default 1 MiB + 12 (Kafka's 1048588). */
   maxMessageBytes?: number;
