@@ -176,6 +176,20 @@ test("follower appends keep the leader's offsets and epochs and must start at th
   }
 });
 
+test("a follower may overwrite an epoch that never got a record (a deposed leader that wrote nothing)", async () => {
+  const f = await openTestLog();
+  try {
+    await f.log.appendAsFollower(encodeBatch([{ value: null }], { baseOffset: 0, partitionLeaderEpoch: 3 }));
+    await f.log.assignEpochStartOffset(5, 1); // became leader in epoch 5, appended nothing, lost leadership
+    await f.log.appendAsFollower(encodeBatch([{ value: null }], { baseOffset: 1, partitionLeaderEpoch: 4 }));
+    assert.equal(f.log.epochEntries(), [{ epoch: 3, startOffset: 0 }, { epoch: 4, startOffset: 1 }]);
+    await f.reopen();
+    assert.is(f.log.logEndOffset, 2, "recovery agrees with the rewritten epoch cache");
+  } finally {
+    await f.cleanup();
+  }
+});
+
 test("a compacted log's follower accepts offset gaps forward, never backward", async () => {
   const f = await openTestLog({ cleanupPolicy: "compact" });
   try {

@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { encodeBatch } from "../protocol/record-batch.js";
 import { segmentBaseName } from "../actors/log/mod.js";
-import { batchesIn, makeBatch, openTestLog, readAllRecords, rejection } from "./log-helpers.js";
+import { batchesIn, makeBatch, openTestLog, readAllRecords, rejection, text } from "./log-helpers.js";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
@@ -224,6 +224,56 @@ test("an epoch assigned with no records is dropped on reopen (Kafka semantics), 
     await f.reopen();
     assert.is(f.log.latestEpoch, 1);
     assert.equal(batchesIn((await f.log.read(0, { maxBytes: 1000 })).data).length, 1);
+  } finally {
+    await f.cleanup();
+  }
+});
+
+async function waitFor(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+test("background tasks apply retention, compaction and flushMs on their own", async () => {
+  const retained = await openTestLog({ segmentBytes: 1000, retentionMs: DAY_MS, retentionCheckIntervalMs: 10 });
+  const compacted = await openTestLog({ cleanupPolicy: "compact", segmentBytes: 300, compactionCheckIntervalMs: 10 });
+  const flushed = await openTestLog({ flushMs: 10 });
+  try {
+    await fill(retained, 10);
+    retained.log.startBackgroundTasks();
+    retained.clock.advance(2 * DAY_MS);
+    await waitFor(() => retained.log.segmentCount === 1, "retention");
+    assert.ok(retained.log.logStartOffset > 0);
+
+    for (let i = 0; i < 20; i++) await compacted.log.append(encodeBatch([{ key: Buffer.from("same"), value: Buffer.from(`v${i}`.repeat(20)) }]), { leaderEpoch: 0 });
+    compacted.log.startBackgroundTasks();
+    await waitFor(async () => (await readAllRecords(compacted.log)).length < 10, "background compaction");
+    assert.is(text((await readAllRecords(compacted.log)).pop()!.value), "v19".repeat(20));
+
+    const checkpoint = () => readFileSync(join(flushed.dir, "recovery-point-offset"), "utf8");
+    await flushed.log.append(makeBatch(3), { leaderEpoch: 0 });
+    flushed.log.startBackgroundTasks();
+    flushed.clock.advance(11);
+    await waitFor(() => existsSync(join(flushed.dir, "recovery-point-offset")) && checkpoint().trim().endsWith("\n3"), "flushMs");
+  } finally {
+    await retained.cleanup();
+    await compacted.cleanup();
+    await flushed.cleanup();
+  }
+});
+
+test("flush() and flushMessages fsync appends; flush() records the recovery point", async () => {
+  const f = await openTestLog({ flushMessages: 1, segmentBytes: 1000 });
+  try {
+    await fill(f, 12);
+    assert.ok(f.log.segmentCount > 1);
+    await f.log.flush();
+    assert.is(readFileSync(join(f.dir, "recovery-point-offset"), "utf8"), "0\n1\n60\n");
+    await f.log.truncateTo(10);
+    assert.is(readFileSync(join(f.dir, "recovery-point-offset"), "utf8"), "0\n1\n10\n", "truncation lowers it at once");
   } finally {
     await f.cleanup();
   }
