@@ -88,7 +88,7 @@ test("cutting the active segment at any byte loses only the batches not wholly w
     const check = async (cut: number) => {
       restoreDir(f.dir, snapshot);
       truncateSync(join(f.dir, file), cut);
-      const lost = starts.find((s, i) => (starts[i + 1]?.position ?? size) > cut);
+      const lost = starts.find((_, i) => (starts[i + 1]?.position ?? size) > cut);
       const atBoundary = lost === undefined || lost.position === cut;
       await expectRecovered(f, batches, lost?.batch.baseOffset ?? batches[batches.length - 1].lastOffset + 1, !atBoundary);
     };

@@ -13,8 +13,7 @@ import { closeQuietly, readFully, writeFully } from "./files.js";
 const PENDING_ENTRIES = 128;
 
 export class IndexFile {
-  /** Open descriptor (for a background fsync; -1 once closed). */
-  fd: number;
+  private descriptor: number;
   private persisted: number;
   private readonly pending: Buffer;
   private pendingCount = 0;
@@ -25,13 +24,18 @@ export class IndexFile {
     readonly entrySize: number,
     readonly maxEntries: number,
   ) {
-    this.fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
-    const size = fs.fstatSync(this.fd).size;
+    this.descriptor = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
+    const size = fs.fstatSync(this.descriptor).size;
     // A torn trailing partial entry is simply not an entry.
     this.persisted = Math.min(Math.floor(size / entrySize), maxEntries);
-    if (this.persisted * entrySize !== size) fs.ftruncateSync(this.fd, this.persisted * entrySize);
+    if (this.persisted * entrySize !== size) fs.ftruncateSync(this.descriptor, this.persisted * entrySize);
     this.pending = Buffer.alloc(PENDING_ENTRIES * entrySize);
     this.scratch = Buffer.alloc(entrySize);
+  }
+
+  /** Open descriptor (for a background fsync); -1 once closed. */
+  get fd(): number {
+    return this.descriptor;
   }
 
   get entries(): number {
@@ -49,7 +53,7 @@ export class IndexFile {
       const at = (i - this.persisted) * this.entrySize;
       return this.pending.subarray(at, at + this.entrySize);
     }
-    const n = readFully(this.fd, this.scratch, 0, this.entrySize, i * this.entrySize);
+    const n = readFully(this.descriptor, this.scratch, 0, this.entrySize, i * this.entrySize);
     if (n !== this.entrySize) throw new Error(`index ${this.path} shrank under us (entry ${i})`);
     return this.scratch;
   }
@@ -58,7 +62,7 @@ export class IndexFile {
   readRange(from: number, to: number): Buffer {
     this.flush();
     const buf = Buffer.alloc((to - from) * this.entrySize);
-    readFully(this.fd, buf, 0, buf.length, from * this.entrySize);
+    readFully(this.descriptor, buf, 0, buf.length, from * this.entrySize);
     return buf;
   }
 
@@ -80,20 +84,20 @@ export class IndexFile {
     }
     this.pendingCount = 0;
     this.persisted = n;
-    fs.ftruncateSync(this.fd, n * this.entrySize);
+    fs.ftruncateSync(this.descriptor, n * this.entrySize);
   }
 
   /** Write the entries held in memory to the file (no fsync). */
   flush(): void {
     if (this.pendingCount === 0) return;
-    writeFully(this.fd, this.pending, 0, this.pendingCount * this.entrySize, this.persisted * this.entrySize);
+    writeFully(this.descriptor, this.pending, 0, this.pendingCount * this.entrySize, this.persisted * this.entrySize);
     this.persisted += this.pendingCount;
     this.pendingCount = 0;
   }
 
   sync(): void {
     this.flush();
-    fs.fsyncSync(this.fd);
+    fs.fsyncSync(this.descriptor);
   }
 
   /** The descriptor stays valid across a rename, so a compacted segment can take its final name. */
@@ -103,12 +107,12 @@ export class IndexFile {
   }
 
   close(): void {
-    if (this.fd < 0) return;
+    if (this.descriptor < 0) return;
     try {
       this.flush();
     } finally {
-      closeQuietly(this.fd);
-      this.fd = -1;
+      closeQuietly(this.descriptor);
+      this.descriptor = -1;
     }
   }
 }
