@@ -1,1 +1,5 @@
-export * from './runtime/mod.js';
+// `import { Skein } from "skein"`: the client library, plus the runtime for user-defined actors.
+export { Skein, Producer, Consumer, Admin, type SkeinConfig, type ProducerConfig, type ConsumerConfig, type KafkaMessage, type EachMessagePayload, type EachBatchPayload } from "./actors/client/skein.js";
+export type { SendResult } from "./actors/client/producer.js";
+export { partitionForKey, murmur2 } from "./protocol/murmur2.js";
+export * from "./runtime/mod.js";

@@ -52,6 +52,8 @@ export const TopicConfigs = z
     "unclean.leader.election.enable": z.boolean(),
     "flush.messages": z.number().int().min(1),
     "flush.ms": z.number().int().min(1),
+    /** Skein extension (a broker-wide setting in Kafka): how often retention runs, ms. */
+    "retention.check.interval.ms": z.number().int().min(10),
   })
   .partial()
   .strict();

@@ -32,5 +32,6 @@ export function logConfigFor(configs: TopicConfigs): LogConfig {
   if (configs["max.message.bytes"] !== undefined) c.maxMessageBytes = configs["max.message.bytes"];
   if (configs["flush.messages"] !== undefined) c.flushMessages = configs["flush.messages"];
   if (configs["flush.ms"] !== undefined) c.flushMs = configs["flush.ms"];
+  if (configs["retention.check.interval.ms"] !== undefined) c.retentionCheckIntervalMs = configs["retention.check.interval.ms"];
   return c;
 }

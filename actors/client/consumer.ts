@@ -1,0 +1,281 @@
+// The consumer actor (runs in a worker thread of the application). For each assigned
+// partition it keeps one long-poll fetch in flight to the leader, buffers what comes back
+// (bounded by maxBufferedBytes: fetching pauses above it) and hands whole fetched chunks to
+// the facade on Poll; the facade decodes records. Positions advance when data is handed
+// out. Leader moves are followed by re-reading the partition state; OFFSET_OUT_OF_RANGE
+// (retention removed the position) resets per autoOffsetReset.
+
+import { defineActor, type ActorContext, type ReplyHandle } from "../../runtime/actor.js";
+import { ErrorCode, SkeinError, isSkeinError } from "../../protocol/errors.js";
+import { replicaAddress, type FetchResult } from "../../protocol/cluster.js";
+import { ConsumerArgs, ConsumerMessages, type PolledChunk } from "../../protocol/client.js";
+import { iterateBatches } from "../../protocol/record-batch.js";
+import { metadataFor } from "../cluster/shared.js";
+import type { MetadataStore } from "../cluster/metadata.js";
+import type { z } from "zod";
+
+type Ctx = ActorContext<ConsumerArgs>;
+
+interface Assigned {
+  key: string;
+  topic: string;
+  partition: number;
+  /** Next offset to hand out; -1 until resolved from the reset policy. */
+  position: number;
+  /** Next offset to fetch (ahead of position by what is buffered). */
+  fetchOffset: number;
+  paused: boolean;
+  fetching: boolean;
+  leader: number;
+  /** Bumped on seek/assign so results of older fetches are dropped. */
+  generation: number;
+  buffered: PolledChunk[];
+  highWatermark: number;
+  retryAt: number;
+}
+
+const RETRY_MS = 100;
+
+export class ConsumerState {
+  readonly assigned = new Map<string, Assigned>();
+  bufferedBytes = 0;
+  polls: Array<{ reply: ReplyHandle<PolledChunk[]>; maxBytes: number; deadline: number }> = [];
+  kickScheduled = false;
+  generation = 0;
+
+  constructor(
+    readonly meta: MetadataStore,
+    readonly args: ConsumerArgs,
+  ) {}
+
+  assign(partitions: Array<{ topic: string; partition: number; offset?: number }>, ctx: Ctx): { assigned: number } {
+    const keep = new Set(partitions.map((p) => `${p.topic}/${p.partition}`));
+    for (const [key, a] of this.assigned) {
+      if (keep.has(key)) continue;
+      this.bufferedBytes -= a.buffered.reduce((n, c) => n + c.data.length, 0);
+      this.assigned.delete(key);
+    }
+    for (const p of partitions) {
+      const key = `${p.topic}/${p.partition}`;
+      const existing = this.assigned.get(key);
+      if (existing && p.offset === undefined) continue;
+      if (existing) this.seekTo(existing, p.offset!);
+      else {
+        const offset = p.offset ?? -1;
+        this.assigned.set(key, {
+          key, topic: p.topic, partition: p.partition, position: offset, fetchOffset: offset, paused: false, fetching: false,
+          leader: -1, generation: ++this.generation, buffered: [], highWatermark: -1, retryAt: 0,
+        });
+      }
+    }
+    this.kick(ctx);
+    return { assigned: this.assigned.size };
+  }
+
+  private seekTo(a: Assigned, offset: number): void {
+    this.bufferedBytes -= a.buffered.reduce((n, c) => n + c.data.length, 0);
+    a.buffered = [];
+    a.position = offset;
+    a.fetchOffset = offset;
+    a.generation = ++this.generation;
+    a.fetching = false;
+  }
+
+  private get(topic: string, partition: number): Assigned {
+    const a = this.assigned.get(`${topic}/${partition}`);
+    if (!a) throw new SkeinError(ErrorCode.INVALID_REQUEST, `${topic}/${partition} is not assigned to this consumer`, { topic, partition });
+    return a;
+  }
+
+  async seek(m: z.infer<typeof ConsumerMessages.Seek>, ctx: Ctx): Promise<{ offset: number }> {
+    const a = this.get(m.topic, m.partition);
+    const offset = m.offset >= 0 ? m.offset : await this.listOffset(a, m.offset, ctx);
+    this.seekTo(a, offset);
+    this.kick(ctx);
+    return { offset };
+  }
+
+  async seekTimestamp(m: z.infer<typeof ConsumerMessages.SeekTimestamp>, ctx: Ctx): Promise<{ offset: number }> {
+    const a = this.get(m.topic, m.partition);
+    const offset = await this.listOffset(a, m.timestamp, ctx);
+    this.seekTo(a, offset);
+    this.kick(ctx);
+    return { offset };
+  }
+
+  pause(partitions: Array<{ topic: string; partition: number }>, paused: boolean, ctx: Ctx): void {
+    for (const p of partitions) this.get(p.topic, p.partition).paused = paused;
+    if (!paused) this.kick(ctx);
+  }
+
+  positions(): Array<{ topic: string; partition: number; offset: number; highWatermark: number }> {
+    return [...this.assigned.values()].map((a) => ({ topic: a.topic, partition: a.partition, offset: a.position, highWatermark: a.highWatermark }));
+  }
+
+  // Fetching --------------------------------------------------------------------------------------
+
+  kick(ctx: Ctx): void {
+    const now = Date.now();
+    let retryLater = false;
+    for (const a of this.assigned.values()) {
+      if (a.fetching || a.paused) continue;
+      if (a.retryAt > now) {
+        retryLater = true;
+        continue;
+      }
+      if (this.bufferedBytes >= this.args.maxBufferedBytes) break;
+      a.fetching = true;
+      void this.fetch(a, ctx);
+    }
+    if (retryLater && !this.kickScheduled) {
+      this.kickScheduled = true;
+      ctx.schedule(RETRY_MS, "Kick", {});
+    }
+  }
+
+  private async fetch(a: Assigned, ctx: Ctx): Promise<void> {
+    const generation = a.generation;
+    const key = a.key;
+    try {
+      if (a.fetchOffset < 0) {
+        const reset = this.args.autoOffsetReset;
+        if (reset === "none") throw new SkeinError(ErrorCode.OFFSET_OUT_OF_RANGE, `${key} has no position and autoOffsetReset is "none"`, { topic: a.topic, partition: a.partition });
+        const offset = await this.listOffset(a, reset === "earliest" ? -2 : -1, ctx);
+        ctx.tell(ctx.self, "Fetched", { key, generation, fromOffset: -1, highWatermark: offset });
+        return;
+      }
+      if (a.leader < 0) a.leader = await this.leaderOf(a);
+      const r = await ctx.ask<FetchResult>(
+        replicaAddress(a.topic, a.partition, a.leader),
+        "Fetch",
+        { fromOffset: a.fetchOffset, maxBytes: this.args.maxBytesPerPartition, maxWaitMs: this.args.maxWaitMs },
+        { timeoutMs: this.args.maxWaitMs + 5_000 },
+      );
+      ctx.tell(ctx.self, "Fetched", { key, generation, fromOffset: a.fetchOffset, data: r.data, highWatermark: r.highWatermark });
+    } catch (e) {
+      const err = isSkeinError(e) ? e : new SkeinError(ErrorCode.UNKNOWN, String(e));
+      const logStartOffset = typeof err.context.logStartOffset === "number" ? err.context.logStartOffset : undefined;
+      ctx.tell(ctx.self, "Fetched", { key, generation, fromOffset: a.fetchOffset, error: { code: err.code, message: err.message, logStartOffset } });
+    }
+  }
+
+  private async leaderOf(a: Assigned): Promise<number> {
+    const p = await this.meta.getPartition(a.topic, a.partition);
+    if (!p) throw new SkeinError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `unknown partition ${a.key}`, { topic: a.topic, partition: a.partition });
+    if (p.value.leader < 0) throw new SkeinError(ErrorCode.LEADER_NOT_AVAILABLE, `${a.key} has no leader`, { topic: a.topic, partition: a.partition });
+    return p.value.leader;
+  }
+
+  private async listOffset(a: Assigned, timestamp: number, ctx: Ctx): Promise<number> {
+    const leader = await this.leaderOf(a);
+    const r = await ctx.ask<{ offset: number }>(replicaAddress(a.topic, a.partition, leader), "ListOffset", { timestamp }, { timeoutMs: 5_000 });
+    return r.offset;
+  }
+
+  onFetched(m: z.infer<typeof ConsumerMessages.Fetched>, ctx: Ctx): void {
+    const a = this.assigned.get(m.key);
+    if (!a || a.generation !== m.generation) {
+      this.kick(ctx);
+      return;
+    }
+    a.fetching = false;
+    if (m.error) this.onFetchError(a, m.error);
+    else if (m.fromOffset === -1) {
+      a.position = a.fetchOffset = m.highWatermark!;
+    } else {
+      a.highWatermark = m.highWatermark ?? a.highWatermark;
+      const data = m.data!;
+      if (data.length > 0) {
+        let next = a.fetchOffset;
+        for (const { header } of iterateBatches(data, { verifyCrc: false })) next = Math.max(next, header.lastOffset + 1);
+        a.buffered.push({ topic: a.topic, partition: a.partition, fromOffset: a.fetchOffset, data, highWatermark: a.highWatermark });
+        this.bufferedBytes += data.length;
+        a.fetchOffset = next;
+        this.answerPolls();
+      }
+    }
+    this.kick(ctx);
+  }
+
+  private onFetchError(a: Assigned, error: { code: string; message: string; logStartOffset?: number }): void {
+    a.retryAt = Date.now() + RETRY_MS;
+    if (error.code === ErrorCode.OFFSET_OUT_OF_RANGE && a.fetchOffset >= 0 && this.args.autoOffsetReset !== "none") {
+      console.warn(`skein consumer: ${a.key} offset ${a.fetchOffset} is out of range; resetting to ${this.args.autoOffsetReset}`);
+      a.position = a.fetchOffset = -1;
+      a.retryAt = 0;
+      return;
+    }
+    if (error.code !== ErrorCode.TIMEOUT) a.leader = -1;
+  }
+
+  // Handing out data ------------------------------------------------------------------------------
+
+  poll(m: z.infer<typeof ConsumerMessages.Poll>, ctx: Ctx): PolledChunk[] | undefined {
+    const chunks = this.take(m.maxBytes, ctx);
+    if (chunks.length > 0 || m.maxWaitMs === 0) return chunks;
+    this.polls.push({ reply: ctx.deferReply<PolledChunk[]>(), maxBytes: m.maxBytes, deadline: Date.now() + m.maxWaitMs });
+    ctx.schedule(m.maxWaitMs, "Kick", {});
+    return undefined;
+  }
+
+  private take(maxBytes: number, ctx?: Ctx): PolledChunk[] {
+    const out: PolledChunk[] = [];
+    let bytes = 0;
+    for (const a of this.assigned.values()) {
+      if (a.paused) continue;
+      while (a.buffered.length && (out.length === 0 || bytes + a.buffered[0].data.length <= maxBytes)) {
+        const c = a.buffered.shift()!;
+        out.push(c);
+        bytes += c.data.length;
+        this.bufferedBytes -= c.data.length;
+        for (const { header } of iterateBatches(c.data, { verifyCrc: false })) a.position = Math.max(a.position, header.lastOffset + 1);
+      }
+    }
+    if (out.length && ctx) this.kick(ctx);
+    return out;
+  }
+
+  answerPolls(): void {
+    while (this.polls.length) {
+      const chunks = this.take(this.polls[0].maxBytes);
+      if (chunks.length === 0) return;
+      this.polls.shift()!.reply.resolve(chunks);
+    }
+  }
+
+  expirePolls(): void {
+    const now = Date.now();
+    this.polls = this.polls.filter((p) => {
+      if (p.deadline > now) return true;
+      p.reply.resolve([]);
+      return false;
+    });
+  }
+}
+
+export const ConsumerActor = defineActor({
+  kind: "consumer",
+  args: ConsumerArgs,
+  messages: ConsumerMessages,
+  async init(ctx) {
+    return new ConsumerState(await metadataFor(ctx.nats, ctx.cluster), ctx.args);
+  },
+  stopped(s) {
+    for (const p of s.polls.splice(0)) p.reply.resolve([]);
+  },
+  handlers: {
+    Assign: (s, m, ctx) => s.assign(m.partitions, ctx),
+    Seek: (s, m, ctx) => s.seek(m, ctx),
+    SeekTimestamp: (s, m, ctx) => s.seekTimestamp(m, ctx),
+    Pause: (s, m, ctx) => s.pause(m.partitions, true, ctx),
+    Resume: (s, m, ctx) => s.pause(m.partitions, false, ctx),
+    Poll: (s, m, ctx) => s.poll(m, ctx),
+    Positions: (s) => s.positions(),
+    Fetched: (s, m, ctx) => s.onFetched(m, ctx),
+    Kick: (s, _m, ctx) => {
+      s.kickScheduled = false;
+      s.expirePolls();
+      s.kick(ctx);
+    },
+  },
+});

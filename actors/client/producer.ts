@@ -1,0 +1,323 @@
+// The producer actor (runs in a worker thread of the application). It partitions records
+// (explicit partition, Kafka's murmur2 for keys, a sticky partition for null keys), builds
+// one record batch per partition (sealed at batchBytes or after lingerMs), and keeps at most
+// one produce request in flight per partition, so retries can never reorder. With
+// idempotence each batch carries the producer id and a per-partition sequence: a retried
+// batch is recognised by the leader and answered with its original offsets.
+
+import { defineActor, type ActorContext, type ReplyHandle } from "../../runtime/actor.js";
+import { ErrorCode, SkeinError, isSkeinError } from "../../protocol/errors.js";
+import { controllerAddress, replicaAddress, type PartitionState, type ProduceResult } from "../../protocol/cluster.js";
+import { ProducerArgs, ProducerMessages } from "../../protocol/client.js";
+import { encodeBatch, type RecordInput } from "../../protocol/record-batch.js";
+import { partitionForKey } from "../../protocol/murmur2.js";
+import { decodeFrames } from "./frames.js";
+import { metadataFor } from "../cluster/shared.js";
+import type { MetadataStore } from "../cluster/metadata.js";
+
+type Ctx = ActorContext<ProducerArgs>;
+
+export interface SendResult {
+  topic: string;
+  partition: number;
+  /** Offset of the first record of this send() in that partition. */
+  baseOffset: number;
+}
+
+interface PendingSend {
+  topic: string;
+  reply: ReplyHandle<SendResult[]>;
+  remaining: number;
+  results: Map<number, number>;
+  failed: boolean;
+}
+
+interface Member {
+  send: PendingSend;
+  /** Index of the send's first record in the batch. */
+  index: number;
+}
+
+interface OpenBatch {
+  records: RecordInput[];
+  bytes: number;
+  members: Member[];
+  startedAt: number;
+}
+
+interface SealedBatch {
+  id: number;
+  bytes: Uint8Array;
+  records: number;
+  members: Member[];
+  sealedAt: number;
+  attempts: number;
+}
+
+interface PartitionQueue {
+  key: string;
+  topic: string;
+  partition: number;
+  open: OpenBatch | null;
+  sealed: SealedBatch[];
+  inFlight: SealedBatch | null;
+  nextSequence: number;
+  leader: PartitionState | null;
+}
+
+/** Bytes a record adds to a batch, roughly (varints and attributes). */
+const RECORD_OVERHEAD_BYTES = 24;
+
+export class ProducerState {
+  readonly queues = new Map<string, PartitionQueue>();
+  readonly partitionCounts = new Map<string, number>();
+  readonly sticky = new Map<string, number>();
+  producerId = -1;
+  producerEpoch = 0;
+  nextBatchId = 1;
+  lingerScheduled = false;
+  flushWaiters: Array<ReplyHandle<unknown>> = [];
+
+  constructor(
+    readonly meta: MetadataStore,
+    readonly args: ProducerArgs,
+  ) {}
+
+  async initProducerId(ctx: Ctx): Promise<void> {
+    if (!this.args.idempotent) return;
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      try {
+        const lease = await this.meta.getLease();
+        if (!lease) throw new SkeinError(ErrorCode.NOT_CONTROLLER, "no active controller");
+        const r = await ctx.ask<{ producerId: number; producerEpoch: number }>(controllerAddress(lease.value.broker), "InitProducerId", {}, { timeoutMs: 5_000 });
+        this.producerId = r.producerId;
+        this.producerEpoch = r.producerEpoch;
+        return;
+      } catch (e) {
+        if (Date.now() > deadline || (isSkeinError(e) && !e.retriable)) throw e;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  }
+
+  // Accepting records ---------------------------------------------------------------------------
+
+  async send(topic: string, frames: Uint8Array, ctx: Ctx): Promise<void> {
+    const reply = ctx.deferReply<SendResult[]>();
+    const records = decodeFrames(frames);
+    const send: PendingSend = { topic, reply, remaining: 0, results: new Map(), failed: false };
+    if (records.length === 0) return reply.resolve([]);
+    let partitions: number;
+    try {
+      partitions = await this.partitionCount(topic);
+    } catch (e) {
+      return reply.reject(e);
+    }
+    const touched = new Set<PartitionQueue>();
+    for (const { partition: explicit, record } of records) {
+      let p = explicit;
+      if (p >= partitions) {
+        return reply.reject(new SkeinError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `topic ${topic} has ${partitions} partitions; partition ${p} does not exist`, { topic, partition: p }));
+      }
+      if (p < 0) p = record.key ? partitionForKey(record.key, partitions) : this.stickyPartition(topic, partitions);
+      const q = this.queue(topic, p);
+      if (!q.open) q.open = { records: [], bytes: 0, members: [], startedAt: Date.now() };
+      if (!touched.has(q)) {
+        touched.add(q);
+        q.open.members.push({ send, index: q.open.records.length });
+        send.remaining++;
+      }
+      q.open.records.push(record);
+      q.open.bytes += RECORD_OVERHEAD_BYTES + (record.key?.length ?? 0) + (record.value?.length ?? 0);
+      if (q.open.bytes >= this.args.batchBytes) {
+        this.seal(q);
+        touched.delete(q); // later records of this send start a new membership in the next batch
+      }
+    }
+    if (this.args.lingerMs === 0) for (const q of touched) this.seal(q);
+    this.scheduleLinger(ctx);
+    for (const q of this.queues.values()) this.drain(q, ctx);
+  }
+
+  private stickyPartition(topic: string, partitions: number): number {
+    let p = this.sticky.get(topic);
+    if (p === undefined || p >= partitions) {
+      p = Math.floor(Math.random() * partitions);
+      this.sticky.set(topic, p);
+    }
+    return p;
+  }
+
+  private async partitionCount(topic: string): Promise<number> {
+    const known = this.partitionCounts.get(topic);
+    if (known !== undefined) return known;
+    const t = await this.meta.getTopic(topic);
+    if (!t) throw new SkeinError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `topic ${topic} does not exist`, { topic });
+    this.partitionCounts.set(topic, t.partitions);
+    return t.partitions;
+  }
+
+  private queue(topic: string, partition: number): PartitionQueue {
+    const key = `${topic}/${partition}`;
+    let q = this.queues.get(key);
+    if (!q) {
+      q = { key, topic, partition, open: null, sealed: [], inFlight: null, nextSequence: 0, leader: null };
+      this.queues.set(key, q);
+    }
+    return q;
+  }
+
+  private seal(q: PartitionQueue): void {
+    const open = q.open;
+    if (!open || open.records.length === 0) return;
+    q.open = null;
+    const bytes = encodeBatch(open.records, {
+      producerId: this.producerId,
+      producerEpoch: this.producerId >= 0 ? this.producerEpoch : -1,
+      baseSequence: this.producerId >= 0 ? q.nextSequence : -1,
+    });
+    if (this.producerId >= 0) q.nextSequence += open.records.length;
+    q.sealed.push({ id: this.nextBatchId++, bytes, records: open.records.length, members: open.members, sealedAt: Date.now(), attempts: 0 });
+    if (this.sticky.get(q.topic) === q.partition) this.sticky.delete(q.topic);
+  }
+
+  scheduleLinger(ctx: Ctx): void {
+    if (this.lingerScheduled || this.args.lingerMs === 0) return;
+    if (![...this.queues.values()].some((q) => q.open)) return;
+    this.lingerScheduled = true;
+    ctx.schedule(this.args.lingerMs, "Linger", {});
+  }
+
+  linger(ctx: Ctx): void {
+    this.lingerScheduled = false;
+    const now = Date.now();
+    for (const q of this.queues.values()) {
+      if (q.open && now - q.open.startedAt >= this.args.lingerMs) this.seal(q);
+      this.drain(q, ctx);
+    }
+    this.scheduleLinger(ctx);
+  }
+
+  // Sending ---------------------------------------------------------------------------------------
+
+  drain(q: PartitionQueue, ctx: Ctx): void {
+    if (q.inFlight || q.sealed.length === 0) return;
+    q.inFlight = q.sealed.shift()!;
+    void this.request(q, q.inFlight, ctx);
+  }
+
+  private async request(q: PartitionQueue, batch: SealedBatch, ctx: Ctx): Promise<void> {
+    batch.attempts++;
+    const key = q.key;
+    try {
+      if (!q.leader || q.leader.leader < 0 || batch.attempts > 1) {
+        const fresh = await this.meta.getPartition(q.topic, q.partition);
+        if (!fresh) throw new SkeinError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `unknown partition ${key}`, { topic: q.topic, partition: q.partition });
+        q.leader = fresh.value;
+        if (fresh.value.leader < 0) throw new SkeinError(ErrorCode.LEADER_NOT_AVAILABLE, `${key} has no leader`, { topic: q.topic, partition: q.partition });
+      }
+      const timeoutMs = this.args.requestTimeoutMs;
+      const r = await ctx.ask<ProduceResult>(
+        replicaAddress(q.topic, q.partition, q.leader.leader),
+        "Produce",
+        { batches: batch.bytes, acks: this.args.acks, timeoutMs },
+        { timeoutMs: timeoutMs + 1_000 },
+      );
+      ctx.tell(ctx.self, "Sent", { key, batchId: batch.id, baseOffset: this.args.acks === 0 ? -1 : r.baseOffset });
+    } catch (e) {
+      const err = isSkeinError(e) ? e : new SkeinError(ErrorCode.UNKNOWN, String((e as Error)?.message ?? e));
+      ctx.tell(ctx.self, "Sent", { key, batchId: batch.id, error: { code: err.code, message: err.message, retriable: err.retriable } });
+    }
+  }
+
+  onSent(m: { key: string; batchId: number; baseOffset?: number; error?: { code: string; message: string; retriable: boolean } }, ctx: Ctx): void {
+    const q = this.queues.get(m.key);
+    const batch = q?.inFlight;
+    if (!q || !batch || batch.id !== m.batchId) return;
+    if (m.error) {
+      const expired = Date.now() - batch.sealedAt > this.args.deliveryTimeoutMs;
+      if (m.error.retriable && !expired) {
+        if (m.error.code !== ErrorCode.TIMEOUT) q.leader = null;
+        const backoff = Math.min(1_000, this.args.retryBackoffMs * 2 ** Math.min(batch.attempts - 1, 10));
+        ctx.schedule(backoff, "Retry", { key: m.key });
+        return;
+      }
+      const why = expired ? `gave up after ${batch.attempts} attempts in ${this.args.deliveryTimeoutMs} ms: ${m.error.message}` : m.error.message;
+      this.fail(batch, new SkeinError(m.error.code as ErrorCode, why, { topic: q.topic, partition: q.partition }));
+    } else {
+      this.complete(q, batch, m.baseOffset ?? -1);
+    }
+    q.inFlight = null;
+    this.drain(q, ctx);
+    this.checkFlushed();
+  }
+
+  retry(key: string, ctx: Ctx): void {
+    const q = this.queues.get(key);
+    if (q?.inFlight) void this.request(q, q.inFlight, ctx);
+  }
+
+  private complete(q: PartitionQueue, batch: SealedBatch, baseOffset: number): void {
+    for (const { send, index } of batch.members) {
+      if (!send.results.has(q.partition)) send.results.set(q.partition, baseOffset < 0 ? -1 : baseOffset + index);
+      if (--send.remaining === 0 && !send.failed) {
+        send.reply.resolve([...send.results].map(([partition, off]) => ({ topic: send.topic, partition, baseOffset: off })));
+      }
+    }
+  }
+
+  private fail(batch: SealedBatch, error: SkeinError): void {
+    for (const { send } of batch.members) {
+      send.remaining--;
+      if (!send.failed) {
+        send.failed = true;
+        send.reply.reject(error);
+      }
+    }
+  }
+
+  flush(ctx: Ctx): void {
+    for (const q of this.queues.values()) {
+      this.seal(q);
+      this.drain(q, ctx);
+    }
+    this.flushWaiters.push(ctx.deferReply());
+    this.checkFlushed();
+  }
+
+  private checkFlushed(): void {
+    if (this.flushWaiters.length === 0) return;
+    for (const q of this.queues.values()) if (q.open || q.inFlight || q.sealed.length) return;
+    for (const w of this.flushWaiters.splice(0)) w.resolve({ flushed: true });
+  }
+
+  close(): void {
+    const gone = new SkeinError(ErrorCode.NOT_CONNECTED, "producer disconnected before these records were acknowledged");
+    for (const q of this.queues.values()) {
+      for (const b of [...q.sealed, ...(q.inFlight ? [q.inFlight] : [])]) this.fail(b, gone);
+      if (q.open) this.fail({ id: 0, bytes: new Uint8Array(0), records: 0, members: q.open.members, sealedAt: 0, attempts: 0 }, gone);
+    }
+    for (const w of this.flushWaiters.splice(0)) w.reject(gone);
+  }
+}
+
+export const ProducerActor = defineActor({
+  kind: "producer",
+  args: ProducerArgs,
+  messages: ProducerMessages,
+  mailboxCapacity: 100_000,
+  async init(ctx) {
+    const state = new ProducerState(await metadataFor(ctx.nats, ctx.cluster), ctx.args);
+    await state.initProducerId(ctx);
+    return state;
+  },
+  stopped: (s) => s.close(),
+  handlers: {
+    Send: (s, m, ctx) => s.send(m.topic, m.frames, ctx),
+    Flush: (s, _m, ctx) => s.flush(ctx),
+    Linger: (s, _m, ctx) => s.linger(ctx),
+    Sent: (s, m, ctx) => s.onSent(m, ctx),
+    Retry: (s, m, ctx) => s.retry(m.key, ctx),
+  },
+});

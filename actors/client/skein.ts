@@ -1,0 +1,477 @@
+// The library API, shaped like kafkajs because that is what Node users know:
+//
+//   const skein = new Skein({ clientId: "app", nats: "nats://127.0.0.1:4222" })
+//   const producer = skein.producer({ acks: "all" }); await producer.connect()
+//   await producer.send({ topic: "orders", messages: [{ key: "k1", value: "v1" }] })
+//   const consumer = skein.consumer({}); await consumer.connect()
+//   await consumer.subscribe({ topics: ["orders"], fromBeginning: true })
+//   await consumer.run({ eachMessage: async ({ topic, partition, message }) => {} })
+//
+// Producer and consumer are actors in a worker thread of this process (one client node per
+// Skein instance); this facade hands them whole batches over a MessagePort.
+
+import { randomUUID } from "node:crypto";
+import { SkeinNode } from "../../runtime/node.js";
+import { bundlePath } from "../../runtime/paths.js";
+import type { PortRef } from "../../runtime/port-ref.js";
+import type { NatsOptions } from "../../runtime/types.js";
+import { ErrorCode, SkeinError } from "../../protocol/errors.js";
+import { decodeRecords, iterateBatches } from "../../protocol/record-batch.js";
+import { validateTopicName } from "../../protocol/cluster.js";
+import type { PolledChunk } from "../../protocol/client.js";
+import { ClusterClient } from "../cluster/admin.js";
+import { encodeFrames, type OutgoingMessage } from "./frames.js";
+import type { SendResult } from "./producer.js";
+
+export interface SkeinConfig {
+  /** Shown in connection names and actor addresses. */
+  clientId?: string;
+  /** NATS URL(s) or full connection options. */
+  nats: string | string[] | NatsOptions;
+  /** Cluster namespace. Default "default". */
+  cluster?: string;
+}
+
+export interface ProducerConfig {
+  /** "all" (default), 1 or 0; -1 means all. */
+  acks?: "all" | 0 | 1 | -1;
+  /** Default true. */
+  idempotent?: boolean;
+  /** Default 5 ms. */
+  lingerMs?: number;
+  /** Default 512 KiB. */
+  batchBytes?: number;
+  /** Bytes handed to the producer and not yet acknowledged; send() waits above it. Default 32 MiB. */
+  bufferBytes?: number;
+  requestTimeoutMs?: number;
+  deliveryTimeoutMs?: number;
+}
+
+export interface ConsumerConfig {
+  /** Consumer group (coordinated consumption and committed offsets). */
+  groupId?: string;
+  maxBytesPerPartition?: number;
+  maxWaitTimeInMs?: number;
+  maxBufferedBytes?: number;
+}
+
+export interface KafkaMessage {
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: Record<string, Buffer | null>;
+  /** As kafkajs: a decimal string. */
+  offset: string;
+  /** Milliseconds since the epoch, as a decimal string (kafkajs). */
+  timestamp: string;
+}
+
+export interface EachMessagePayload {
+  topic: string;
+  partition: number;
+  message: KafkaMessage;
+}
+
+export interface EachBatchPayload {
+  batch: { topic: string; partition: number; highWatermark: string; messages: KafkaMessage[] };
+}
+
+export class Skein {
+  private nodePromise: Promise<SkeinNode> | null = null;
+  private clientPromise: Promise<ClusterClient> | null = null;
+  private users = 0;
+  private counter = 0;
+  readonly clientId: string;
+  readonly cluster: string;
+  readonly nats: NatsOptions;
+
+  constructor(config: SkeinConfig) {
+    if (!config || !config.nats) throw new SkeinError(ErrorCode.INVALID_REQUEST, "new Skein({ nats }) needs a NATS URL", { field: "nats" });
+    this.clientId = (config.clientId ?? "skein").replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 40);
+    this.cluster = config.cluster ?? "default";
+    this.nats = typeof config.nats === "string" || Array.isArray(config.nats) ? { servers: config.nats } : config.nats;
+  }
+
+  producer(config: ProducerConfig = {}): Producer {
+    return new Producer(this, config);
+  }
+
+  consumer(config: ConsumerConfig = {}): Consumer {
+    return new Consumer(this, config);
+  }
+
+  admin(): Admin {
+    return new Admin(this);
+  }
+
+  /** @internal one client node (1 worker) per Skein instance, shared by its producers and consumers. */
+  async acquireNode(): Promise<SkeinNode> {
+    this.users++;
+    this.nodePromise ??= SkeinNode.start({ id: `${this.clientId}-${randomUUID().slice(0, 8)}`, cluster: this.cluster, nats: this.nats, workers: 1 });
+    return this.nodePromise;
+  }
+
+  /** @internal */
+  async releaseNode(): Promise<void> {
+    if (--this.users > 0 || !this.nodePromise) return;
+    const node = await this.nodePromise;
+    this.nodePromise = null;
+    await node.shutdown();
+  }
+
+  /** @internal */
+  acquireClient(): Promise<ClusterClient> {
+    this.clientPromise ??= ClusterClient.connect({ nats: this.nats, cluster: this.cluster, name: `skein:${this.clientId}` });
+    return this.clientPromise;
+  }
+
+  /** @internal */
+  async releaseClient(): Promise<void> {
+    const c = await this.clientPromise?.catch(() => null);
+    this.clientPromise = null;
+    await c?.close();
+  }
+
+  /** @internal */
+  nextAddress(kind: string, node: SkeinNode): string {
+    return `${kind}/${++this.counter}@${node.id}`;
+  }
+}
+
+export class Producer {
+  private node: SkeinNode | null = null;
+  private ref: PortRef | null = null;
+  private inFlightBytes = 0;
+  private waiters: Array<() => void> = [];
+  private readonly bufferBytes: number;
+
+  constructor(
+    private readonly skein: Skein,
+    private readonly config: ProducerConfig,
+  ) {
+    this.bufferBytes = config.bufferBytes ?? 32 * 1024 * 1024;
+  }
+
+  async connect(): Promise<void> {
+    if (this.ref) return;
+    const node = await this.skein.acquireNode();
+    const address = this.skein.nextAddress("producer", node);
+    const acks = this.config.acks === undefined || this.config.acks === "all" ? -1 : this.config.acks;
+    try {
+      await node.spawn({
+        kind: "producer",
+        module: bundlePath("actors.js"),
+        address,
+        args: {
+          acks,
+          idempotent: this.config.idempotent ?? true,
+          lingerMs: this.config.lingerMs,
+          batchBytes: this.config.batchBytes,
+          requestTimeoutMs: this.config.requestTimeoutMs,
+          deliveryTimeoutMs: this.config.deliveryTimeoutMs,
+        },
+      });
+    } catch (e) {
+      await this.skein.releaseNode();
+      throw e;
+    }
+    this.node = node;
+    this.ref = node.portRef(address);
+  }
+
+  /** Resolves when every message is acknowledged (per `acks`), with each partition's base offset. */
+  async send(record: { topic: string; messages: OutgoingMessage[] }): Promise<SendResult[]> {
+    if (!this.ref) throw new SkeinError(ErrorCode.NOT_CONNECTED, "producer is not connected: call connect() first");
+    if (!record || typeof record !== "object") throw new SkeinError(ErrorCode.INVALID_REQUEST, "send({ topic, messages }) takes an object", { field: "(root)" });
+    validateTopicName(record.topic);
+    if (!Array.isArray(record.messages)) throw new SkeinError(ErrorCode.INVALID_REQUEST, "messages must be an array", { field: "messages" });
+    const { buffer, bytes } = encodeFrames(record.messages);
+    while (this.inFlightBytes > 0 && this.inFlightBytes + bytes > this.bufferBytes) await new Promise<void>((r) => this.waiters.push(r));
+    this.inFlightBytes += bytes;
+    try {
+      return await this.ref.ask<SendResult[]>("Send", { topic: record.topic, frames: buffer }, { timeoutMs: (this.config.deliveryTimeoutMs ?? 60_000) + 5_000, transfer: [buffer.buffer as ArrayBuffer] });
+    } finally {
+      this.inFlightBytes -= bytes;
+      this.waiters.shift()?.();
+    }
+  }
+
+  /** kafkajs-style sendBatch: several topics in one call. */
+  async sendBatch(batch: { topicMessages: Array<{ topic: string; messages: OutgoingMessage[] }> }): Promise<SendResult[]> {
+    const all = await Promise.all(batch.topicMessages.map((t) => this.send(t)));
+    return all.flat();
+  }
+
+  async flush(): Promise<void> {
+    await this.ref?.ask("Flush", {}, { timeoutMs: (this.config.deliveryTimeoutMs ?? 60_000) + 5_000 });
+  }
+
+  async disconnect(): Promise<void> {
+    if (!this.ref || !this.node) return;
+    await this.flush().catch(() => undefined);
+    await this.node.stop(this.ref.address);
+    await this.ref.close();
+    this.ref = null;
+    this.node = null;
+    await this.skein.releaseNode();
+  }
+}
+
+export interface TopicPartitionOffset {
+  topic: string;
+  partition: number;
+  offset?: number | string;
+}
+
+export class Consumer {
+  private node: SkeinNode | null = null;
+  private ref: PortRef | null = null;
+  private running = false;
+  private stopped: Promise<void> | null = null;
+  private subscription: { topics: string[]; fromBeginning: boolean } | null = null;
+
+  constructor(
+    private readonly skein: Skein,
+    private readonly config: ConsumerConfig,
+  ) {}
+
+  async connect(): Promise<void> {
+    if (this.ref) return;
+    if (this.config.groupId !== undefined) {
+      throw new SkeinError(ErrorCode.INVALID_REQUEST, "consumer groups are not available yet (issue 6); use consumer({}) with assign() or subscribe()", { field: "groupId" });
+    }
+    const node = await this.skein.acquireNode();
+    this.node = node;
+    this.ref = node.portRef(this.skein.nextAddress("consumer", node));
+  }
+
+  private async spawn(autoOffsetReset: "earliest" | "latest"): Promise<PortRef> {
+    if (!this.ref || !this.node) throw new SkeinError(ErrorCode.NOT_CONNECTED, "consumer is not connected: call connect() first");
+    const known = await this.node.list();
+    if (!known.some((a) => a.address === this.ref!.address)) {
+      await this.node.spawn({
+        kind: "consumer",
+        module: bundlePath("actors.js"),
+        address: this.ref.address,
+        args: { autoOffsetReset, maxBytesPerPartition: this.config.maxBytesPerPartition, maxWaitMs: this.config.maxWaitTimeInMs, maxBufferedBytes: this.config.maxBufferedBytes },
+      });
+    }
+    return this.ref;
+  }
+
+  /** Consume every partition of these topics (without a group: all of them, here). */
+  async subscribe(s: { topics?: string[]; topic?: string; fromBeginning?: boolean }): Promise<void> {
+    const topics = s.topics ?? (s.topic ? [s.topic] : []);
+    if (topics.length === 0) throw new SkeinError(ErrorCode.INVALID_REQUEST, "subscribe({ topics }) needs at least one topic", { field: "topics" });
+    topics.forEach(validateTopicName);
+    this.subscription = { topics, fromBeginning: s.fromBeginning ?? false };
+    const client = await this.skein.acquireClient();
+    const partitions: TopicPartitionOffset[] = [];
+    for (const topic of topics) {
+      const t = await client.meta.getTopic(topic);
+      if (!t) throw new SkeinError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `topic ${topic} does not exist`, { topic });
+      for (let p = 0; p < t.partitions; p++) partitions.push({ topic, partition: p });
+    }
+    const ref = await this.spawn(s.fromBeginning ? "earliest" : "latest");
+    await ref.ask("Assign", { partitions });
+  }
+
+  /** Manual assignment; `offset` is the next offset to read (else the reset policy applies). */
+  async assign(partitions: TopicPartitionOffset[]): Promise<void> {
+    const ref = await this.spawn("earliest");
+    await ref.ask("Assign", { partitions: partitions.map((p) => ({ topic: p.topic, partition: p.partition, offset: p.offset === undefined ? undefined : Number(p.offset) })) });
+  }
+
+  async seek(p: { topic: string; partition: number; offset: number | string }): Promise<void> {
+    const ref = await this.spawn("earliest");
+    await ref.ask("Seek", { topic: p.topic, partition: p.partition, offset: Number(p.offset) });
+  }
+
+  async seekToTimestamp(p: { topic: string; partition: number; timestamp: number }): Promise<void> {
+    const ref = await this.spawn("earliest");
+    await ref.ask("SeekTimestamp", p);
+  }
+
+  async pause(partitions: Array<{ topic: string; partitions?: number[]; partition?: number }>): Promise<void> {
+    await this.ref?.ask("Pause", { partitions: await this.expand(partitions) });
+  }
+
+  async resume(partitions: Array<{ topic: string; partitions?: number[]; partition?: number }>): Promise<void> {
+    await this.ref?.ask("Resume", { partitions: await this.expand(partitions) });
+  }
+
+  private async expand(list: Array<{ topic: string; partitions?: number[]; partition?: number }>) {
+    const out: Array<{ topic: string; partition: number }> = [];
+    for (const t of list) {
+      if (t.partition !== undefined) out.push({ topic: t.topic, partition: t.partition });
+      else if (t.partitions) for (const p of t.partitions) out.push({ topic: t.topic, partition: p });
+      else {
+        const topic = await (await this.skein.acquireClient()).meta.getTopic(t.topic);
+        for (let p = 0; p < (topic?.partitions ?? 0); p++) out.push({ topic: t.topic, partition: p });
+      }
+    }
+    return out;
+  }
+
+  /** Positions (next offset) per assigned partition. */
+  async positions(): Promise<Array<{ topic: string; partition: number; offset: number; highWatermark: number }>> {
+    return (await this.ref?.ask("Positions", {})) ?? [];
+  }
+
+  /** Polls once: decoded messages per partition chunk. */
+  async poll(maxWaitMs = 1_000): Promise<EachBatchPayload[]> {
+    if (!this.ref) throw new SkeinError(ErrorCode.NOT_CONNECTED, "consumer is not connected");
+    const chunks = await this.ref.ask<PolledChunk[]>("Poll", { maxWaitMs }, { timeoutMs: maxWaitMs + 10_000 });
+    return chunks.map(decodeChunk).filter((b) => b.batch.messages.length > 0);
+  }
+
+  async run(handlers: { eachMessage?: (p: EachMessagePayload) => Promise<void> | void; eachBatch?: (p: EachBatchPayload) => Promise<void> | void }): Promise<void> {
+    if (!handlers?.eachMessage && !handlers?.eachBatch) throw new SkeinError(ErrorCode.INVALID_REQUEST, "run() needs eachMessage or eachBatch", { field: "eachMessage" });
+    if (this.running) throw new SkeinError(ErrorCode.INVALID_REQUEST, "run() is already running");
+    this.running = true;
+    this.stopped = (async () => {
+      while (this.running) {
+        let batches: EachBatchPayload[];
+        try {
+          batches = await this.poll(500);
+        } catch (e) {
+          if (!this.running) break;
+          if ((e as SkeinError).retriable) continue;
+          throw e;
+        }
+        for (const b of batches) {
+          if (!this.running) break;
+          if (handlers.eachBatch) await handlers.eachBatch(b);
+          else for (const message of b.batch.messages) await handlers.eachMessage!({ topic: b.batch.topic, partition: b.batch.partition, message });
+        }
+      }
+    })();
+    this.stopped.catch((e) => console.error("skein consumer: run() stopped:", e));
+  }
+
+  /** Async iteration over messages: `for await (const m of consumer) {}`. */
+  async *[Symbol.asyncIterator](): AsyncGenerator<EachMessagePayload> {
+    while (this.ref) {
+      for (const b of await this.poll(500)) for (const message of b.batch.messages) yield { topic: b.batch.topic, partition: b.batch.partition, message };
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.stopped?.catch(() => undefined);
+  }
+
+  async disconnect(): Promise<void> {
+    await this.stop();
+    if (!this.ref || !this.node) return;
+    await this.node.stop(this.ref.address);
+    await this.ref.close();
+    this.ref = null;
+    this.node = null;
+    await this.skein.releaseNode();
+    await this.skein.releaseClient();
+  }
+}
+
+function decodeChunk(c: PolledChunk): EachBatchPayload {
+  const messages: KafkaMessage[] = [];
+  for (const { pos } of iterateBatches(c.data)) {
+    for (const r of decodeRecords(c.data, pos)) {
+      if (r.offset < c.fromOffset) continue;
+      const headers: Record<string, Buffer | null> = {};
+      for (const h of r.headers) headers[h.key] = h.value ? Buffer.from(h.value.buffer, h.value.byteOffset, h.value.byteLength) : null;
+      messages.push({
+        key: r.key ? Buffer.from(r.key.buffer, r.key.byteOffset, r.key.byteLength) : null,
+        value: r.value ? Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength) : null,
+        headers,
+        offset: String(r.offset),
+        timestamp: String(r.timestamp),
+      });
+    }
+  }
+  return { batch: { topic: c.topic, partition: c.partition, highWatermark: String(c.highWatermark), messages } };
+}
+
+export class Admin {
+  private client: ClusterClient | null = null;
+
+  constructor(private readonly skein: Skein) {}
+
+  async connect(): Promise<void> {
+    this.client = await this.skein.acquireClient();
+  }
+
+  private get c(): ClusterClient {
+    if (!this.client) throw new SkeinError(ErrorCode.NOT_CONNECTED, "admin is not connected: call connect() first");
+    return this.client;
+  }
+
+  /** Returns true when every topic was created (false when some existed), like kafkajs. */
+  async createTopics(o: { topics: Array<{ topic: string; numPartitions?: number; replicationFactor?: number; configEntries?: Array<{ name: string; value: string }> }>; waitForLeaders?: boolean }): Promise<boolean> {
+    let all = true;
+    for (const t of o.topics) {
+      const configs = Object.fromEntries((t.configEntries ?? []).map((e) => [e.name, e.value]));
+      try {
+        await this.c.createTopic(t.topic, t.numPartitions ?? 1, t.replicationFactor ?? 1, configs);
+      } catch (e) {
+        if ((e as SkeinError).code === ErrorCode.TOPIC_ALREADY_EXISTS) {
+          all = false;
+          continue;
+        }
+        throw e;
+      }
+      if (o.waitForLeaders ?? true) await this.c.waitForLeaders(t.topic);
+    }
+    return all;
+  }
+
+  async deleteTopics(o: { topics: string[] }): Promise<void> {
+    for (const t of o.topics) await this.c.deleteTopic(t);
+  }
+
+  async listTopics(): Promise<string[]> {
+    return (await this.c.listTopics()).map((t) => t.name);
+  }
+
+  async describeTopics(o: { topics: string[] }) {
+    return Promise.all(o.topics.map((t) => this.c.describeTopic(t)));
+  }
+
+  /** kafkajs name for describeTopics. */
+  async fetchTopicMetadata(o: { topics: string[] }) {
+    const topics = await this.describeTopics(o);
+    return { topics: topics.map((t) => ({ name: t.topic, partitions: t.partitions.map((p) => ({ partitionId: p.partition, leader: p.leader, replicas: p.replicas, isr: p.isr })) })) };
+  }
+
+  async describeCluster() {
+    const s = await this.c.status();
+    return { clusterId: s.cluster, controller: s.controller?.broker ?? null, brokers: s.brokers.map((b) => ({ nodeId: b.broker, host: b.host, port: b.kafkaPort ?? 0 })) };
+  }
+
+  /** Earliest, latest (high watermark) and optionally by timestamp, per partition. */
+  async fetchTopicOffsets(topic: string) {
+    const d = await this.c.describeTopic(topic);
+    return d.partitions.map((p) => ({ partition: p.partition, offset: String(p.highWatermark ?? 0), high: String(p.highWatermark ?? 0), low: String(p.logStartOffset ?? 0) }));
+  }
+
+  async fetchTopicOffsetsByTimestamp(topic: string, timestamp: number) {
+    const d = await this.c.describeTopic(topic);
+    return Promise.all(
+      d.partitions.map(async (p) => {
+        const r = await this.c.system.ask<{ offset: number }>(`replica/${topic}/${p.partition}@${p.leader}`, "ListOffset", { timestamp });
+        return { partition: p.partition, offset: String(r.offset) };
+      }),
+    );
+  }
+
+  async createPartitions(o: { topicPartitions: Array<{ topic: string; count: number }> }): Promise<void> {
+    for (const t of o.topicPartitions) {
+      await this.c.createPartitions(t.topic, t.count);
+      await this.c.waitForLeaders(t.topic);
+    }
+  }
+
+  async disconnect(): Promise<void> {
+    this.client = null;
+    await this.skein.releaseClient();
+  }
+}

@@ -1,0 +1,88 @@
+// Messages of the client actors (producer and consumer) that run in a worker thread of the
+// application process. The facade reaches them over a PortRef (MessagePort).
+
+import { z } from "zod";
+
+export const ProducerArgs = z.object({
+  /** 0, 1 or -1 (all). */
+  acks: z.union([z.literal(0), z.literal(1), z.literal(-1)]).default(-1),
+  /** Producer id + per-partition sequences: retries never duplicate or reorder. */
+  idempotent: z.boolean().default(true),
+  /** How long a partition's batch may wait for more records, ms. */
+  lingerMs: z.number().int().min(0).max(60_000).default(5),
+  /** A batch is sent once it holds this many bytes. */
+  batchBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(512 * 1024),
+  /** Upper bound on one produce request's wait at the leader (acks=all), ms. */
+  requestTimeoutMs: z.number().int().min(100).max(300_000).default(10_000),
+  /** A batch not acknowledged this long after it was sealed fails its sends, ms. */
+  deliveryTimeoutMs: z.number().int().min(100).max(3_600_000).default(60_000),
+  /** First retry backoff, ms (doubles up to 1 s). */
+  retryBackoffMs: z.number().int().min(1).max(10_000).default(50),
+});
+export type ProducerArgs = z.infer<typeof ProducerArgs>;
+
+export const ProducerMessages = {
+  /** One send() call: its records framed by actors/client/frames.ts. */
+  Send: z.object({ topic: z.string(), frames: z.instanceof(Uint8Array) }),
+  /** Resolves once everything accepted so far is acknowledged or failed. */
+  Flush: z.object({}),
+  /** Internal: linger timer. */
+  Linger: z.object({}),
+  /** Internal: a produce request finished. */
+  Sent: z.object({
+    key: z.string(),
+    batchId: z.number().int(),
+    baseOffset: z.number().int().optional(),
+    error: z.object({ code: z.string(), message: z.string(), retriable: z.boolean() }).optional(),
+  }),
+  /** Internal: retry a partition's in-flight batch after backoff. */
+  Retry: z.object({ key: z.string() }),
+};
+
+export const ConsumerArgs = z.object({
+  /** Bytes asked per partition fetch. */
+  maxBytesPerPartition: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+  /** Long-poll wait of each fetch, ms. */
+  maxWaitMs: z.number().int().min(0).max(30_000).default(500),
+  /** Fetched but not yet polled bytes; fetching pauses above it. */
+  maxBufferedBytes: z.number().int().min(64 * 1024).max(1024 * 1024 * 1024).default(16 * 1024 * 1024),
+  /** Where to start without a committed offset or after OFFSET_OUT_OF_RANGE. */
+  autoOffsetReset: z.enum(["earliest", "latest", "none"]).default("latest"),
+});
+export type ConsumerArgs = z.infer<typeof ConsumerArgs>;
+
+const TopicPartition = z.object({ topic: z.string(), partition: z.number().int().min(0) });
+
+export const ConsumerMessages = {
+  /** Replace the assignment; `offset` (next to read) wins over the reset policy. */
+  Assign: z.object({ partitions: z.array(TopicPartition.extend({ offset: z.number().int().min(0).optional() })) }),
+  Seek: TopicPartition.extend({ offset: z.number().int().min(-2) /* -2 earliest, -1 latest */ }),
+  /** Seek to the first offset whose timestamp is >= `timestamp` (ms). */
+  SeekTimestamp: TopicPartition.extend({ timestamp: z.number().int().min(0) }),
+  Pause: z.object({ partitions: z.array(TopicPartition) }),
+  Resume: z.object({ partitions: z.array(TopicPartition) }),
+  /** Fetched data, waiting up to maxWaitMs for some. */
+  Poll: z.object({ maxWaitMs: z.number().int().min(0).max(60_000).default(1_000), maxBytes: z.number().int().min(1).default(8 * 1024 * 1024) }),
+  /** Positions (next offset to hand out) of the assigned partitions. */
+  Positions: z.object({}),
+  /** Internal: a fetch finished. */
+  Fetched: z.object({
+    key: z.string(),
+    generation: z.number().int(),
+    fromOffset: z.number().int(),
+    data: z.instanceof(Uint8Array).optional(),
+    highWatermark: z.number().int().optional(),
+    error: z.object({ code: z.string(), message: z.string(), logStartOffset: z.number().optional() }).optional(),
+  }),
+  /** Internal: start or retry fetches. */
+  Kick: z.object({}),
+};
+
+export interface PolledChunk {
+  topic: string;
+  partition: number;
+  /** Records below this offset in `data` were already handed out: skip them. */
+  fromOffset: number;
+  data: Uint8Array;
+  highWatermark: number;
+}
