@@ -7,6 +7,7 @@ import type { Command } from "commander";
 import { Broker } from "../actors/cluster/broker.js";
 import { startNatsServer, type NatsServerHandle } from "../runtime/nats-server.js";
 import { startSkeinProcess, type ChildHandle } from "../runtime/child-process.js";
+import { runDemo } from "./demo.js";
 import { addConnectionFlags, intOption, natsOptions, onShutdownSignal, requireNats, type ConnectionFlags } from "./common.js";
 
 export function registerBrokerCommands(program: Command): void {
@@ -42,13 +43,23 @@ export function registerBrokerCommands(program: Command): void {
       .description("start a local cluster: its own nats-server (unless --nats) and N broker processes; Ctrl-C stops it")
       .option("--brokers <n>", "number of brokers", intOption("--brokers", 1, 64), 3)
       .option("--data <dir>", "data directory (default: a new temp dir)")
-      .option("--workers <n>", "worker threads per broker", intOption("--workers", 1, 256), 1),
+      .option("--workers <n>", "worker threads per broker", intOption("--workers", 1, 256), 1)
+      .option("--demo", "run a demo on the new cluster: a topic, a producer and a consumer printing throughput")
+      .option("--demo-seconds <s>", "how long the demo produces", intOption("--demo-seconds", 1, 86_400), 10)
+      .option("--exit-after-demo", "stop the cluster when the demo is done (exit code 0 when every record came back)"),
     "NATS URL; without it `up` starts its own nats-server with JetStream",
-  ).action(async (flags: ConnectionFlags & { brokers: number; data?: string; workers: number }) => {
+  ).action(async (flags: ConnectionFlags & { brokers: number; data?: string; workers: number; demo?: boolean; demoSeconds: number; exitAfterDemo?: boolean }) => {
     const cluster = await startLocalCluster(flags, { echo: true });
     onShutdownSignal(() => cluster.stop());
     console.log(`cluster ready: brokers=${flags.brokers} nats=${cluster.natsUrl} cluster=${flags.cluster} data=${cluster.dataDir}`);
-    console.log(`  try: skein topics create demo --partitions 3 --replication-factor ${Math.min(3, flags.brokers)} --nats ${cluster.natsUrl}`);
+    console.log(`  in another shell: export SKEIN_NATS=${cluster.natsUrl}; skein topics list; skein consume demo --from-beginning`);
+    if (!flags.demo) return;
+    const r = await runDemo({ natsUrl: cluster.natsUrl, cluster: flags.cluster, brokers: flags.brokers, seconds: flags.demoSeconds });
+    if (flags.exitAfterDemo) {
+      await cluster.stop();
+      process.exit(r.consumed >= r.produced && r.produced > 0 ? 0 : 1);
+    }
+    console.log("demo: the cluster keeps running; Ctrl-C stops it");
   });
 }
 

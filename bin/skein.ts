@@ -4,6 +4,7 @@ import { registerNodeCommand } from "./node-cmd.js";
 import { registerDoctorCommand } from "./doctor.js";
 import { registerBrokerCommands } from "./broker-cmd.js";
 import { registerTopicCommands } from "./topics-cmd.js";
+import { registerClientCommands } from "./client-cmds.js";
 
 const program = new Command();
 program
@@ -16,6 +17,7 @@ registerNodeCommand(program);
 registerDoctorCommand(program);
 registerBrokerCommands(program);
 registerTopicCommands(program);
+registerClientCommands(program);
 
 program.parseAsync(process.argv).catch((e) => {
   console.error(`error: ${(e as Error).message}`);

@@ -63,6 +63,11 @@ export class NatsTransport {
   }
 
   tell(address: string, type: string, body: unknown): void {
+    // A tell after close (a reply landing during shutdown) is dropped like any lost message.
+    if (this.nc.isClosed() || this.nc.isDraining()) {
+      this.droppedWhileDisconnected++;
+      return;
+    }
     const data = encodeEnvelope(EnvelopeKind.MESSAGE, type, body);
     if (!this.connected) {
       if (this.buffered + data.length > this.maxBufferedBytes) {
