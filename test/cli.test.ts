@@ -1,0 +1,91 @@
+// The CLI as a user runs it: `skein up --demo` (what `npm start` runs), topics, produce and
+// consume as separate processes against one cluster.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { execFile, spawn } from "node:child_process";
+import { cliBundlePath } from "../runtime/paths.js";
+import { startSkeinProcess, type ChildHandle } from "../runtime/child-process.js";
+
+function skein(args: string[], input?: string, timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = execFile(process.execPath, [cliBundlePath(), ...args], { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) =>
+      resolve({ code: err ? (typeof err.code === "number" ? err.code : 1) : 0, stdout, stderr }),
+    );
+    if (input !== undefined) child.stdin!.end(input);
+  });
+}
+
+test("skein up --demo produces and consumes every record, then stops cleanly", async () => {
+  const r = await skein(["up", "--demo", "--demo-seconds", "2", "--exit-after-demo", "--cluster", "qs"], undefined, 90_000);
+  assert.is(r.code, 0, r.stdout + r.stderr);
+  const done = /demo: done — (\d+) records produced and acknowledged by all replicas, (\d+) consumed/.exec(r.stdout);
+  assert.ok(done, r.stdout);
+  assert.ok(Number(done![1]) > 0);
+  assert.is(done![2], done![1]);
+});
+
+let up: ChildHandle;
+let nats = "";
+
+test("topics, produce and consume against `skein up`", async () => {
+  up = await startSkeinProcess(["up", "--brokers", "2", "--cluster", "cli"], { ready: /cluster ready/ });
+  nats = /nats=(\S+)/.exec(up.readyLine)![1];
+  const common = ["--nats", nats, "--cluster", "cli"];
+  const created = await skein(["topics", "create", "lines", "--partitions", "2", "--replication-factor", "2", "--config", "retention.ms=60000", ...common]);
+  assert.is(created.code, 0, created.stderr);
+  const dup = await skein(["topics", "create", "lines", "--partitions", "2", "--replication-factor", "2", ...common]);
+  assert.is(dup.code, 1);
+  assert.match(dup.stderr, /already exists/);
+  const bad = await skein(["topics", "create", "x", "--partitions", "1", "--replication-factor", "5", ...common]);
+  assert.is(bad.code, 1);
+  assert.match(bad.stderr, /replication factor 5/);
+
+  const produced = await skein(["produce", "lines", "--parse-key", "--json", ...common], "a\tone\nb\ttwo\nc\tthree\n");
+  assert.is(produced.code, 0, produced.stderr);
+  assert.is(JSON.parse(produced.stdout.trim()).acked, 3);
+  const load = await skein(["produce", "lines", "--count", "5000", "--size", "50", "--json", ...common]);
+  assert.is(JSON.parse(load.stdout.trim()).acked, 5000);
+
+  const consumed = await skein(["consume", "lines", "--from-beginning", "--max", "5003", "--json", ...common]);
+  assert.is(consumed.code, 0, consumed.stderr);
+  const records = consumed.stdout.trim().split("\n").map((l) => JSON.parse(l));
+  assert.is(records.length, 5003);
+  const keyed = records.filter((r) => r.key !== null);
+  assert.equal(keyed.map((r) => `${r.key}=${r.value}`).sort(), ["a=one", "b=two", "c=three"]);
+  for (const r of records) assert.ok(typeof r.offset === "number" && typeof r.partition === "number" && typeof r.timestamp === "number");
+
+  const described = await skein(["topics", "describe", "lines", "--json", ...common]);
+  const d = JSON.parse(described.stdout);
+  assert.is(d.topic, "lines");
+  assert.is(d.partitions.length, 2);
+  assert.is(d.partitions.reduce((n: number, p: { highWatermark: number }) => n + p.highWatermark, 0), 5003);
+  assert.is(d.configs["retention.ms"], 60000);
+  const status = JSON.parse((await skein(["cluster", "status", "--json", ...common])).stdout);
+  assert.is(status.brokers.length, 2);
+  assert.ok(status.controller.epoch > 0);
+  assert.is((await skein(["topics", "delete", "lines", ...common])).code, 0);
+  assert.equal(JSON.parse((await skein(["topics", "list", "--json", ...common])).stdout), []);
+  assert.is(await up.stop(), 0, "skein up exits 0 on SIGTERM");
+});
+
+test("every command has --help and missing --nats is a clear error", async () => {
+  for (const cmd of [["up"], ["broker"], ["node"], ["doctor"], ["produce"], ["consume"], ["topics", "create"], ["cluster", "status"]]) {
+    const r = await skein([...cmd, "--help"]);
+    assert.is(r.code, 0, cmd.join(" "));
+    assert.match(r.stdout, /Usage:/);
+  }
+  const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    const c = spawn(process.execPath, [cliBundlePath(), "topics", "list"], { env: { ...process.env, SKEIN_NATS: "" } });
+    let stderr = "";
+    c.stderr.on("data", (d) => (stderr += d));
+    c.on("close", (code) => resolve({ code, stderr }));
+  });
+  assert.is(r.code, 2);
+  assert.match(r.stderr, /--nats URL is required/);
+});
+
+test.after(async () => {
+  await up?.kill();
+});
+
+test.run();
