@@ -41,12 +41,19 @@ interface ReceiverStats {
   count: number;
   firstAt: number;
   lastAt: number;
+  /** CPU time of the receiving process so far, µs. */
+  cpuUs: number;
 }
 
 interface TellResult {
   msgsPerSec: number;
   delivered: number;
   sent: number;
+  /**
+   * CPU time the sending and receiving processes spent per delivered message, µs
+   * (nats-server not included). Unlike msgs/s it hardly moves with the machine's load.
+   */
+  cpuUsPerMsg: number;
 }
 
 /** One path under test: how to run a tell blast and an ask sequence on it. */
@@ -128,7 +135,7 @@ async function setUp(server: NatsServerHandle, sizes: Sizes, cleanup: Array<() =
 
 function rawSameProcess(pub: NatsConnection, sub: NatsConnection, sizes: Sizes): Path {
   const subject = `bench.local.${process.pid}`;
-  let stats: ReceiverStats = { count: 0, firstAt: 0, lastAt: 0 };
+  let stats = { count: 0, firstAt: 0, lastAt: 0 };
   sub.subscribe(`${subject}.sink`, {
     callback: () => {
       const now = nowMs();
@@ -144,9 +151,11 @@ function rawSameProcess(pub: NatsConnection, sub: NatsConnection, sizes: Sizes):
     tell: async (count) => {
       await sub.flush();
       stats = { count: 0, firstAt: 0, lastAt: 0 };
+      const cpu = cpuMeter();
       const startAt = nowMs();
       await paced(count, sizes.tellChunk, () => pub.publish(`${subject}.sink`, payload), () => pub.flush());
-      return rate(await waitForCount(async () => stats, count), startAt, count);
+      const end = await waitForCount(async () => ({ ...stats, cpuUs: 0 }), count);
+      return rate(end, startAt, count, cpu());
     },
     ask: (count) => sampleLatency(count, () => pub.request(`${subject}.req`, payload, { timeout: 5_000 })),
   };
@@ -157,11 +166,13 @@ function rawCrossProcess(pub: NatsConnection, prefix: string, sizes: Sizes): Pat
   return {
     name: "raw NATS, cross process",
     tell: async (count) => {
-      await pub.request(`${prefix}.reset`, undefined, { timeout: 5_000 });
+      const read = async (what: string): Promise<ReceiverStats> => JSON.parse(decoder.decode((await pub.request(`${prefix}.${what}`, undefined, { timeout: 5_000 })).data));
+      const before = await read("reset");
+      const cpu = cpuMeter();
       const startAt = nowMs();
       await paced(count, sizes.tellChunk, () => pub.publish(`${prefix}.sink`, payload), () => pub.flush());
-      const stats = await waitForCount(async () => JSON.parse(decoder.decode((await pub.request(`${prefix}.stats`, undefined, { timeout: 5_000 })).data)), count);
-      return rate(stats, startAt, count);
+      const end = await waitForCount(() => read("stats"), count);
+      return rate(end, startAt, count, cpu() + end.cpuUs - before.cpuUs);
     },
     ask: (count) => sampleLatency(count, () => pub.request(`${prefix}.req`, payload, { timeout: 5_000 })),
   };
@@ -172,14 +183,15 @@ function actorFromDriver(name: string, system: ActorSystem, driver: string, sink
   return {
     name,
     tell: async (count) => {
-      await system.ask(sink, "Reset", {});
+      const before = await system.ask<ReceiverStats>(sink, "Reset", {});
       const blast = await system.ask<{ startAt: number }>(
         driver,
         "Blast",
         { to: sink, count, chunk: sizes.tellChunk, payloadBytes: PAYLOAD_BYTES },
         { timeoutMs: 120_000 },
       );
-      return rate(await waitForCount(() => system.ask<ReceiverStats>(sink, "Stats", {}), count), blast.startAt, count);
+      const end = await waitForCount(() => system.ask<ReceiverStats>(sink, "Stats", {}), count);
+      return rate(end, blast.startAt, count, end.cpuUs - before.cpuUs);
     },
     ask: (count) => system.ask<LatencySummary>(driver, "AskLoop", { to: sink, count, payloadBytes: PAYLOAD_BYTES }, { timeoutMs: 120_000 }),
   };
@@ -191,10 +203,12 @@ function actorFromClient(name: string, system: ActorSystem, sink: string, sizes:
   return {
     name,
     tell: async (count) => {
-      await system.ask(sink, "Reset", {});
+      const before = await system.ask<ReceiverStats>(sink, "Reset", {});
+      const cpu = cpuMeter();
       const startAt = nowMs();
       await paced(count, sizes.tellChunk, () => system.tell(sink, "Data", body), () => system.nc.flush());
-      return rate(await waitForCount(() => system.ask<ReceiverStats>(sink, "Stats", {}), count), startAt, count);
+      const end = await waitForCount(() => system.ask<ReceiverStats>(sink, "Stats", {}), count);
+      return rate(end, startAt, count, cpu() + end.cpuUs - before.cpuUs);
     },
     ask: (count) => sampleLatency(count, () => system.ask(sink, "Req", body, { timeoutMs: 5_000 })),
   };
@@ -231,15 +245,31 @@ async function waitForCount(read: () => Promise<ReceiverStats>, expected: number
   return last;
 }
 
-function rate(stats: ReceiverStats, startAt: number, sent: number): TellResult {
+function rate(stats: ReceiverStats, startAt: number, sent: number, cpuUs: number): TellResult {
   const seconds = (stats.lastAt - startAt) / 1000;
-  return { msgsPerSec: stats.count > 0 && seconds > 0 ? stats.count / seconds : 0, delivered: stats.count, sent };
+  return {
+    msgsPerSec: stats.count > 0 && seconds > 0 ? stats.count / seconds : 0,
+    delivered: stats.count,
+    sent,
+    cpuUsPerMsg: stats.count > 0 ? cpuUs / stats.count : 0,
+  };
+}
+
+/** Starts counting this process's CPU time; the returned function reads the µs spent since. */
+function cpuMeter(): () => number {
+  const start = process.cpuUsage();
+  return () => {
+    const d = process.cpuUsage(start);
+    return d.user + d.system;
+  };
 }
 
 function report(names: string[], tells: Map<string, TellResult[]>, asks: Map<string, LatencySummary[]>, sizes: Sizes): SuiteResult {
   const tellOf = (n: string) => median(tells.get(n)!.map((t) => t.msgsPerSec));
   const askOf = (n: string, k: "p50Us" | "p99Us") => median(asks.get(n)!.map((a) => a[k]));
   const lostOf = (n: string) => tells.get(n)!.reduce((a, t) => a + (t.sent - t.delivered), 0);
+  const cpuOf = (n: string) => median(tells.get(n)!.map((t) => t.cpuUsPerMsg));
+  const rawCpu = cpuOf("raw NATS, cross process");
   const rawTell = tellOf("raw NATS, cross process");
   const rawP50 = askOf("raw NATS, cross process", "p50Us");
   const rows = names.map((n) => ({
@@ -247,6 +277,8 @@ function report(names: string[], tells: Map<string, TellResult[]>, asks: Map<str
     "tell msgs/s": Math.round(tellOf(n)),
     "tell vs raw": `${Math.round((tellOf(n) / rawTell) * 100)}%`,
     lost: lostOf(n),
+    "CPU µs/msg": Math.round(cpuOf(n) * 100) / 100,
+    "CPU vs raw": `${(cpuOf(n) / rawCpu).toFixed(2)}x`,
     "ask p50 µs": askOf(n, "p50Us"),
     "ask p99 µs": askOf(n, "p99Us"),
     "p50 vs raw": `${(askOf(n, "p50Us") / rawP50).toFixed(2)}x`,
@@ -260,13 +292,14 @@ function report(names: string[], tells: Map<string, TellResult[]>, asks: Map<str
   return {
     suite: "actors",
     title: `Actor messaging vs raw NATS (${PAYLOAD_BYTES}-byte payload; medians of ${sizes.repetitions} repetition(s))`,
-    columns: ["path", "tell msgs/s", "tell vs raw", "lost", "ask p50 µs", "ask p99 µs", "p50 vs raw"],
+    columns: ["path", "tell msgs/s", "tell vs raw", "lost", "CPU µs/msg", "CPU vs raw", "ask p50 µs", "ask p99 µs", "p50 vs raw"],
     rows,
     targets,
     parameters: { payloadBytes: PAYLOAD_BYTES, workers: WORKERS, ...sizes, raw: { tells: Object.fromEntries(tells), asks: Object.fromEntries(asks) } },
     notes: [
       "'vs raw' compares with raw NATS across processes: a publisher/requester here, a subscriber/responder in a peer process.",
       "tell msgs/s = messages delivered / (last arrival at the receiver - first send).",
+      "CPU µs/msg = CPU time of the sending and receiving processes (all threads; not nats-server) per delivered tell; same/cross worker: the node process only.",
     ],
   };
 }
