@@ -3,3 +3,4 @@ export { ReplicaActor } from "./cluster/replica.js";
 export { ControllerActor } from "./cluster/controller.js";
 export { ProducerActor } from "./client/producer.js";
 export { ConsumerActor } from "./client/consumer.js";
+export { GroupCoordinatorActor } from "./groups/coordinator.js";

@@ -137,6 +137,8 @@ export const ReplicaMessages = {
     replicaId: BrokerId.optional(),
     /** The fetcher's view of the leader epoch; fenced when stale. */
     leaderEpoch: z.number().int().min(-1).default(-1),
+    /** Internal (the group coordinator loading its partition on the leader): read to the log end, not the HW. */
+    upToLogEnd: z.boolean().default(false),
   }),
   /** Follower asks where its latest epoch ends on the leader (Kafka OffsetsForLeaderEpoch). */
   OffsetsForLeaderEpoch: z.object({ epoch: z.number().int().min(-1), replicaId: BrokerId }),
@@ -174,6 +176,8 @@ export const ControllerMessages = {
   CreatePartitions: z.object({ name: z.string(), totalCount: z.number().int() }),
   /** A new producer id for an idempotent producer (epoch 0). */
   InitProducerId: z.object({}),
+  /** Creates __consumer_offsets if it does not exist yet (first FindCoordinator). */
+  EnsureOffsetsTopic: z.object({}),
   Status: z.object({}),
   /** Internal timer tick: liveness, elections, preferred leaders. */
   Tick: z.object({}),

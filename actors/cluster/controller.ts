@@ -20,6 +20,7 @@ import {
   type TopicRecord,
 } from "../../protocol/cluster.js";
 import type { RuntimeEvent } from "../../runtime/types.js";
+import { DEFAULT_OFFSETS_PARTITIONS, OFFSETS_TOPIC } from "../../protocol/groups.js";
 import type { MetadataStore, Versioned } from "./metadata.js";
 import { metadataFor } from "./shared.js";
 
@@ -31,6 +32,8 @@ export const ControllerArgs = z.object({
   preferredLeaderDelayMs: z.number().int().min(0).default(5_000),
   /** At most this many preferred-leader moves per tick (bounded churn). */
   maxPreferredMovesPerTick: z.number().int().min(0).default(16),
+  /** Partitions of __consumer_offsets when the controller creates it. */
+  offsetsTopicPartitions: z.number().int().min(1).max(1000).default(DEFAULT_OFFSETS_PARTITIONS),
 });
 type Args = z.infer<typeof ControllerArgs>;
 /** Longest a replica counts as offline after its worker died without a restart event, ms. */
@@ -298,6 +301,21 @@ export class ControllerState {
     return { name, assignment: added };
   }
 
+  /** Creates __consumer_offsets (compacted, RF min(3, live brokers)) unless it exists. */
+  async ensureOffsetsTopic(): Promise<{ name: string; partitions: number }> {
+    this.requireActive();
+    const existing = await this.meta.getTopic(OFFSETS_TOPIC);
+    if (existing) return { name: OFFSETS_TOPIC, partitions: existing.partitions };
+    await this.refreshLiveness();
+    const rf = Math.min(3, this.alive.size);
+    try {
+      await this.createTopic({ name: OFFSETS_TOPIC, partitions: this.args.offsetsTopicPartitions, replicationFactor: rf, configs: { "cleanup.policy": "compact", "segment.bytes": 16 * 1024 * 1024 } });
+    } catch (e) {
+      if ((e as SkeinError).code !== ErrorCode.TOPIC_ALREADY_EXISTS) throw e;
+    }
+    return { name: OFFSETS_TOPIC, partitions: this.args.offsetsTopicPartitions };
+  }
+
   async initProducerId(): Promise<{ producerId: number; producerEpoch: number }> {
     this.requireActive();
     return { producerId: await this.meta.nextProducerId(), producerEpoch: 0 };
@@ -372,6 +390,7 @@ export const ControllerActor = defineActor({
     DeleteTopic: (s, m) => s.deleteTopic(m.name),
     CreatePartitions: (s, m) => s.createPartitions(m.name, m.totalCount),
     InitProducerId: (s) => s.initProducerId(),
+    EnsureOffsetsTopic: (s) => s.ensureOffsetsTopic(),
     Status: (s) => s.status(),
     WorkerEvent: async (s, m) => {
       if (m.type === "worker.exited") {

@@ -246,7 +246,7 @@ export class ReplicaState {
   }
 
   private readLimit(m: FetchRequest): number {
-    return m.replicaId !== undefined ? this.log.logEndOffset : this.highWatermark;
+    return m.replicaId !== undefined || m.upToLogEnd ? this.log.logEndOffset : this.highWatermark;
   }
 
   private async read(m: FetchRequest): Promise<FetchResult> {
