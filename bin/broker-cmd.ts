@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Command } from "commander";
 import { Broker } from "../actors/cluster/broker.js";
+import { firstBusyPort } from "../actors/gateway/ports.js";
 import { startNatsServer, type NatsServerHandle } from "../runtime/nats-server.js";
 import { startSkeinProcess, type ChildHandle } from "../runtime/child-process.js";
 import { runDemo } from "./demo.js";
@@ -19,8 +20,10 @@ export function registerBrokerCommands(program: Command): void {
       .requiredOption("--data <dir>", "directory for this broker's partition logs")
       .option("--workers <n>", "worker threads", intOption("--workers", 1, 256), Math.min(2, availableParallelism()))
       .option("--session-timeout-ms <ms>", "broker session timeout (heartbeat TTL)", intOption("--session-timeout-ms", 500, 600_000), 3_000)
-      .option("--replica-lag-max-ms <ms>", "a follower behind for this long leaves the ISR", intOption("--replica-lag-max-ms", 100, 600_000), 5_000),
-  ).action(async (flags: ConnectionFlags & { id: number; data: string; workers: number; sessionTimeoutMs: number; replicaLagMaxMs: number }) => {
+      .option("--replica-lag-max-ms <ms>", "a follower behind for this long leaves the ISR", intOption("--replica-lag-max-ms", 100, 600_000), 5_000)
+      .option("--kafka-port <port>", "port of this broker's Kafka protocol gateway (0 = no gateway)", intOption("--kafka-port", 0, 65_535), 0)
+      .option("--kafka-host <host>", "interface the Kafka gateway listens on and advertises", "127.0.0.1"),
+  ).action(async (flags: ConnectionFlags & { id: number; data: string; workers: number; sessionTimeoutMs: number; replicaLagMaxMs: number; kafkaPort: number; kafkaHost: string }) => {
     const url = requireNats(flags);
     const dataDir = resolve(flags.data);
     mkdirSync(dataDir, { recursive: true });
@@ -32,9 +35,11 @@ export function registerBrokerCommands(program: Command): void {
       workers: flags.workers,
       sessionTimeoutMs: flags.sessionTimeoutMs,
       replicaLagTimeMaxMs: flags.replicaLagMaxMs,
+      kafka: flags.kafkaPort > 0 ? { port: flags.kafkaPort, host: flags.kafkaHost } : undefined,
     });
     onShutdownSignal(() => broker.shutdown());
-    console.log(`broker ${flags.id} ready: cluster=${flags.cluster} data=${dataDir} workers=${flags.workers} nats=${url} pid=${process.pid}`);
+    const kafka = broker.kafkaPort ? ` kafka=${flags.kafkaHost}:${broker.kafkaPort}` : "";
+    console.log(`broker ${flags.id} ready: cluster=${flags.cluster} data=${dataDir} workers=${flags.workers} nats=${url}${kafka} pid=${process.pid}`);
   });
 
   addConnectionFlags(
@@ -44,14 +49,24 @@ export function registerBrokerCommands(program: Command): void {
       .option("--brokers <n>", "number of brokers", intOption("--brokers", 1, 64), 3)
       .option("--data <dir>", "data directory (default: a new temp dir)")
       .option("--workers <n>", "worker threads per broker", intOption("--workers", 1, 256), 1)
+      .option("--kafka-port <port>", "Kafka gateway port of broker 1; broker N listens on port + N - 1 (0 = no gateways)", intOption("--kafka-port", 0, 65_535), 19_092)
       .option("--demo", "run a demo on the new cluster: a topic, a producer and a consumer printing throughput")
       .option("--demo-seconds <s>", "how long the demo produces", intOption("--demo-seconds", 1, 86_400), 10)
       .option("--exit-after-demo", "stop the cluster when the demo is done (exit code 0 when every record came back)"),
     "NATS URL; without it `up` starts its own nats-server with JetStream",
-  ).action(async (flags: ConnectionFlags & { brokers: number; data?: string; workers: number; demo?: boolean; demoSeconds: number; exitAfterDemo?: boolean }) => {
+  ).action(async (flags: ConnectionFlags & { brokers: number; data?: string; workers: number; kafkaPort: number; demo?: boolean; demoSeconds: number; exitAfterDemo?: boolean }, cmd: Command) => {
+    if (flags.kafkaPort > 0 && cmd.getOptionValueSource("kafkaPort") === "default") {
+      // A second `skein up` on one machine still starts; only an explicit --kafka-port insists.
+      const busy = await firstBusyPort(Array.from({ length: flags.brokers }, (_, i) => flags.kafkaPort + i));
+      if (busy !== null) {
+        console.error(`up: port ${busy} is in use: starting without Kafka gateways (choose free ports with --kafka-port)`);
+        flags.kafkaPort = 0;
+      }
+    }
     const cluster = await startLocalCluster(flags, { echo: true });
     onShutdownSignal(() => cluster.stop());
-    console.log(`cluster ready: brokers=${flags.brokers} nats=${cluster.natsUrl} cluster=${flags.cluster} data=${cluster.dataDir}`);
+    const kafka = flags.kafkaPort > 0 ? ` kafka=${Array.from({ length: flags.brokers }, (_, i) => `127.0.0.1:${flags.kafkaPort + i}`).join(",")}` : "";
+    console.log(`cluster ready: brokers=${flags.brokers} nats=${cluster.natsUrl} cluster=${flags.cluster} data=${cluster.dataDir}${kafka}`);
     console.log(`  in another shell: export SKEIN_NATS=${cluster.natsUrl}; skein topics list; skein consume demo --from-beginning`);
     if (!flags.demo) return;
     const r = await runDemo({ natsUrl: cluster.natsUrl, cluster: flags.cluster, brokers: flags.brokers, seconds: flags.demoSeconds });
@@ -73,7 +88,7 @@ export interface LocalCluster {
 }
 
 export async function startLocalCluster(
-  flags: ConnectionFlags & { brokers: number; data?: string; workers: number },
+  flags: ConnectionFlags & { brokers: number; data?: string; workers: number; /** Gateway port of broker 1 (broker N: + N - 1); 0 or absent = no gateways. */ kafkaPort?: number },
   options: { echo?: boolean; extraBrokerArgs?: string[] } = {},
 ): Promise<LocalCluster> {
   let server: NatsServerHandle | null = null;
@@ -87,7 +102,11 @@ export async function startLocalCluster(
   const brokers = new Map<number, ChildHandle>();
   const startBroker = async (id: number) => {
     const child = await startSkeinProcess(
-      ["broker", "--id", String(id), "--data", join(dataDir, `broker-${id}`), "--workers", String(flags.workers), "--nats", url!, "--cluster", flags.cluster, ...(options.extraBrokerArgs ?? [])],
+      [
+        ...["broker", "--id", String(id), "--data", join(dataDir, `broker-${id}`), "--workers", String(flags.workers), "--nats", url!, "--cluster", flags.cluster],
+        ...(flags.kafkaPort ? ["--kafka-port", String(flags.kafkaPort + id - 1)] : []),
+        ...(options.extraBrokerArgs ?? []),
+      ],
       { echoPrefix: options.echo ? `[broker ${id}] ` : undefined },
     );
     brokers.set(id, child);

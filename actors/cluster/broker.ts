@@ -10,6 +10,8 @@ import { bundlePath } from "../../runtime/paths.js";
 import type { NatsOptions } from "../../runtime/types.js";
 import { controllerAddress, replicaAddress, type PartitionState, type TopicRecord } from "../../protocol/cluster.js";
 import { MetadataStore } from "./metadata.js";
+import { KafkaGateway } from "../gateway/gateway.js";
+import type { KafkaGatewayOptions } from "../gateway/types.js";
 import { partitionDir } from "./replica.js";
 
 export interface BrokerOptions {
@@ -27,6 +29,8 @@ export interface BrokerOptions {
   sessionTimeoutMs?: number;
   /** A follower not caught up for this long leaves the ISR, ms. Default 5000. */
   replicaLagTimeMaxMs?: number;
+  /** Kafka protocol gateway of this broker (port, host, limits); none when absent. */
+  kafka?: Omit<KafkaGatewayOptions, "brokerId" | "nats" | "cluster">;
 }
 
 interface HostedReplica {
@@ -40,6 +44,7 @@ export class Broker {
   private readonly topics = new Map<string, TopicRecord>();
   private heartbeatTimer: ReturnType<typeof setInterval> | null = null;
   private stopWatch: (() => void) | null = null;
+  private gateway: KafkaGateway | null = null;
   private readonly startedAt = Date.now();
   private readonly actorsModule = bundlePath("actors.js");
 
@@ -58,6 +63,10 @@ export class Broker {
       broker.heartbeatTimer = setInterval(() => void broker.heartbeat().catch((e) => console.warn(`skein: heartbeat failed: ${(e as Error).message}`)), options.heartbeatMs ?? 1_000);
       await node.spawn({ kind: "controller", module: broker.actorsModule, address: controllerAddress(options.id), args: { broker: options.id } });
       broker.stopWatch = await meta.watchPartitions((key, state) => broker.enqueue(key, () => broker.onPartitionState(key, state)));
+      if (options.kafka) {
+        broker.gateway = await KafkaGateway.start({ ...options.kafka, brokerId: options.id, nats: options.nats, cluster: node.cluster });
+        await broker.heartbeat(); // advertise the gateway port now rather than at the next beat
+      }
       return broker;
     } catch (e) {
       await node.shutdown();
@@ -69,6 +78,11 @@ export class Broker {
     return this.options.id;
   }
 
+  /** Port of this broker's Kafka gateway, undefined without one. */
+  get kafkaPort(): number | undefined {
+    return this.gateway?.port;
+  }
+
   private async heartbeat(): Promise<void> {
     await this.meta.heartbeat({
       broker: this.options.id,
@@ -77,6 +91,7 @@ export class Broker {
       workers: this.node.workerCount,
       startedAt: this.startedAt,
       heartbeatAt: Date.now(),
+      kafkaPort: this.gateway?.port,
     });
   }
 
@@ -140,6 +155,7 @@ export class Broker {
   /** Leaves the cluster: stops heartbeats (so the controller moves leadership), then the node. */
   async shutdown(): Promise<void> {
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    await this.gateway?.close().catch((e) => console.warn(`skein: closing the Kafka gateway: ${(e as Error).message}`));
     this.stopWatch?.();
     await this.meta.removeBroker(this.id).catch(() => undefined);
     await Promise.allSettled([...this.chains.values()]);

@@ -1,0 +1,143 @@
+// One client connection. Frames come in, responses go out, one request at a time in arrival
+// order, as a Kafka broker does (it mutes a channel while a request is in flight): responses
+// are in request order by construction, and an idempotent producer's batches reach the
+// partition leader in the order it sent them.
+//
+// Bounds: at most `maxInFlightRequests` whole requests wait (then the socket is paused, so
+// TCP pushes back on the client); a partial frame holds at most `maxRequestBytes`; responses
+// wait for the socket to drain before the next request runs. A bad size prefix answers what
+// came before it and then closes; a request the dispatcher refuses closes at once. Nothing a
+// client sends can throw out of this class: one bad client never affects another.
+
+import type { Socket } from "node:net";
+import { FrameDecoder, SIZE_PREFIX_BYTES } from "../../protocol/kafka/framing.js";
+import { MIN_REQUEST_HEADER_BYTES } from "../../protocol/kafka/header.js";
+
+export type Outcome =
+  | { kind: "response"; chunks: Uint8Array[] }
+  /** acks=0 produce: Kafka sends nothing back. */
+  | { kind: "none" }
+  /** Unanswerable (unknown API, unsupported version, malformed body): close like Kafka does. */
+  | { kind: "close"; reason: string };
+
+export interface ConnectionLimits {
+  maxRequestBytes: number;
+  maxInFlightRequests: number;
+  idleMs: number;
+}
+
+/** After a graceful close, a peer that does not read its last responses is cut off after this long, ms. */
+const CLOSE_GRACE_MS = 5_000;
+
+export class KafkaConnection {
+  private readonly decoder: FrameDecoder;
+  private readonly queue: Uint8Array[] = [];
+  private pumping = false;
+  private paused = false;
+  /** Set when the byte stream can no longer be read: answer what came before, then close. */
+  private endReason: string | null = null;
+  private ended = false;
+
+  constructor(
+    readonly socket: Socket,
+    private readonly dispatch: (frame: Uint8Array) => Promise<Outcome>,
+    private readonly limits: ConnectionLimits,
+    private readonly onClose: (reason: string | null) => void,
+  ) {
+    this.decoder = new FrameDecoder(limits.maxRequestBytes, MIN_REQUEST_HEADER_BYTES);
+    socket.setNoDelay(true);
+    socket.setTimeout(limits.idleMs);
+    socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    socket.on("timeout", () => {
+      if (!this.pumping && this.queue.length === 0) this.close(`idle for ${limits.idleMs} ms`);
+    });
+    // Errors (resets, writes after the peer left) end the connection; 'close' follows.
+    socket.on("error", () => socket.destroy());
+    socket.once("close", () => {
+      this.ended = true;
+      this.queue.length = 0;
+      this.onClose(this.endReason);
+    });
+  }
+
+  private onData(chunk: Uint8Array): void {
+    if (this.endReason !== null) return;
+    this.decoder.push(chunk);
+    this.fill();
+    void this.pump();
+  }
+
+  /** Moves whole frames from the decoder to the queue, up to the in-flight bound. */
+  private fill(): void {
+    while (this.endReason === null && this.queue.length < this.limits.maxInFlightRequests) {
+      let frame: Uint8Array | null;
+      try {
+        frame = this.decoder.next();
+      } catch (e) {
+        this.endReason = (e as Error).message;
+        break;
+      }
+      if (frame === null) break;
+      this.queue.push(frame);
+    }
+    const full = this.queue.length >= this.limits.maxInFlightRequests || this.endReason !== null;
+    if (full && !this.paused) this.socket.pause();
+    else if (!full && this.paused) this.socket.resume();
+    this.paused = full;
+  }
+
+  private async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      for (;;) {
+        this.fill();
+        const frame = this.queue.shift();
+        if (frame === undefined || this.ended) break;
+        const outcome = await this.dispatch(frame).catch((e: unknown): Outcome => ({ kind: "close", reason: `internal error: ${(e as Error).message}` }));
+        if (this.ended) break;
+        if (outcome.kind === "close") {
+          this.close(outcome.reason);
+          break;
+        }
+        if (outcome.kind === "response") await this.write(outcome.chunks);
+      }
+      if (this.endReason !== null && this.queue.length === 0) this.close(this.endReason);
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private async write(chunks: Uint8Array[]): Promise<void> {
+    const s = this.socket;
+    s.cork();
+    for (const c of chunks) s.write(c);
+    s.uncork();
+    if (!s.writableNeedDrain) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        s.off("drain", done);
+        s.off("close", done);
+        resolve();
+      };
+      s.on("drain", done);
+      s.on("close", done);
+    });
+  }
+
+  /** Stops reading, flushes what was written, then closes (cut off after CLOSE_GRACE_MS). */
+  close(reason: string): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.endReason ??= reason;
+    this.queue.length = 0;
+    this.socket.pause();
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS).unref();
+  }
+
+  /** Bytes buffered toward requests not yet answered (partial frame plus queued frames). */
+  get bufferedBytes(): number {
+    return this.decoder.bufferedBytes + this.queue.reduce((n, f) => n + f.length + SIZE_PREFIX_BYTES, 0);
+  }
+}

@@ -1,0 +1,62 @@
+// Produce: each partition's record set goes to its leader replica as it arrived (RecordBatch
+// v2, gzip or not); the replica checks it (CRC, sizes, sequence numbers for idempotent
+// producers) and rewrites baseOffset in place. Partitions of one request run in parallel;
+// requests of one connection run one after another, so per partition the order is the
+// client's.
+
+import { Produce } from "../../../protocol/kafka/produce.js";
+import { KafkaErrorCode, kafkaErrorCode } from "../../../protocol/kafka/errors.js";
+import { ErrorCode, isSkeinError } from "../../../protocol/errors.js";
+import { replicaAddress, type ProduceResult } from "../../../protocol/cluster.js";
+import type { ResponseIn } from "../../../protocol/kafka/api.js";
+import { defineHandler } from "../handler.js";
+import type { GatewayServices } from "../types.js";
+
+type PartitionOut = ResponseIn<typeof Produce>["responses"][number]["partitions"][number];
+
+/** Replica produce timeouts allowed (the replica's own bounds), ms. */
+const MIN_TIMEOUT_MS = 1;
+const MAX_TIMEOUT_MS = 300_000;
+/** Extra time the NATS ask gets over the replica's acks=all wait, ms. */
+const ASK_MARGIN_MS = 1_000;
+
+export const produceHandler = defineHandler(Produce, async (request, ctx) => {
+  const s = ctx.services;
+  const { acks } = request;
+  const timeoutMs = Math.min(Math.max(request.timeoutMs, MIN_TIMEOUT_MS), MAX_TIMEOUT_MS);
+  // Skein has no transaction coordinator: a transactional producer cannot be served.
+  const refused = request.transactionalId !== null ? KafkaErrorCode.INVALID_REQUEST : acks === 0 || acks === 1 || acks === -1 ? null : KafkaErrorCode.INVALID_REQUIRED_ACKS;
+  const responses = await Promise.all(
+    request.topics.map(async (t) => ({
+      name: t.name,
+      partitions: await Promise.all(
+        t.partitions.map((p) => (refused !== null ? partitionResult(p.index, refused) : produceTo(s, t.name, p.index, p.records, acks as 0 | 1 | -1, timeoutMs))),
+      ),
+    })),
+  );
+  return acks === 0 ? null : { responses, throttleTimeMs: 0 };
+});
+
+function partitionResult(index: number, errorCode: number, baseOffset = -1): PartitionOut {
+  return { index, errorCode, baseOffset, logAppendTimeMs: -1, logStartOffset: -1 };
+}
+
+async function produceTo(s: GatewayServices, topic: string, partition: number, records: Uint8Array | null, acks: 0 | 1 | -1, timeoutMs: number): Promise<PartitionOut> {
+  if (records === null || records.length === 0) return partitionResult(partition, KafkaErrorCode.CORRUPT_MESSAGE);
+  if (records.length > s.maxRecordsBytes) return partitionResult(partition, KafkaErrorCode.MESSAGE_TOO_LARGE);
+  try {
+    const address = replicaAddress(topic, partition, s.view.leaderOf(topic, partition));
+    const body = { batches: records, acks, timeoutMs };
+    if (acks === 0) {
+      s.client.system.tell(address, "Produce", body);
+      return partitionResult(partition, KafkaErrorCode.NONE);
+    }
+    const r = await s.client.system.ask<ProduceResult>(address, "Produce", body, { timeoutMs: timeoutMs + ASK_MARGIN_MS });
+    return partitionResult(partition, KafkaErrorCode.NONE, r.baseOffset);
+  } catch (e) {
+    // A retried batch the leader already has is a success, as in Kafka: the producer gets
+    // the offset it was written at.
+    if (isSkeinError(e, ErrorCode.DUPLICATE_SEQUENCE)) return partitionResult(partition, KafkaErrorCode.NONE, Number(e.context.baseOffset ?? -1));
+    return partitionResult(partition, kafkaErrorCode(e));
+  }
+}
