@@ -56,8 +56,8 @@ export function renderTimeline(history: History, result: CheckResult, options: T
   const series = bucketize(history, frame);
   const bands = faultBands(history, bounds.t1);
   // 10% headroom so a steady rate does not run along the frame.
-  const leftMax = niceCeiling(1.1 * Math.max(1, ...series.acked, ...series.consumed));
-  const rightMax = niceCeiling(1.1 * Math.max(1, ...series.failed.map((f, i) => f + series.indeterminate[i])));
+  const leftMax = axisMax(1.1 * Math.max(1, ...series.acked, ...series.consumed));
+  const rightMax = axisMax(1.1 * Math.max(1, ...series.failed.map((f, i) => f + series.indeterminate[i])));
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12">`,
     `<rect x="0" y="0" width="${width}" height="${height}" fill="#ffffff"/>`,
@@ -262,16 +262,22 @@ function legend(f: Frame, height: number, bucketMs: number): string {
   return out.join("\n");
 }
 
-/** Rounds up to 1, 2 or 5 times a power of ten. */
-function niceCeiling(v: number): number {
+/** Rounds up to 1, 2, 2.5 or 5 times a power of ten. */
+function niceStep(v: number): number {
   const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 5, 10]) if (m * p >= v) return m * p;
+  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
   return 10 * p;
 }
 
-/** Evenly spaced round tick values from 0 to max (at most about `count`). */
+/** The smallest multiple of the tick step (about 5 ticks) that holds v. */
+function axisMax(v: number): number {
+  const step = niceStep(v / 5);
+  return Math.ceil(v / step - 1e-9) * step;
+}
+
+/** Evenly spaced round tick values from 0 to max (about `count` of them). */
 function ticks(max: number, count = 5): number[] {
-  const step = niceCeiling(max / count);
+  const step = niceStep(max / count);
   const out: number[] = [];
   for (let v = 0; v <= max + step * 1e-9; v += step) out.push(Math.round(v * 1e6) / 1e6);
   return out;
