@@ -1,13 +1,17 @@
-// Benchmark dispatcher: `npm run bench -- [suite…] [--quick] [--json FILE]`.
+// Benchmark dispatcher: `npm run bench -- [suite…] [--quick] [--json FILE] [--out DIR]`.
 // Runs each named suite (all of them when none is named), prints its table and targets, and
-// writes the results with the machine's facts to bench/results/<suite>.json (or to FILE,
-// all suites in one document).
+// writes the results with the machine's facts to DIR/<suite>.json (default bench/results; or
+// to FILE, all suites in one document), and the suites' charts as SVG plus one charts.html
+// next to the JSON.
 
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import cliProgress from "cli-progress";
 import { runActorsBench } from "./actors.js";
-import { formatTable, formatTargets, machineFacts, type BenchOptions, type SuiteResult } from "./report.js";
+import { writeCharts } from "./charts.js";
+import { runProduceBench } from "./produce.js";
+import { formatTable, formatTargets, machineFacts, type BenchOptions, type Chart, type Progress, type SuiteResult } from "./report.js";
 
 type SuiteRunner = (options: BenchOptions) => Promise<SuiteResult>;
 
@@ -22,6 +26,7 @@ const SUITES: Record<string, Suite> = {
   // Loaded from its own bundle, not imported: a checkout without bench/log.ts still builds,
   // and the suite's own "run when executed directly" guard stays inert.
   log: { about: "partition log append, read and recovery vs raw file I/O", load: () => optionalSuite("./log.js", "runLogBench") },
+  produce: { about: "producer throughput (100 B/1 KB, RF 1/3, acks 1/all, 1/4 producers, 1-100 partitions) vs raw NATS, JetStream R1/R3", load: async () => runProduceBench },
 };
 
 async function optionalSuite(bundle: string, exportName: string): Promise<SuiteRunner | null> {
@@ -31,36 +36,47 @@ async function optionalSuite(bundle: string, exportName: string): Promise<SuiteR
   return typeof mod[exportName] === "function" ? (mod[exportName] as SuiteRunner) : null;
 }
 
-const USAGE = `usage: npm run bench -- [suite…] [--quick] [--json FILE]
+const USAGE = `usage: npm run bench -- [suite…] [--quick] [--json FILE] [--out DIR] [--filter TEXT] [--profile DIR]
 
 suites (default: all that this build has):
 ${Object.entries(SUITES)
   .map(([name, s]) => `  ${name.padEnd(10)} ${s.about}`)
   .join("\n")}
 
-  --quick      small sizes, one repetition (each suite < 20 s)
-  --json FILE  write all results to FILE (default: bench/results/<suite>.json per suite)
-  --help       this text`;
+  --quick        small sizes, one repetition (every suite together < 2 min): checks that results are well-formed
+  --json FILE    write all results to FILE, charts next to it (default: DIR/<suite>.json per suite)
+  --out DIR      where per-suite JSON and charts go (default bench/results)
+  --filter TEXT  only the workloads whose name contains TEXT (produce, consume, e2e-latency)
+  --profile DIR  run the brokers a suite starts with --cpu-prof, profiles written to DIR
+  --help         this text`;
 
 interface Args {
   suites: string[];
   quick: boolean;
   json: string | null;
+  out: string | null;
+  filter: string | undefined;
+  profile: string | null;
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { suites: [], quick: false, json: null };
+  const args: Args = { suites: [], quick: false, json: null, out: null, filter: undefined, profile: null };
+  const value = (i: number, flag: string) => {
+    const v = argv[i];
+    if (!v || v.startsWith("--")) fail(`${flag} needs a value`);
+    return v;
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--help" || a === "-h") {
       console.log(USAGE);
       process.exit(0);
     } else if (a === "--quick") args.quick = true;
-    else if (a === "--json") {
-      const file = argv[++i];
-      if (!file || file.startsWith("--")) fail("--json needs a file name");
-      args.json = file;
-    } else if (a.startsWith("--json=")) args.json = a.slice("--json=".length);
+    else if (a === "--json") args.json = value(++i, "--json");
+    else if (a.startsWith("--json=")) args.json = a.slice("--json=".length);
+    else if (a === "--out") args.out = value(++i, "--out");
+    else if (a === "--filter") args.filter = value(++i, "--filter");
+    else if (a === "--profile") args.profile = value(++i, "--profile");
     else if (a.startsWith("-")) fail(`unknown option ${a}`);
     else if (!(a in SUITES)) fail(`unknown suite "${a}" (known: ${Object.keys(SUITES).join(", ")})`);
     else if (!args.suites.includes(a)) args.suites.push(a);
@@ -79,20 +95,67 @@ async function main(): Promise<void> {
   const machine = machineFacts(root);
   console.log(`machine: ${machine.cores} cores (${machine.cpuModel}), ${(machine.memoryBytes / 2 ** 30).toFixed(1)} GiB, node ${machine.node}, ${machine.natsServer}, commit ${machine.gitCommit.slice(0, 10)}${machine.gitDirty ? " (dirty)" : ""}`);
   const runners = await loadSuites(args.suites);
-  const options: BenchOptions = { quick: args.quick, log: (line) => console.error(`  ${line}`) };
+  const outDir = args.json ? dirname(resolve(args.json)) : resolve(args.out ?? join(root, "bench", "results"));
+  const options: BenchOptions = {
+    quick: args.quick,
+    log: (line) => console.error(`  ${line}`),
+    filter: args.filter,
+    brokerNodeOptions: args.profile ? `--cpu-prof --cpu-prof-dir=${resolve(args.profile)}` : undefined,
+    progress: startProgress,
+  };
   const results: SuiteResult[] = [];
+  const charts: Chart[] = [];
+  const started = Date.now();
   for (const [name, run] of runners) {
-    const started = Date.now();
+    const suiteStarted = Date.now();
     console.error(`bench ${name}${args.quick ? " (quick)" : ""}…`);
     const result = await run(options);
     results.push(result);
+    charts.push(...(result.charts ?? []));
     console.log(`\n${result.title}\n\n${formatTable(result.columns, result.rows)}\n`);
     if (result.notes?.length) console.log(result.notes.map((n) => `note: ${n}`).join("\n") + "\n");
     if (result.targets.length) console.log(formatTargets(result.targets) + "\n");
-    console.log(`(${name}: ${((Date.now() - started) / 1000).toFixed(1)} s)`);
-    if (!args.json) writeJson(join(root, "bench", "results", `${name}.json`), { machine, quick: args.quick, ...result });
+    console.log(`(${name}: ${((Date.now() - suiteStarted) / 1000).toFixed(1)} s)`);
+    if (!args.json) writeJson(join(outDir, `${name}.json`), { machine, quick: args.quick, ...result });
   }
-  if (args.json) writeJson(resolve(args.json), { machine, quick: args.quick, suites: results });
+  if (args.json) writeJson(resolve(args.json), { machine, quick: args.quick, seconds: (Date.now() - started) / 1000, suites: results });
+  mkdirSync(outDir, { recursive: true });
+  for (const f of writeCharts(outDir, charts, `Skein benchmarks ${machine.startedAt} (${machine.gitCommit.slice(0, 10)})`)) console.log(`wrote ${f}`);
+  if (args.quick) checkWellFormed(results);
+}
+
+/** --quick is for CI: every suite must have produced rows with numbers, whatever their size. */
+function checkWellFormed(results: SuiteResult[]): void {
+  const problems: string[] = [];
+  for (const r of results) {
+    if (r.rows.length === 0) problems.push(`${r.suite}: no rows`);
+    for (const row of r.rows) {
+      for (const c of r.columns) if (!(c in row)) problems.push(`${r.suite}: a row lacks column "${c}"`);
+      if (!r.columns.some((c) => typeof row[c] === "number" && Number.isFinite(row[c] as number))) problems.push(`${r.suite}: row ${JSON.stringify(row)} has no number`);
+    }
+  }
+  if (problems.length) {
+    console.error(`bench: results are not well-formed:\n  ${problems.slice(0, 20).join("\n  ")}`);
+    process.exitCode = 1;
+  } else console.log(`quick check: ${results.length} suite(s) well-formed`);
+}
+
+/** A cli-progress bar on a terminal, one line per step otherwise (CI logs); both on stderr. */
+function startProgress(name: string, total: number): Progress {
+  const started = Date.now();
+  if (process.stderr.isTTY) {
+    const bar = new cliProgress.SingleBar(
+      { format: `${name.padEnd(16)} [{bar}] {value}/{total} | {eta_formatted} left | {label}`, stream: process.stderr, hideCursor: true, clearOnComplete: true },
+      cliProgress.Presets.shades_classic,
+    );
+    bar.start(total, 0, { label: "" });
+    return { tick: (label) => bar.increment(1, { label: label.slice(0, 60) }), stop: () => bar.stop() };
+  }
+  let done = 0;
+  return {
+    tick: (label) => console.error(`  [${name} ${++done}/${total} ${((Date.now() - started) / 1000).toFixed(0)} s] ${label}`),
+    stop: () => undefined,
+  };
 }
 
 /** Runners of the named suites (all available ones when none is named). */

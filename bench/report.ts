@@ -10,7 +10,37 @@ export interface BenchOptions {
   quick: boolean;
   /** Progress lines (stderr by default), not results. */
   log(line: string): void;
+  /** Run only the workloads whose name contains this (suites that have workloads). */
+  filter?: string;
+  /** NODE_OPTIONS for broker processes the suite starts (profiling: --cpu-prof …). */
+  brokerNodeOptions?: string;
+  /** A progress display of `total` steps (a bar on a terminal, lines otherwise), on stderr. */
+  progress(name: string, total: number): Progress;
 }
+
+export interface Progress {
+  /** One step done; `label` says what it measured. */
+  tick(label: string): void;
+  stop(): void;
+}
+
+/** A chart the dispatcher renders as SVG next to the JSON (see charts.ts). */
+export type Chart =
+  | {
+      kind: "bars";
+      /** File name without extension. */
+      file: string;
+      title: string;
+      unit: string;
+      bars: Array<{ label: string; value: number; group: string }>;
+    }
+  | {
+      kind: "percentiles";
+      file: string;
+      title: string;
+      /** Latency percentile curves: [percentile, µs] points per series. */
+      series: Array<{ label: string; points: Array<[number, number]> }>;
+    };
 
 /** A goal the suite checks and reports as PASS or MISS; it never fails the run. */
 export interface Target {
@@ -34,6 +64,7 @@ export interface SuiteResult {
   /** Sizes and settings the numbers were measured with. */
   parameters: Record<string, unknown>;
   notes?: string[];
+  charts?: Chart[];
 }
 
 export interface MachineFacts {

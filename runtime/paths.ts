@@ -16,9 +16,15 @@ export function cliBundlePath(): string {
   return findUp("skein.js");
 }
 
-/** Path of another top-level bundle in dist/, e.g. "actors.js" (a module workers load actors from). */
+/**
+ * Path of another top-level bundle in dist/, e.g. "actors.js" (a module workers load actors
+ * from). Top-level bundles sit next to the CLI bundle; looking next to it first keeps a
+ * same-named bundle deeper in dist/ (dist/bench/actors.js is the actor benchmark) from being
+ * picked up by code bundled into dist/bench/….
+ */
 export function bundlePath(file: string): string {
-  return findUp(file);
+  const beside = join(dirname(findUp("skein.js")), file);
+  return existsSync(beside) ? beside : findUp(file);
 }
 
 function findUp(file: string): string {
