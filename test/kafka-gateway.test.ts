@@ -1,0 +1,418 @@
+// kafkajs, unchanged, against a real 3-broker Skein cluster through the Kafka gateways:
+// admin, keyed and idempotent producers, gzip, records crossing between kafkajs and Skein's
+// own client in both directions, long-poll fetches, and hostile clients that must not disturb
+// anyone else. kafkajs consumers need consumer groups, which the gateway does not serve yet,
+// so Skein-written records are read back with raw Fetch requests through Skein's codec.
+process.env.KAFKAJS_NO_PARTITIONER_WARNING = "1";
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { connect } from "node:net";
+import { CompressionTypes, Kafka, logLevel, type Admin, type Producer } from "kafkajs";
+import { startLocalCluster, type LocalCluster } from "../bin/broker-cmd.js";
+import { ClusterClient } from "../actors/cluster/admin.js";
+import { KafkaWireClient } from "../actors/gateway/wire-client.js";
+import { isPortFree } from "../actors/gateway/ports.js";
+import { partitionForKey } from "../protocol/murmur2.js";
+import { BatchAttributes, CompressionCodec, decodeRecords, encodeBatch, iterateBatches, type DecodedRecord } from "../protocol/record-batch.js";
+import { ApiKey, ApiVersions, Fetch, KafkaErrorCode, ListOffsets, Metadata, Produce, type KafkaReader } from "../protocol/kafka/mod.js";
+import { isAlive, tempDir, waitFor } from "./helpers.js";
+
+const CLUSTER = "kg";
+const data = tempDir("skein-kafka-");
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+let cluster: LocalCluster;
+let client: ClusterClient;
+let kafka: Kafka;
+let admin: Admin;
+let basePort = 0;
+
+/** Three consecutive free ports at a random place (the brokers bind base, base+1, base+2). */
+async function freePortRange(count: number): Promise<number> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 40_000);
+    let free = true;
+    for (let i = 0; i < count && free; i++) free = await isPortFree(base + i);
+    if (free) return base;
+  }
+  throw new Error("no free port range found");
+}
+
+test.before(async () => {
+  basePort = await freePortRange(3);
+  cluster = await startLocalCluster({ brokers: 3, workers: 1, cluster: CLUSTER, data: data.path, kafkaPort: basePort });
+  client = await ClusterClient.connect({ nats: { servers: cluster.natsUrl }, cluster: CLUSTER });
+  await waitFor(async () => ((await client.status()).controller?.epoch ?? -1) >= 0, 15_000, "an active controller");
+  kafka = new Kafka({ clientId: "kafka-gateway-test", brokers: [`127.0.0.1:${basePort}`], logLevel: logLevel.NOTHING, retry: { retries: 8, initialRetryTime: 100 } });
+  admin = kafka.admin();
+  await admin.connect();
+});
+
+test.after(async () => {
+  await admin?.disconnect();
+  await client?.close();
+  await cluster?.stop();
+  data.remove();
+});
+
+/** Every record of a partition below its high watermark, read with Skein's own client. */
+interface StoredBatch {
+  attributes: number;
+  producerId: number;
+  baseSequence: number;
+  recordCount: number;
+}
+
+async function skeinRecords(topic: string, partition: number): Promise<{ records: DecodedRecord[]; batches: StoredBatch[] }> {
+  const records: DecodedRecord[] = [];
+  const batches: StoredBatch[] = [];
+  for (let offset = 0; ; ) {
+    const f = await client.fetch(topic, partition, offset, { maxBytes: 1 << 20 });
+    if (f.data.length === 0) break;
+    for (const { header, pos } of iterateBatches(f.data)) {
+      batches.push({ attributes: header.attributes, producerId: header.producerId, baseSequence: header.baseSequence, recordCount: header.recordCount });
+      for (const r of decodeRecords(f.data, pos)) if (r.offset >= offset) records.push(r);
+      offset = header.lastOffset + 1;
+    }
+  }
+  return { records, batches };
+}
+
+const text = (b: Uint8Array | null) => (b === null ? null : dec.decode(b));
+
+async function withProducer<T>(options: Parameters<Kafka["producer"]>[0], fn: (p: Producer) => Promise<T>): Promise<T> {
+  const p = kafka.producer(options);
+  await p.connect();
+  try {
+    return await fn(p);
+  } finally {
+    await p.disconnect();
+  }
+}
+
+test("the ready line and Metadata advertise every broker's gateway and the partition leaders", async () => {
+  for (const [id, b] of cluster.brokers) assert.match(b.readyLine, `kafka=127.0.0.1:${basePort + id - 1}`);
+  await admin.createTopics({ topics: [{ topic: "orders", numPartitions: 3, replicationFactor: 3 }] });
+  const wire = await KafkaWireClient.connect(basePort + 2);
+  try {
+    const m = await wire.send(Metadata, 6, { topics: ["orders", "nope"] });
+    assert.equal(m.brokers.map((b) => [b.nodeId, b.host, b.port]), [1, 2, 3].map((id) => [id, "127.0.0.1", basePort + id - 1]));
+    assert.is(m.controllerId, (await client.status()).controller!.broker);
+    const skein = await client.describeTopic("orders");
+    const orders = m.topics.find((t) => t.name === "orders")!;
+    assert.is(orders.errorCode, 0);
+    for (const p of skein.partitions) {
+      const k = orders.partitions.find((x) => x.partitionIndex === p.partition)!;
+      assert.equal([k.leaderId, k.replicaNodes, k.isrNodes], [p.leader, p.replicas, p.isr]);
+    }
+    assert.is(m.topics.find((t) => t.name === "nope")!.errorCode, KafkaErrorCode.UNKNOWN_TOPIC_OR_PARTITION);
+  } finally {
+    await wire.close();
+  }
+});
+
+test("ApiVersions advertises exactly what is served; newer versions get UNSUPPORTED_VERSION", async () => {
+  const wire = await KafkaWireClient.connect(basePort);
+  try {
+    const v = await wire.send(ApiVersions, 2, {});
+    const served = new Map(v.apiKeys.map((k) => [k.apiKey, [k.minVersion, k.maxVersion]]));
+    assert.equal(served.get(ApiKey.Produce), [3, 7]);
+    assert.equal(served.get(ApiKey.Fetch), [4, 11]);
+    assert.equal(served.get(ApiKey.Metadata), [0, 6]);
+    assert.is(served.has(ApiKey.JoinGroup), false, "group APIs are not served yet");
+    assert.is(served.size, 10);
+    // ApiVersions v3 (flexible) is answered in the v0 layout with UNSUPPORTED_VERSION.
+    const readAsV0 = { ...ApiVersions.response, read: (r: KafkaReader) => ApiVersions.response.read(r, 0) };
+    const v3 = await wire.send({ ...ApiVersions, response: readAsV0 }, 3, {});
+    assert.is(v3.errorCode, KafkaErrorCode.UNSUPPORTED_VERSION);
+    assert.is(v3.apiKeys.length, 10);
+  } finally {
+    await wire.close();
+  }
+});
+
+test("kafkajs admin: create with configs, describe, grow, list offsets, delete", async () => {
+  await admin.createTopics({
+    topics: [{ topic: "configured", numPartitions: 2, replicationFactor: 2, configEntries: [{ name: "retention.ms", value: "3600000" }] }],
+  });
+  // kafkajs answers TOPIC_ALREADY_EXISTS with `false`.
+  assert.is(await admin.createTopics({ topics: [{ topic: "configured", numPartitions: 2 }] }), false);
+  const meta = await admin.fetchTopicMetadata({ topics: ["configured"] });
+  assert.is(meta.topics[0].partitions.length, 2);
+  assert.is(meta.topics[0].partitions[0].replicas.length, 2);
+  const configs = await admin.describeConfigs({ resources: [{ type: 2, name: "configured" }], includeSynonyms: false });
+  const entries = new Map(configs.resources[0].configEntries.map((c) => [c.configName, c]));
+  assert.is(entries.get("retention.ms")!.configValue, "3600000");
+  assert.is(entries.get("retention.ms")!.isDefault, false);
+  assert.is(entries.get("cleanup.policy")!.configValue, "delete");
+  assert.ok(await admin.createPartitions({ topicPartitions: [{ topic: "configured", count: 4 }] }) === undefined);
+  assert.is((await admin.fetchTopicMetadata({ topics: ["configured"] })).topics[0].partitions.length, 4);
+  assert.is((await client.describeTopic("configured")).partitions.length, 4);
+  assert.equal((await admin.fetchTopicOffsets("configured")).map((o) => [o.low, o.high]), [["0", "0"], ["0", "0"], ["0", "0"], ["0", "0"]]);
+  assert.ok((await admin.listTopics()).includes("configured"));
+  await admin.deleteTopics({ topics: ["configured"] });
+  assert.not.ok((await admin.listTopics()).includes("configured"));
+  assert.not.ok((await client.listTopics()).some((t) => t.name === "configured"));
+  const bad = await admin.createTopics({ topics: [{ topic: "bad name!", numPartitions: 1 }] }).catch((e: { errors?: { type: string }[] }) => e);
+  assert.is((bad as { errors: { type: string }[] }).errors[0].type, "INVALID_TOPIC_EXCEPTION");
+});
+
+test("kafkajs keyed producer: each key lands where Skein's murmur2 puts it; headers and null keys survive", async () => {
+  const keys = Array.from({ length: 60 }, (_, i) => `user-${i}`);
+  await withProducer({ idempotent: false }, (p) =>
+    p.send({
+      topic: "orders",
+      acks: -1,
+      messages: [...keys.map((k, i) => ({ key: k, value: `v${i}`, headers: { source: "kafkajs", n: String(i) } })), { key: null, value: "no-key" }],
+    }),
+  );
+  const seen = new Map<string, number>();
+  let nullKeys = 0;
+  for (const partition of [0, 1, 2]) {
+    for (const r of (await skeinRecords("orders", partition)).records) {
+      if (r.key === null) {
+        nullKeys++;
+        assert.is(text(r.value), "no-key");
+        continue;
+      }
+      const key = text(r.key)!;
+      seen.set(key, partition);
+      assert.is(partition, partitionForKey(r.key, 3), `${key} in partition ${partition}`);
+      assert.equal(r.headers.map((h) => [h.key, text(h.value)]), [["source", "kafkajs"], ["n", key.slice(5)]]);
+      assert.is(text(r.value), `v${key.slice(5)}`);
+    }
+  }
+  assert.is(seen.size, keys.length);
+  assert.is(nullKeys, 1);
+});
+
+test("idempotent kafkajs producer: a producer id, sequences per partition, nothing duplicated", async () => {
+  await admin.createTopics({ topics: [{ topic: "idem", numPartitions: 2, replicationFactor: 3 }] });
+  const sent = 200;
+  await withProducer({ idempotent: true, maxInFlightRequests: 1 }, async (p) => {
+    for (let i = 0; i < sent; i += 20) {
+      await p.send({ topic: "idem", messages: Array.from({ length: 20 }, (_, j) => ({ key: `k${(i + j) % 7}`, value: String(i + j) })) });
+    }
+  });
+  const values: string[] = [];
+  for (const partition of [0, 1]) {
+    const { records, batches } = await skeinRecords("idem", partition);
+    assert.ok(batches.length > 0);
+    const pid = batches[0].producerId;
+    assert.ok(pid >= 0, "batches carry the producer id from InitProducerId");
+    let expected = 0;
+    for (const b of batches) {
+      assert.is(b.producerId, pid);
+      assert.is(b.baseSequence, expected, "sequences are contiguous per partition");
+      expected += b.recordCount;
+    }
+    for (const r of records) {
+      values.push(text(r.value)!);
+      assert.is(partitionForKey(r.key!, 2), partition);
+    }
+  }
+  assert.is(values.length, sent);
+  assert.is(new Set(values).size, sent);
+});
+
+test("gzip batches from kafkajs are stored as they are and read by Skein and by Fetch", async () => {
+  await admin.createTopics({ topics: [{ topic: "zipped", numPartitions: 1, replicationFactor: 2 }] });
+  await withProducer({}, (p) =>
+    p.send({ topic: "zipped", compression: CompressionTypes.GZIP, messages: Array.from({ length: 50 }, (_, i) => ({ key: null, value: `compressible ${i} `.repeat(20) })) }),
+  );
+  const { records, batches } = await skeinRecords("zipped", 0);
+  assert.is(batches.length, 1);
+  assert.is(batches[0].attributes & BatchAttributes.COMPRESSION_MASK, CompressionCodec.GZIP);
+  assert.equal(records.map((r) => text(r.value)), Array.from({ length: 50 }, (_, i) => `compressible ${i} `.repeat(20)));
+  const wire = await KafkaWireClient.connect(basePort);
+  try {
+    const leader = (await client.describeTopic("zipped")).partitions[0].leader;
+    const f = await wire.send(Fetch, 11, fetchRequest("zipped", 0, 0, 0));
+    const p = f.responses[0].partitions[0];
+    assert.is(p.errorCode, 0, `leader ${leader}`);
+    assert.is(p.highWatermark, 50);
+    const stored = [...iterateBatches(p.records!)];
+    assert.is(stored[0].header.attributes & BatchAttributes.COMPRESSION_MASK, CompressionCodec.GZIP);
+    assert.is(decodeRecords(p.records!, stored[0].pos).length, 50);
+  } finally {
+    await wire.close();
+  }
+});
+
+function fetchRequest(topic: string, partition: number, fetchOffset: number, maxWaitMs: number) {
+  return {
+    replicaId: -1,
+    maxWaitMs,
+    minBytes: 1,
+    maxBytes: 1 << 20,
+    isolationLevel: 1,
+    topics: [{ topic, partitions: [{ partition, fetchOffset, partitionMaxBytes: 1 << 20 }] }],
+  };
+}
+
+test("records written by Skein's client are served over Kafka Fetch and ListOffsets, headers and null keys intact", async () => {
+  await admin.createTopics({ topics: [{ topic: "native", numPartitions: 1, replicationFactor: 3 }] });
+  await client.waitForLeaders("native");
+  const batch = encodeBatch([
+    { key: enc.encode("k1"), value: enc.encode("one"), headers: [{ key: "trace", value: enc.encode("abc") }, { key: "empty", value: null }] },
+    { key: null, value: enc.encode("two") },
+    { key: enc.encode("k3"), value: null },
+  ]);
+  const r = await client.produce("native", 0, batch, { acks: -1 });
+  assert.is(r.baseOffset, 0);
+  const wire = await KafkaWireClient.connect(basePort + 1);
+  try {
+    for (const version of [4, 7, 11]) {
+      const f = await wire.send(Fetch, version, fetchRequest("native", 0, 0, 0));
+      const p = f.responses[0].partitions[0];
+      assert.is(p.errorCode, 0);
+      assert.is(p.highWatermark, 3);
+      const got = [...iterateBatches(p.records!)].flatMap(({ pos }) => decodeRecords(p.records!, pos));
+      assert.equal(
+        got.map((x) => [x.offset, text(x.key), text(x.value), x.headers.map((h) => [h.key, text(h.value)])]),
+        [
+          [0, "k1", "one", [["trace", "abc"], ["empty", null]]],
+          [1, null, "two", []],
+          [2, "k3", null, []],
+        ],
+        `Fetch v${version}`,
+      );
+    }
+    const out = await wire.send(Fetch, 11, fetchRequest("native", 0, 99, 0));
+    assert.is(out.responses[0].partitions[0].errorCode, KafkaErrorCode.OFFSET_OUT_OF_RANGE);
+    const lo = await wire.send(ListOffsets, 3, { replicaId: -1, topics: [{ name: "native", partitions: [{ partitionIndex: 0, timestamp: -2 }] }] });
+    const hi = await wire.send(ListOffsets, 0, { replicaId: -1, topics: [{ name: "native", partitions: [{ partitionIndex: 0, timestamp: -1, maxNumOffsets: 1 }] }] });
+    assert.is(lo.topics[0].partitions[0].offset, 0);
+    assert.equal(hi.topics[0].partitions[0].oldStyleOffsets, [3]);
+  } finally {
+    await wire.close();
+  }
+  assert.equal((await admin.fetchTopicOffsets("native")).map((o) => [o.low, o.high]), [["0", "3"]]);
+});
+
+test("a long-poll Fetch returns as soon as a record arrives, not after its full wait", async () => {
+  const wire = await KafkaWireClient.connect(basePort);
+  try {
+    const started = Date.now();
+    const pending = wire.send(Fetch, 11, fetchRequest("native", 0, 3, 10_000));
+    await new Promise((r) => setTimeout(r, 300));
+    await client.produce("native", 0, encodeBatch([{ value: enc.encode("late") }]), { acks: -1 });
+    const f = await pending;
+    const ms = Date.now() - started;
+    assert.ok(ms < 5_000, `answered after ${ms} ms`);
+    const p = f.responses[0].partitions[0];
+    assert.is(text(decodeRecords(p.records!, 0)[0].value), "late");
+    const empty = await wire.send(Fetch, 11, fetchRequest("native", 0, 4, 200));
+    assert.is(empty.responses[0].partitions[0].records!.length, 0);
+  } finally {
+    await wire.close();
+  }
+});
+
+test("produce errors come back per partition with Kafka codes", async () => {
+  const wire = await KafkaWireClient.connect(basePort);
+  try {
+    const records = encodeBatch([{ value: enc.encode("x") }]);
+    const r = await wire.send(Produce, 7, {
+      transactionalId: null,
+      acks: -1,
+      timeoutMs: 5_000,
+      topics: [
+        { name: "native", partitions: [{ index: 0, records }, { index: 9, records }] },
+        { name: "missing", partitions: [{ index: 0, records }] },
+      ],
+    });
+    const codes = r.responses.flatMap((t) => t.partitions.map((p) => [t.name, p.index, p.errorCode]));
+    assert.equal(codes, [
+      ["native", 0, 0],
+      ["native", 9, KafkaErrorCode.UNKNOWN_TOPIC_OR_PARTITION],
+      ["missing", 0, KafkaErrorCode.UNKNOWN_TOPIC_OR_PARTITION],
+    ]);
+    const corrupt = records.slice();
+    corrupt[corrupt.length - 1] ^= 0xff;
+    const c = await wire.send(Produce, 3, { transactionalId: null, acks: 1, timeoutMs: 5_000, topics: [{ name: "native", partitions: [{ index: 0, records: corrupt }] }] });
+    assert.is(c.responses[0].partitions[0].errorCode, KafkaErrorCode.CORRUPT_MESSAGE);
+    const acks = await wire.send(Produce, 7, { transactionalId: null, acks: 2, timeoutMs: 5_000, topics: [{ name: "native", partitions: [{ index: 0, records }] }] });
+    assert.is(acks.responses[0].partitions[0].errorCode, KafkaErrorCode.INVALID_REQUIRED_ACKS);
+  } finally {
+    await wire.close();
+  }
+});
+
+/** Opens a raw socket, writes `bytes`, and resolves when the gateway has closed it (or after `ms`). */
+function hostile(port: number, bytes: Uint8Array, ms = 3_000): Promise<"closed" | "open"> {
+  return new Promise((resolve) => {
+    const s = connect({ port, host: "127.0.0.1" }, () => s.write(bytes));
+    const timer = setTimeout(() => {
+      s.destroy();
+      resolve("open");
+    }, ms);
+    s.on("error", () => undefined);
+    s.on("close", () => {
+      clearTimeout(timer);
+      resolve("closed");
+    });
+    s.resume();
+  });
+}
+
+function frame(body: Uint8Array, size = body.length): Uint8Array {
+  const out = Buffer.alloc(4 + body.length);
+  out.writeInt32BE(size);
+  out.set(body, 4);
+  return out;
+}
+
+function header(apiKey: number, apiVersion: number, extra: number[] = []): Uint8Array {
+  const b = Buffer.alloc(10);
+  b.writeInt16BE(apiKey, 0);
+  b.writeInt16BE(apiVersion, 2);
+  b.writeInt32BE(7, 4);
+  b.writeInt16BE(-1, 8);
+  return Buffer.concat([b, Buffer.from(extra)]);
+}
+
+test("malformed and hostile frames close only their own connection; everyone else keeps producing", async () => {
+  let producing = true;
+  let acked = 0;
+  const producer = withProducer({}, async (p) => {
+    while (producing) {
+      await p.send({ topic: "orders", messages: [{ key: `steady-${acked}`, value: "x" }] });
+      acked++;
+    }
+  });
+  const random = (n: number) => Uint8Array.from({ length: n }, () => Math.floor(Math.random() * 256));
+  const closes = await Promise.all([
+    hostile(basePort, frame(new Uint8Array(0), 0x7fffffff)), // size far above maxRequestBytes
+    hostile(basePort, frame(new Uint8Array(0), -5)), // negative size
+    hostile(basePort, frame(header(999, 0))), // unknown API key
+    hostile(basePort, frame(header(ApiKey.Produce, 99))), // unsupported version
+    hostile(basePort, frame(header(ApiKey.Produce, 1))), // old message-set version
+    hostile(basePort + 1, frame(header(ApiKey.Metadata, 1, [0x7f, 0xff, 0xff, 0xff]))), // array count with no elements
+    hostile(basePort + 1, frame(header(ApiKey.JoinGroup, 5))), // group APIs are not served yet
+    hostile(basePort + 2, frame(Uint8Array.from([0, 3, 0]))), // shorter than a request header
+    ...Array.from({ length: 30 }, (_, i) => hostile(basePort + (i % 3), random(20 + i * 37))),
+  ]);
+  for (const [i, c] of closes.slice(0, 8).entries()) assert.is(c, "closed", `hostile client ${i} was not disconnected`);
+  // A truncated frame waits for the rest (and is answered once it comes), however slowly it arrives.
+  const wire = await KafkaWireClient.connect(basePort);
+  const w = Buffer.from(frame(header(ApiKey.ApiVersions, 2)));
+  const waiting = new Promise<Buffer>((resolve) => wire.socket.once("data", (d: Buffer) => resolve(d)));
+  for (const byte of w) {
+    wire.writeRaw(Uint8Array.of(byte));
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  const answer = await waiting;
+  assert.is(answer.readInt32BE(4), 7, "the correlation id of the slowly sent request");
+  wire.socket.destroy();
+  const before = acked;
+  await waitFor(() => acked > before + 5, 10_000, "the well-behaved producer keeps going");
+  producing = false;
+  await producer;
+  for (const b of cluster.brokers.values()) assert.ok(isAlive(b.pid), `broker pid ${b.pid} died`);
+  const after = await KafkaWireClient.connect(basePort);
+  assert.is((await after.send(Metadata, 1, { topics: ["orders"] })).topics[0].errorCode, 0);
+  await after.close();
+});
+
+test.run();
