@@ -21,9 +21,10 @@ export function registerBrokerCommands(program: Command): void {
       .option("--workers <n>", "worker threads", intOption("--workers", 1, 256), Math.min(2, availableParallelism()))
       .option("--session-timeout-ms <ms>", "broker session timeout (heartbeat TTL)", intOption("--session-timeout-ms", 500, 600_000), 3_000)
       .option("--replica-lag-max-ms <ms>", "a follower behind for this long leaves the ISR", intOption("--replica-lag-max-ms", 100, 600_000), 5_000)
+      .option("--offsets-partitions <n>", "partitions of __consumer_offsets when this broker's controller creates it", intOption("--offsets-partitions", 1, 1000), 50)
       .option("--kafka-port <port>", "port of this broker's Kafka protocol gateway (0 = no gateway)", intOption("--kafka-port", 0, 65_535), 0)
       .option("--kafka-host <host>", "interface the Kafka gateway listens on and advertises", "127.0.0.1"),
-  ).action(async (flags: ConnectionFlags & { id: number; data: string; workers: number; sessionTimeoutMs: number; replicaLagMaxMs: number; kafkaPort: number; kafkaHost: string }) => {
+  ).action(async (flags: ConnectionFlags & { id: number; data: string; workers: number; sessionTimeoutMs: number; replicaLagMaxMs: number; offsetsPartitions: number; kafkaPort: number; kafkaHost: string }) => {
     const url = requireNats(flags);
     const dataDir = resolve(flags.data);
     mkdirSync(dataDir, { recursive: true });
@@ -35,6 +36,7 @@ export function registerBrokerCommands(program: Command): void {
       workers: flags.workers,
       sessionTimeoutMs: flags.sessionTimeoutMs,
       replicaLagTimeMaxMs: flags.replicaLagMaxMs,
+      offsetsTopicPartitions: flags.offsetsPartitions,
       kafka: flags.kafkaPort > 0 ? { port: flags.kafkaPort, host: flags.kafkaHost } : undefined,
     });
     onShutdownSignal(() => broker.shutdown());

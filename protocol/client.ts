@@ -48,6 +48,26 @@ export const ConsumerArgs = z.object({
   maxBufferedBytes: z.number().int().min(64 * 1024).max(1024 * 1024 * 1024).default(16 * 1024 * 1024),
   /** Where to start without a committed offset or after OFFSET_OUT_OF_RANGE. */
   autoOffsetReset: z.enum(["earliest", "latest", "none"]).default("latest"),
+  /** Consumer-group membership; absent for manual assignment. */
+  group: z
+    .object({
+      groupId: z.string(),
+      /** Static membership: a member restarting within its session keeps its partitions. */
+      groupInstanceId: z.string().min(1).optional(),
+      clientId: z.string().default("skein"),
+      /** The coordinator drops a member whose heartbeats stop for this long, ms. */
+      sessionTimeoutMs: z.number().int().min(100).max(3_600_000).default(10_000),
+      /** How long the coordinator waits for members to rejoin during a rebalance, ms. */
+      rebalanceTimeoutMs: z.number().int().min(100).max(3_600_000).default(10_000),
+      heartbeatIntervalMs: z.number().int().min(10).max(600_000).default(1_000),
+      /** A member that does not poll for this long leaves the group (stuck processing), ms. */
+      maxPollIntervalMs: z.number().int().min(100).max(3_600_000).default(300_000),
+      /** Assignors in order of preference. */
+      assignors: z.array(z.enum(["cooperative-sticky", "range", "roundrobin"])).min(1).default(["cooperative-sticky"]),
+      autoCommit: z.boolean().default(true),
+      autoCommitIntervalMs: z.number().int().min(10).max(3_600_000).default(1_000),
+    })
+    .optional(),
 });
 export type ConsumerArgs = z.infer<typeof ConsumerArgs>;
 
@@ -61,8 +81,30 @@ export const ConsumerMessages = {
   SeekTimestamp: TopicPartition.extend({ timestamp: z.number().int().min(0) }),
   Pause: z.object({ partitions: z.array(TopicPartition) }),
   Resume: z.object({ partitions: z.array(TopicPartition) }),
-  /** Fetched data, waiting up to maxWaitMs for some. */
-  Poll: z.object({ maxWaitMs: z.number().int().min(0).max(60_000).default(1_000), maxBytes: z.number().int().min(1).default(8 * 1024 * 1024) }),
+  /**
+   * Fetched data, waiting up to maxWaitMs for some. `processed` reports how far the facade
+   * got with what earlier polls returned (next offset per partition): that is what commits.
+   */
+  Poll: z.object({
+    maxWaitMs: z.number().int().min(0).max(60_000).default(1_000),
+    maxBytes: z.number().int().min(1).default(8 * 1024 * 1024),
+    processed: z.array(TopicPartition.extend({ offset: z.number().int().min(0) })).default([]),
+  }),
+  /** Group mode: subscribe to topics (partitions come from the group's assignor). */
+  Subscribe: z.object({ topics: z.array(z.string()).min(1) }),
+  /** Group mode: commit these offsets, or everything processed so far. */
+  Commit: z.object({ offsets: z.array(TopicPartition.extend({ offset: z.number().int().min(0) })).optional() }),
+  /** Group mode: commit what was processed and leave the group (static members only commit). */
+  Leave: z.object({}),
+  /** Internal: the group protocol's asynchronous steps report back here. */
+  GroupStep: z.object({
+    step: z.enum(["joined", "synced", "heartbeat", "offsets", "committed", "coordinator"]),
+    generation: z.number().int(),
+    body: z.unknown().optional(),
+    error: z.object({ code: z.string(), message: z.string() }).optional(),
+  }),
+  /** Internal: heartbeat / auto-commit timer. */
+  GroupTick: z.object({}),
   /** Positions (next offset to hand out) of the assigned partitions. */
   Positions: z.object({}),
   /** Internal: a fetch finished. */
@@ -77,6 +119,19 @@ export const ConsumerMessages = {
   /** Internal: start or retry fetches. */
   Kick: z.object({}),
 };
+
+export interface GroupEvent {
+  type: "group.join" | "group.revoke" | "group.leave" | "group.fenced";
+  generation: number;
+  memberId: string;
+  partitions: Array<{ topic: string; partition: number }>;
+  at: number;
+}
+
+export interface PollResult {
+  chunks: PolledChunk[];
+  events: GroupEvent[];
+}
 
 export interface PolledChunk {
   topic: string;

@@ -208,7 +208,9 @@ export class Supervisor {
         await this.call(slot, (r) => r.spawn(spec), `respawn ${spec.address}`);
         respawned.push(spec.address);
       } catch (e) {
-        console.error(`skein: could not re-create ${spec.address}:`, (e as Error).message);
+        // Its owner may have re-created it first (a client facade recovering): that is fine.
+        if (/already runs/.test((e as Error).message)) respawned.push(spec.address);
+        else console.error(`skein: could not re-create ${spec.address}:`, (e as Error).message);
       }
     }
     this.options.onEvent({ type: "worker.restarted", node: this.options.node, worker: slot.index, actors: respawned, afterMs: Date.now() - exitedAt, at: Date.now() });

@@ -8,7 +8,8 @@
 import { defineActor, type ActorContext, type ReplyHandle } from "../../runtime/actor.js";
 import { ErrorCode, SkeinError, isSkeinError } from "../../protocol/errors.js";
 import { replicaAddress, type FetchResult } from "../../protocol/cluster.js";
-import { ConsumerArgs, ConsumerMessages, type PolledChunk } from "../../protocol/client.js";
+import { ConsumerArgs, ConsumerMessages, type GroupEvent, type PollResult, type PolledChunk } from "../../protocol/client.js";
+import { GroupMembership } from "../groups/membership.js";
 import { iterateBatches } from "../../protocol/record-batch.js";
 import { metadataFor } from "../cluster/shared.js";
 import type { MetadataStore } from "../cluster/metadata.js";
@@ -32,6 +33,8 @@ interface Assigned {
   buffered: PolledChunk[];
   highWatermark: number;
   retryAt: number;
+  /** Being given up in a cooperative rebalance: no more fetching or handing out. */
+  revoking: boolean;
 }
 
 const RETRY_MS = 100;
@@ -39,9 +42,16 @@ const RETRY_MS = 100;
 export class ConsumerState {
   readonly assigned = new Map<string, Assigned>();
   bufferedBytes = 0;
-  polls: Array<{ reply: ReplyHandle<PolledChunk[]>; maxBytes: number; deadline: number }> = [];
+  polls: Array<{ reply: ReplyHandle<PollResult>; maxBytes: number; deadline: number }> = [];
   kickScheduled = false;
   generation = 0;
+  /** Next offset per partition the facade has finished processing (what commits). */
+  readonly processed = new Map<string, number>();
+  /** True while the facade holds no records (a poll is parked, or none has returned data yet). */
+  facadeIdle = true;
+  lastPollAt = Date.now();
+  events: GroupEvent[] = [];
+  membership: GroupMembership | null = null;
 
   constructor(
     readonly meta: MetadataStore,
@@ -64,7 +74,7 @@ export class ConsumerState {
         const offset = p.offset ?? -1;
         this.assigned.set(key, {
           key, topic: p.topic, partition: p.partition, position: offset, fetchOffset: offset, paused: false, fetching: false,
-          leader: -1, generation: ++this.generation, buffered: [], highWatermark: -1, retryAt: 0,
+          leader: -1, generation: ++this.generation, buffered: [], highWatermark: -1, retryAt: 0, revoking: false,
         });
       }
     }
@@ -118,7 +128,7 @@ export class ConsumerState {
     const now = Date.now();
     let retryLater = false;
     for (const a of this.assigned.values()) {
-      if (a.fetching || a.paused) continue;
+      if (a.fetching || a.paused || a.revoking) continue;
       if (a.retryAt > now) {
         retryLater = true;
         continue;
@@ -210,19 +220,32 @@ export class ConsumerState {
 
   // Handing out data ------------------------------------------------------------------------------
 
-  poll(m: z.infer<typeof ConsumerMessages.Poll>, ctx: Ctx): PolledChunk[] | undefined {
+  /**
+   * Hands out buffered chunks. While a poll is parked (or before the first) the facade holds
+   * no records: that is when a group member may give partitions up.
+   */
+  poll(m: z.infer<typeof ConsumerMessages.Poll>, ctx: Ctx): PollResult | undefined {
+    this.lastPollAt = Date.now();
+    for (const p of m.processed) this.processed.set(`${p.topic}/${p.partition}`, p.offset);
+    this.facadeIdle = true;
+    this.membership?.onFacadeIdle(ctx);
     const chunks = this.take(m.maxBytes, ctx);
-    if (chunks.length > 0 || m.maxWaitMs === 0) return chunks;
-    this.polls.push({ reply: ctx.deferReply<PolledChunk[]>(), maxBytes: m.maxBytes, deadline: Date.now() + m.maxWaitMs });
+    if (chunks.length > 0 || m.maxWaitMs === 0) return this.result(chunks);
+    this.polls.push({ reply: ctx.deferReply<PollResult>(), maxBytes: m.maxBytes, deadline: Date.now() + m.maxWaitMs });
     ctx.schedule(m.maxWaitMs, "Kick", {});
     return undefined;
+  }
+
+  private result(chunks: PolledChunk[]): PollResult {
+    if (chunks.length) this.facadeIdle = false;
+    return { chunks, events: this.events.splice(0) };
   }
 
   private take(maxBytes: number, ctx?: Ctx): PolledChunk[] {
     const out: PolledChunk[] = [];
     let bytes = 0;
     for (const a of this.assigned.values()) {
-      if (a.paused) continue;
+      if (a.paused || a.revoking) continue;
       while (a.buffered.length && (out.length === 0 || bytes + a.buffered[0].data.length <= maxBytes)) {
         const c = a.buffered.shift()!;
         out.push(c);
@@ -238,8 +261,8 @@ export class ConsumerState {
   answerPolls(): void {
     while (this.polls.length) {
       const chunks = this.take(this.polls[0].maxBytes);
-      if (chunks.length === 0) return;
-      this.polls.shift()!.reply.resolve(chunks);
+      if (chunks.length === 0 && this.events.length === 0) return;
+      this.polls.shift()!.reply.resolve(this.result(chunks));
     }
   }
 
@@ -247,9 +270,33 @@ export class ConsumerState {
     const now = Date.now();
     this.polls = this.polls.filter((p) => {
       if (p.deadline > now) return true;
-      p.reply.resolve([]);
+      p.reply.resolve(this.result([]));
       return false;
     });
+  }
+
+  /** Removes partitions from the assignment (dropping their buffered data). */
+  unassign(partitions: Array<{ topic: string; partition: number }>): void {
+    for (const p of partitions) {
+      const key = `${p.topic}/${p.partition}`;
+      const a = this.assigned.get(key);
+      if (!a) continue;
+      this.bufferedBytes -= a.buffered.reduce((n, c) => n + c.data.length, 0);
+      this.assigned.delete(key);
+    }
+  }
+
+  /** Adds partitions at the given positions (-1: reset policy), keeping the others. */
+  addAssigned(partitions: Array<{ topic: string; partition: number; offset: number }>, ctx: Ctx): void {
+    for (const p of partitions) {
+      const key = `${p.topic}/${p.partition}`;
+      if (this.assigned.has(key)) continue;
+      this.assigned.set(key, {
+        key, topic: p.topic, partition: p.partition, position: p.offset, fetchOffset: p.offset, paused: false, fetching: false,
+        leader: -1, generation: ++this.generation, buffered: [], highWatermark: -1, retryAt: 0, revoking: false,
+      });
+    }
+    this.kick(ctx);
   }
 }
 
@@ -258,10 +305,15 @@ export const ConsumerActor = defineActor({
   args: ConsumerArgs,
   messages: ConsumerMessages,
   async init(ctx) {
-    return new ConsumerState(await metadataFor(ctx.nats, ctx.cluster), ctx.args);
+    const state = new ConsumerState(await metadataFor(ctx.nats, ctx.cluster), ctx.args);
+    if (ctx.args.group) state.membership = new GroupMembership(state, ctx.args.group);
+    return state;
+  },
+  started(s, ctx) {
+    s.membership?.start(ctx);
   },
   stopped(s) {
-    for (const p of s.polls.splice(0)) p.reply.resolve([]);
+    for (const p of s.polls.splice(0)) p.reply.resolve({ chunks: [], events: [] });
   },
   handlers: {
     Assign: (s, m, ctx) => s.assign(m.partitions, ctx),
@@ -272,6 +324,11 @@ export const ConsumerActor = defineActor({
     Poll: (s, m, ctx) => s.poll(m, ctx),
     Positions: (s) => s.positions(),
     Fetched: (s, m, ctx) => s.onFetched(m, ctx),
+    Subscribe: (s, m, ctx) => requireGroup(s).subscribe(m.topics, ctx),
+    Commit: (s, m, ctx) => requireGroup(s).commit(m.offsets ?? null, ctx),
+    Leave: (s, _m, ctx) => requireGroup(s).leave(ctx),
+    GroupStep: (s, m, ctx) => requireGroup(s).onStep(m, ctx),
+    GroupTick: (s, _m, ctx) => requireGroup(s).tick(ctx),
     Kick: (s, _m, ctx) => {
       s.kickScheduled = false;
       s.expirePolls();
@@ -279,3 +336,8 @@ export const ConsumerActor = defineActor({
     },
   },
 });
+
+function requireGroup(s: ConsumerState): GroupMembership {
+  if (!s.membership) throw new SkeinError(ErrorCode.INVALID_REQUEST, "this consumer has no groupId");
+  return s.membership;
+}

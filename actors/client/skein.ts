@@ -18,7 +18,7 @@ import type { NatsOptions } from "../../runtime/types.js";
 import { ErrorCode, SkeinError } from "../../protocol/errors.js";
 import { decodeRecords, iterateBatches } from "../../protocol/record-batch.js";
 import { validateTopicName } from "../../protocol/cluster.js";
-import type { PolledChunk } from "../../protocol/client.js";
+import type { GroupEvent, PollResult, PolledChunk } from "../../protocol/client.js";
 import { ClusterClient } from "../cluster/admin.js";
 import { encodeFrames, type OutgoingMessage } from "./frames.js";
 import type { SendResult } from "./producer.js";
@@ -50,6 +50,21 @@ export interface ProducerConfig {
 export interface ConsumerConfig {
   /** Consumer group (coordinated consumption and committed offsets). */
   groupId?: string;
+  /** Static membership: restarting within sessionTimeout keeps the partitions, no rebalance. */
+  groupInstanceId?: string;
+  /** Default 10000 ms. */
+  sessionTimeout?: number;
+  /** Default 10000 ms. */
+  rebalanceTimeout?: number;
+  /** Default 1000 ms. */
+  heartbeatInterval?: number;
+  /** A member that does not come back for more records within this leaves the group. Default 300000 ms. */
+  maxPollInterval?: number;
+  /** Assignors in order of preference: "cooperative-sticky" (default), "range", "roundrobin". */
+  assignors?: Array<"cooperative-sticky" | "range" | "roundrobin">;
+  /** Commit processed offsets every autoCommitInterval ms (default true, 1000 ms). */
+  autoCommit?: boolean;
+  autoCommitInterval?: number;
   maxBytesPerPartition?: number;
   maxWaitTimeInMs?: number;
   maxBufferedBytes?: number;
@@ -234,14 +249,32 @@ export class Consumer {
     private readonly config: ConsumerConfig,
   ) {}
 
+  private readonly listeners = new Map<string, Array<(e: GroupEvent) => void>>();
+  /** Next offset per partition that run()/eachMessage finished: reported on the next poll. */
+  private readonly processed = new Map<string, { topic: string; partition: number; offset: number }>();
+
   async connect(): Promise<void> {
     if (this.ref) return;
-    if (this.config.groupId !== undefined) {
-      throw new SkeinError(ErrorCode.INVALID_REQUEST, "consumer groups are not available yet (issue 6); use consumer({}) with assign() or subscribe()", { field: "groupId" });
-    }
     const node = await this.skein.acquireNode();
     this.node = node;
     this.ref = node.portRef(this.skein.nextAddress("consumer", node));
+  }
+
+  /** Group events: "group.join" (generation, memberId, partitions), "group.revoke", "group.fenced". */
+  on(event: GroupEvent["type"], listener: (e: GroupEvent) => void): () => void {
+    const list = this.listeners.get(event) ?? [];
+    list.push(listener);
+    this.listeners.set(event, list);
+    return () => this.listeners.set(event, (this.listeners.get(event) ?? []).filter((l) => l !== listener));
+  }
+
+  private groupArgs() {
+    const c = this.config;
+    if (c.groupId === undefined) return undefined;
+    return {
+      groupId: c.groupId, groupInstanceId: c.groupInstanceId, clientId: this.skein.clientId, sessionTimeoutMs: c.sessionTimeout, rebalanceTimeoutMs: c.rebalanceTimeout,
+      heartbeatIntervalMs: c.heartbeatInterval, maxPollIntervalMs: c.maxPollInterval, assignors: c.assignors, autoCommit: c.autoCommit, autoCommitIntervalMs: c.autoCommitInterval,
+    };
   }
 
   private async spawn(autoOffsetReset: "earliest" | "latest"): Promise<PortRef> {
@@ -252,7 +285,7 @@ export class Consumer {
         kind: "consumer",
         module: bundlePath("actors.js"),
         address: this.ref.address,
-        args: { autoOffsetReset, maxBytesPerPartition: this.config.maxBytesPerPartition, maxWaitMs: this.config.maxWaitTimeInMs, maxBufferedBytes: this.config.maxBufferedBytes },
+        args: { autoOffsetReset, maxBytesPerPartition: this.config.maxBytesPerPartition, maxWaitMs: this.config.maxWaitTimeInMs, maxBufferedBytes: this.config.maxBufferedBytes, group: this.groupArgs() },
       });
     }
     return this.ref;
@@ -265,6 +298,14 @@ export class Consumer {
     topics.forEach(validateTopicName);
     this.subscription = { topics, fromBeginning: s.fromBeginning ?? false };
     const client = await this.skein.acquireClient();
+    for (const topic of topics) {
+      if (!(await client.meta.getTopic(topic))) throw new SkeinError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `topic ${topic} does not exist`, { topic });
+    }
+    if (this.config.groupId !== undefined) {
+      const ref = await this.spawn(s.fromBeginning ? "earliest" : "latest");
+      await ref.ask("Subscribe", { topics });
+      return;
+    }
     const partitions: TopicPartitionOffset[] = [];
     for (const topic of topics) {
       const t = await client.meta.getTopic(topic);
@@ -277,6 +318,7 @@ export class Consumer {
 
   /** Manual assignment; `offset` is the next offset to read (else the reset policy applies). */
   async assign(partitions: TopicPartitionOffset[]): Promise<void> {
+    if (this.config.groupId !== undefined) throw new SkeinError(ErrorCode.INVALID_REQUEST, "assign() is for consumers without a groupId; group members subscribe()", { field: "groupId" });
     const ref = await this.spawn("earliest");
     await ref.ask("Assign", { partitions: partitions.map((p) => ({ topic: p.topic, partition: p.partition, offset: p.offset === undefined ? undefined : Number(p.offset) })) });
   }
@@ -317,31 +359,91 @@ export class Consumer {
     return (await this.ref?.ask("Positions", {})) ?? [];
   }
 
-  /** Polls once: decoded messages per partition chunk. */
+  /**
+   * Polls once: decoded messages per partition chunk. Calling poll again means everything it
+   * returned before was processed (that is what a group commits); use markProcessed() for
+   * finer control.
+   */
   async poll(maxWaitMs = 1_000): Promise<EachBatchPayload[]> {
     if (!this.ref) throw new SkeinError(ErrorCode.NOT_CONNECTED, "consumer is not connected");
-    const chunks = await this.ref.ask<PolledChunk[]>("Poll", { maxWaitMs }, { timeoutMs: maxWaitMs + 10_000 });
-    return chunks.map(decodeChunk).filter((b) => b.batch.messages.length > 0);
+    const processed = [...this.processed.values()];
+    this.processed.clear();
+    let r: PollResult;
+    try {
+      r = await this.ref.ask<PollResult>("Poll", { maxWaitMs, processed }, { timeoutMs: maxWaitMs + 10_000 });
+    } catch (e) {
+      if ((e as SkeinError).code === ErrorCode.WORKER_LOST || (e as SkeinError).code === ErrorCode.ACTOR_NOT_FOUND) await this.recover();
+      throw e;
+    }
+    for (const e of r.events) for (const l of this.listeners.get(e.type) ?? []) l(e);
+    const batches = r.chunks.map(decodeChunk).filter((b) => b.batch.messages.length > 0);
+    if (!this.inRun) {
+      // A plain poll() caller has "processed" what it got once it polls again.
+      for (const b of batches) {
+        const last = b.batch.messages[b.batch.messages.length - 1];
+        this.markProcessed({ topic: b.batch.topic, partition: b.batch.partition, offset: Number(last.offset) + 1 });
+      }
+    }
+    return batches;
+  }
+
+  private inRun = false;
+
+  /**
+   * Our worker died and the runtime re-created the consumer actor empty: subscribe again
+   * (a group member rejoins as a new member; its old membership expires with its session).
+   */
+  private async recover(): Promise<void> {
+    const sub = this.subscription;
+    if (!sub || !this.ref) return;
+    await this.subscribe({ topics: sub.topics, fromBeginning: sub.fromBeginning }).catch(() => undefined);
+  }
+
+  /** Records that everything before `offset` in this partition is processed (committed by the group). */
+  markProcessed(p: { topic: string; partition: number; offset: number }): void {
+    const k = `${p.topic}/${p.partition}`;
+    const prev = this.processed.get(k);
+    if (!prev || prev.offset < p.offset) this.processed.set(k, p);
+  }
+
+  /** Commits the given offsets (next to read), or everything processed so far. */
+  async commitOffsets(offsets?: Array<{ topic: string; partition: number; offset: number | string }>): Promise<void> {
+    if (!this.ref) throw new SkeinError(ErrorCode.NOT_CONNECTED, "consumer is not connected");
+    if (this.config.groupId === undefined) throw new SkeinError(ErrorCode.INVALID_REQUEST, "commitOffsets() needs a consumer with a groupId", { field: "groupId" });
+    await this.ref.ask("Commit", offsets ? { offsets: offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: Number(o.offset) })) } : {}, { timeoutMs: 15_000 });
   }
 
   async run(handlers: { eachMessage?: (p: EachMessagePayload) => Promise<void> | void; eachBatch?: (p: EachBatchPayload) => Promise<void> | void }): Promise<void> {
     if (!handlers?.eachMessage && !handlers?.eachBatch) throw new SkeinError(ErrorCode.INVALID_REQUEST, "run() needs eachMessage or eachBatch", { field: "eachMessage" });
     if (this.running) throw new SkeinError(ErrorCode.INVALID_REQUEST, "run() is already running");
     this.running = true;
+    this.inRun = true;
     this.stopped = (async () => {
       while (this.running) {
         let batches: EachBatchPayload[];
         try {
           batches = await this.poll(500);
         } catch (e) {
-          if (!this.running) break;
-          if ((e as SkeinError).retriable) continue;
+          if (!this.running || !this.ref) break;
+          if ((e as SkeinError).retriable) {
+            await new Promise((r) => setTimeout(r, 100));
+            continue;
+          }
           throw e;
         }
         for (const b of batches) {
           if (!this.running) break;
-          if (handlers.eachBatch) await handlers.eachBatch(b);
-          else for (const message of b.batch.messages) await handlers.eachMessage!({ topic: b.batch.topic, partition: b.batch.partition, message });
+          const { topic, partition } = b.batch;
+          if (handlers.eachBatch) {
+            await handlers.eachBatch(b);
+            const last = b.batch.messages[b.batch.messages.length - 1];
+            this.markProcessed({ topic, partition, offset: Number(last.offset) + 1 });
+          } else {
+            for (const message of b.batch.messages) {
+              await handlers.eachMessage!({ topic, partition, message });
+              this.markProcessed({ topic, partition, offset: Number(message.offset) + 1 });
+            }
+          }
         }
       }
     })();
@@ -358,11 +460,18 @@ export class Consumer {
   async stop(): Promise<void> {
     this.running = false;
     await this.stopped?.catch(() => undefined);
+    this.inRun = false;
   }
 
   async disconnect(): Promise<void> {
     await this.stop();
     if (!this.ref || !this.node) return;
+    if (this.config.groupId !== undefined) {
+      // Report what was processed, then commit it and leave the group.
+      await this.ref.ask("Poll", { maxWaitMs: 0, processed: [...this.processed.values()] }, { timeoutMs: 10_000 }).catch(() => undefined);
+      this.processed.clear();
+      await this.ref.ask("Leave", {}, { timeoutMs: 20_000 }).catch(() => undefined);
+    }
     await this.node.stop(this.ref.address);
     await this.ref.close();
     this.ref = null;

@@ -17,6 +17,8 @@ import {
   type TopicRecord,
 } from "../../protocol/cluster.js";
 import { MetadataStore } from "./metadata.js";
+import { COORDINATOR_RETRY, findCoordinator } from "../groups/discovery.js";
+import { ConsumerAssignment, OFFSETS_TOPIC, coordinatorAddress, fromBase64Json, type GroupDescription } from "../../protocol/groups.js";
 
 export interface ClusterClientOptions {
   nats: NatsOptions;
@@ -170,6 +172,77 @@ export class ClusterClient {
     });
   }
 
+  // Groups --------------------------------------------------------------------------------------
+
+  /** Asks a group's coordinator, following coordinator moves until `timeoutMs`. */
+  askCoordinator<T>(groupId: string, type: string, body: unknown, timeoutMs = 15_000): Promise<T> {
+    return this.retryingOn(COORDINATOR_RETRY, timeoutMs, `coordinator of ${groupId}: ${type}`, async () => {
+      const address = await findCoordinator(this.meta, (a, t, b, o) => this.system.ask(a, t, b, o), groupId);
+      return this.system.ask<T>(address, type, body, { timeoutMs: Math.min(timeoutMs, 10_000) });
+    });
+  }
+
+  /** Every group of every coordinator (empty when __consumer_offsets does not exist yet). */
+  async listGroups(): Promise<Array<{ groupId: string; state: string; protocolType: string; members: number }>> {
+    const topic = await this.meta.getTopic(OFFSETS_TOPIC);
+    if (!topic) return [];
+    const states = await this.meta.listPartitions(OFFSETS_TOPIC);
+    const lists = await Promise.all(
+      states
+        .filter((s) => s.value.leader >= 0)
+        .map((s) =>
+          this.system
+            .ask<{ groups: Array<{ groupId: string; state: string; protocolType: string; members: number }> }>(coordinatorAddress(s.value.partition, s.value.leader), "ListGroups", {}, { timeoutMs: 5_000 })
+            .then((r) => r.groups, () => []),
+        ),
+    );
+    return lists.flat().sort((a, b) => a.groupId.localeCompare(b.groupId));
+  }
+
+  /** State, members with assignments, committed offsets and lag (HW − committed) per partition. */
+  async describeGroup(groupId: string) {
+    const d = await this.askCoordinator<GroupDescription>(groupId, "DescribeGroup", { groupId });
+    const topics = [...new Set(d.offsets.map((o) => o.topic))];
+    const hw = new Map<string, number>();
+    for (const t of topics) {
+      const desc = await this.describeTopic(t).catch(() => null);
+      for (const p of desc?.partitions ?? []) hw.set(`${t}/${p.partition}`, p.highWatermark ?? -1);
+    }
+    return {
+      ...d,
+      members: d.members.map((m) => ({ ...m, assignment: fromBase64Json(ConsumerAssignment, m.assignment)?.partitions ?? [] })),
+      offsets: d.offsets
+        .map((o) => {
+          const high = hw.get(`${o.topic}/${o.partition}`) ?? -1;
+          return { ...o, highWatermark: high, lag: high >= 0 && o.offset >= 0 ? Math.max(0, high - o.offset) : null };
+        })
+        .sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition),
+    };
+  }
+
+  deleteGroup(groupId: string) {
+    return this.askCoordinator<{ deleted: string }>(groupId, "DeleteGroup", { groupId });
+  }
+
+  /** Commits new offsets for an EMPTY group: earliest, latest, a timestamp or an explicit offset. */
+  async resetOffsets(groupId: string, topic: string, to: { earliest: true } | { latest: true } | { timestamp: number } | { offset: number }) {
+    const t = await this.meta.getTopic(topic);
+    if (!t) throw new SkeinError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `topic ${topic} does not exist`, { topic });
+    const offsets: Array<{ topic: string; partition: number; offset: number }> = [];
+    for (let p = 0; p < t.partitions; p++) {
+      let offset: number;
+      if ("offset" in to) offset = to.offset;
+      else {
+        const leader = await this.leaderOf(topic, p, true);
+        const ts = "earliest" in to ? -2 : "latest" in to ? -1 : to.timestamp;
+        offset = (await this.system.ask<{ offset: number }>(replicaAddress(topic, p, leader.leader), "ListOffset", { timestamp: ts })).offset;
+      }
+      offsets.push({ topic, partition: p, offset });
+    }
+    await this.askCoordinator(groupId, "OffsetCommit", { groupId, generation: -1, memberId: "", offsets });
+    return offsets;
+  }
+
   // Data path ----------------------------------------------------------------------------------
 
   async leaderOf(topic: string, partition: number, refresh = false): Promise<PartitionState> {
@@ -224,14 +297,18 @@ export class ClusterClient {
     });
   }
 
-  private async retrying<T>(timeoutMs: number, what: string, attempt: () => Promise<T>): Promise<T> {
+  private retrying<T>(timeoutMs: number, what: string, attempt: () => Promise<T>): Promise<T> {
+    return this.retryingOn(RETRIABLE_ROUTING, timeoutMs, what, attempt, true);
+  }
+
+  private async retryingOn<T>(codes: ReadonlySet<string>, timeoutMs: number, _what: string, attempt: () => Promise<T>, retryTimeouts = false): Promise<T> {
     const deadline = Date.now() + timeoutMs;
     let delay = 25;
     for (;;) {
       try {
         return await attempt();
       } catch (e) {
-        const retriable = isSkeinError(e) && (RETRIABLE_ROUTING.has(e.code) || e.code === ErrorCode.TIMEOUT);
+        const retriable = isSkeinError(e) && (codes.has(e.code) || (retryTimeouts && e.code === ErrorCode.TIMEOUT));
         if (!retriable || Date.now() + delay > deadline) throw e;
         await new Promise((r) => setTimeout(r, delay));
         delay = Math.min(delay * 2, 500);

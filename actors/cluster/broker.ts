@@ -8,10 +8,11 @@ import { hostname } from "node:os";
 import { SkeinNode } from "../../runtime/node.js";
 import { bundlePath } from "../../runtime/paths.js";
 import type { NatsOptions } from "../../runtime/types.js";
-import { controllerAddress, replicaAddress, type PartitionState, type TopicRecord } from "../../protocol/cluster.js";
+import { controllerAddress, partitionKey, replicaAddress, type PartitionState, type TopicRecord } from "../../protocol/cluster.js";
 import { MetadataStore } from "./metadata.js";
 import { KafkaGateway } from "../gateway/gateway.js";
 import type { KafkaGatewayOptions } from "../gateway/types.js";
+import { OFFSETS_TOPIC, coordinatorAddress } from "../../protocol/groups.js";
 import { partitionDir } from "./replica.js";
 
 export interface BrokerOptions {
@@ -31,6 +32,8 @@ export interface BrokerOptions {
   replicaLagTimeMaxMs?: number;
   /** Kafka protocol gateway of this broker (port, host, limits); none when absent. */
   kafka?: Omit<KafkaGatewayOptions, "brokerId" | "nats" | "cluster">;
+  /** Partitions of __consumer_offsets if this broker's controller creates it. Default 50. */
+  offsetsTopicPartitions?: number;
 }
 
 interface HostedReplica {
@@ -42,6 +45,7 @@ export class Broker {
   private readonly replicas = new Map<string, HostedReplica>();
   private readonly chains = new Map<string, Promise<void>>();
   private readonly topics = new Map<string, TopicRecord>();
+  private readonly coordinators = new Set<string>();
   private heartbeatTimer: ReturnType<typeof setInterval> | null = null;
   private stopWatch: (() => void) | null = null;
   private gateway: KafkaGateway | null = null;
@@ -61,7 +65,12 @@ export class Broker {
       const broker = new Broker(options, node, meta);
       await broker.heartbeat();
       broker.heartbeatTimer = setInterval(() => void broker.heartbeat().catch((e) => console.warn(`skein: heartbeat failed: ${(e as Error).message}`)), options.heartbeatMs ?? 1_000);
-      await node.spawn({ kind: "controller", module: broker.actorsModule, address: controllerAddress(options.id), args: { broker: options.id } });
+      await node.spawn({
+        kind: "controller",
+        module: broker.actorsModule,
+        address: controllerAddress(options.id),
+        args: { broker: options.id, offsetsTopicPartitions: options.offsetsTopicPartitions },
+      });
       broker.stopWatch = await meta.watchPartitions((key, state) => broker.enqueue(key, () => broker.onPartitionState(key, state)));
       if (options.kafka) {
         broker.gateway = await KafkaGateway.start({ ...options.kafka, brokerId: options.id, nats: options.nats, cluster: node.cluster });
@@ -130,13 +139,49 @@ export class Broker {
         },
       });
       this.replicas.set(key, { topicId: state.topicId, address });
-      return; // a new replica reads its state from the KV when it starts
+      // A new replica reads its state from the KV when it starts.
+      if (state.topic === OFFSETS_TOPIC) await this.followCoordinator(state);
+      return;
     }
     this.node.tell(this.replicas.get(key)!.address, "Become", state);
+    if (state.topic === OFFSETS_TOPIC) await this.followCoordinator(state);
+  }
+
+  /** Runs the group coordinator of a __consumer_offsets partition where its leader is. */
+  private async followCoordinator(state: PartitionState): Promise<void> {
+    const address = coordinatorAddress(state.partition, this.id);
+    const running = this.coordinators.has(address);
+    if (state.leader !== this.id) {
+      if (running) {
+        this.coordinators.delete(address);
+        await this.node.stop(address);
+      }
+      return;
+    }
+    if (running) return;
+    const topic = await this.topicRecord(state.topic, state.topicId);
+    if (!topic) return;
+    this.coordinators.add(address);
+    await this.node.spawn({
+      kind: "group-coordinator",
+      module: this.actorsModule,
+      address,
+      args: { broker: this.id, partition: state.partition, offsetsPartitions: topic.partitions },
+    }).catch((e) => {
+      this.coordinators.delete(address);
+      console.warn(`skein: broker ${this.id}: group coordinator ${address} did not start (${(e as Error).message}); retrying in 1 s`);
+      const key = partitionKey(state.topic, state.partition);
+      setTimeout(() => this.enqueue(key, async () => {
+        const fresh = await this.meta.getPartition(state.topic, state.partition);
+        if (fresh && this.replicas.has(key)) await this.followCoordinator(fresh.value);
+      }), 1_000).unref();
+    });
   }
 
   private async removeReplica(key: string, hosted: HostedReplica, deleteData: boolean): Promise<void> {
     this.replicas.delete(key);
+    const m0 = /^replica\/__consumer_offsets\/(\d+)@\d+$/.exec(hosted.address);
+    if (m0 && this.coordinators.delete(coordinatorAddress(Number(m0[1]), this.id))) await this.node.stop(coordinatorAddress(Number(m0[1]), this.id));
     await this.node.stop(hosted.address);
     if (!deleteData) return;
     const m = /^replica\/(.+)\/(\d+)@\d+$/.exec(hosted.address);
