@@ -69,8 +69,20 @@ export async function runLoad(specs: LoadSpec[], options: { timeoutMs?: number; 
     return aggregate(fg, bg);
   } finally {
     clearTimeout(timer);
-    for (const c of all) if (c.child.exitCode === null) c.child.kill("SIGKILL");
+    // A client exits by itself after its result (a profile may still be being written).
+    await Promise.all(all.map((c) => exitedWithin(c.child, 5_000)));
   }
+}
+
+function exitedWithin(child: ChildProcess, ms: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill("SIGKILL"), ms);
+    child.once("exit", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
 function aggregate(producers: LoadResult[], receivers: LoadResult[]): LoadRun {

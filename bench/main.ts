@@ -47,7 +47,8 @@ ${Object.entries(SUITES)
   --json FILE    write all results to FILE, charts next to it (default: DIR/<suite>.json per suite)
   --out DIR      where per-suite JSON and charts go (default bench/results)
   --filter TEXT  only the workloads whose name contains TEXT (produce, consume, e2e-latency)
-  --profile DIR  run the brokers a suite starts with --cpu-prof, profiles written to DIR
+  --profile DIR  CPU-profile every process a suite starts (brokers with their worker threads, load
+                 clients) into DIR/<pid>-<thread>.cpuprofile
   --help         this text`;
 
 interface Args {
@@ -95,12 +96,12 @@ async function main(): Promise<void> {
   const machine = machineFacts(root);
   console.log(`machine: ${machine.cores} cores (${machine.cpuModel}), ${(machine.memoryBytes / 2 ** 30).toFixed(1)} GiB, node ${machine.node}, ${machine.natsServer}, commit ${machine.gitCommit.slice(0, 10)}${machine.gitDirty ? " (dirty)" : ""}`);
   const runners = await loadSuites(args.suites);
+  if (args.profile) profileChildren(root, resolve(args.profile));
   const outDir = args.json ? dirname(resolve(args.json)) : resolve(args.out ?? join(root, "bench", "results"));
   const options: BenchOptions = {
     quick: args.quick,
     log: (line) => console.error(`  ${line}`),
     filter: args.filter,
-    brokerNodeOptions: args.profile ? `--cpu-prof --cpu-prof-dir=${resolve(args.profile)}` : undefined,
     progress: startProgress,
   };
   const results: SuiteResult[] = [];
@@ -122,6 +123,14 @@ async function main(): Promise<void> {
   mkdirSync(outDir, { recursive: true });
   for (const f of writeCharts(outDir, charts, `Skein benchmarks ${machine.startedAt} (${machine.gitCommit.slice(0, 10)})`)) console.log(`wrote ${f}`);
   if (args.quick) checkWellFormed(results);
+}
+
+/** Child processes inherit NODE_OPTIONS: the preload profiles each of their threads. */
+function profileChildren(root: string, dir: string): void {
+  const preload = join(root, "bench", "fixtures", "cpu-profile.cjs");
+  process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ""} --require ${preload}`.trim();
+  process.env.SKEIN_CPU_PROF_DIR = dir;
+  console.error(`profiling child processes into ${dir}`);
 }
 
 /** --quick is for CI: every suite must have produced rows with numbers, whatever their size. */

@@ -26,6 +26,7 @@ export interface Workload {
 }
 
 export type Peer = "raw NATS" | "JetStream R1" | "JetStream R3";
+const PEERS: Peer[] = ["raw NATS", "JetStream R1", "JetStream R3"];
 
 interface Sizes {
   records: Record<number, number>;
@@ -92,7 +93,7 @@ export interface ProduceEnv {
 
 /** Starts the Skein cluster and every peer (all idle between runs). */
 export async function startProduceEnv(options: BenchOptions, cleanup: Array<() => Promise<unknown>>): Promise<ProduceEnv> {
-  const skein = await startSkeinCluster({ brokerNodeOptions: options.brokerNodeOptions });
+  const skein = await startSkeinCluster();
   cleanup.push(() => skein.stop());
   const raw = await startRawNats();
   cleanup.push(() => raw.stop());
@@ -170,18 +171,20 @@ async function measured(env: ProduceEnv, run: () => Promise<LoadRun>): Promise<M
 export async function runProduceBench(options: BenchOptions): Promise<SuiteResult> {
   const sizes = options.quick ? QUICK : FULL;
   const workloads = sizes.workloads.filter((x) => !options.filter || x.name.includes(options.filter));
-  const shapes = sizes.peerShapes.filter((s) => workloads.some((x) => x.recordBytes === s.recordBytes && x.producers === s.producers) || !options.filter);
+  const shapes = sizes.peerShapes.filter((s) => !options.filter || PEERS.some((p) => peerKey(p, s.recordBytes, s.producers).includes(options.filter!)));
   const cleanup: Array<() => Promise<unknown>> = [];
   const skeinRuns = new Map<string, Measured[]>();
   const peerRuns = new Map<string, Measured[]>();
   try {
     const env = await startProduceEnv(options, cleanup);
-    const steps = sizes.repetitions * (workloads.length + shapes.length * 3);
+    const peerRunsPerRep = shapes.reduce((n, s) => n + PEERS.filter((p) => !options.filter || peerKey(p, s.recordBytes, s.producers).includes(options.filter)).length, 0);
+    const steps = sizes.repetitions * (workloads.length + peerRunsPerRep);
     const progress = options.progress("produce", steps);
     for (let rep = 0; rep < sizes.repetitions; rep++) {
       for (const shape of shapes) {
-        for (const peer of ["raw NATS", "JetStream R1", "JetStream R3"] as Peer[]) {
+        for (const peer of PEERS) {
           const key = peerKey(peer, shape.recordBytes, shape.producers);
+          if (options.filter && !key.includes(options.filter)) continue;
           const r = await runPeerProduce(env, peer, shape.recordBytes, shape.producers, sizes.records[shape.recordBytes]);
           push(peerRuns, key, r);
           progress.tick(`${key}: ${fmt(r.recordsPerSec)} rec/s`);
@@ -224,9 +227,9 @@ function report(workloads: Workload[], shapes: Sizes["peerShapes"], skein: Map<s
   const cpu = (runs: Measured[] | undefined) => (runs?.length ? median(runs.map((r) => r.cpuUsPerRecord)) : NaN);
   const rows: SuiteResult["rows"] = [];
   for (const shape of shapes) {
-    for (const peer of ["raw NATS", "JetStream R1", "JetStream R3"] as Peer[]) {
+    for (const peer of PEERS) {
       const runs = peers.get(peerKey(peer, shape.recordBytes, shape.producers));
-      rows.push(row(peerKey(peer, shape.recordBytes, shape.producers), runs, rate, cpu, NaN));
+      if (runs) rows.push(row(peerKey(peer, shape.recordBytes, shape.producers), runs, rate, cpu, NaN));
     }
   }
   for (const wl of workloads) {

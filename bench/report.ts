@@ -12,8 +12,6 @@ export interface BenchOptions {
   log(line: string): void;
   /** Run only the workloads whose name contains this (suites that have workloads). */
   filter?: string;
-  /** NODE_OPTIONS for broker processes the suite starts (profiling: --cpu-prof …). */
-  brokerNodeOptions?: string;
   /** A progress display of `total` steps (a bar on a terminal, lines otherwise), on stderr. */
   progress(name: string, total: number): Progress;
 }

@@ -394,6 +394,93 @@ export function encodeBatch(records: RecordInput[], options: EncodeOptions = {})
   return buf;
 }
 
+/**
+ * Builds one uncompressed batch record by record in a growing buffer, the way Kafka's
+ * MemoryRecordsBuilder does: a producer never holds its records as objects, key, value and
+ * header bytes are copied straight from the buffer they arrived in (offset + length, -1 for
+ * null). Record i gets offsetDelta i; the first record's timestamp is the base timestamp.
+ * `finish` writes the header and CRC and hands out the batch; the builder is spent then.
+ */
+export class RecordBatchBuilder {
+  private buf: Uint8Array;
+  private pos = BATCH_HEADER_SIZE;
+  private finished = false;
+  /** Records appended so far. */
+  count = 0;
+  private baseTimestamp = 0;
+  private maxTimestamp = 0;
+
+  /**
+   * `capacityBytes`: the buffer to start with (a producer gives its batchBytes plus room for a
+   * record, so a batch never grows); it doubles when a record does not fit.
+   */
+  constructor(capacityBytes = 16 * 1024) {
+    this.buf = new Uint8Array(Math.max(capacityBytes, BATCH_HEADER_SIZE + 64));
+  }
+
+  /** Bytes the batch has so far (header included). */
+  get sizeInBytes(): number {
+    return this.pos;
+  }
+
+  /**
+   * Appends one record given its `tail`: the record's encoding from the key length on (key,
+   * value, headers exactly as a batch stores them), `tailLength` bytes at `tailOffset` in `src`.
+   * `timestamp` in ms. Only length, timestampDelta and offsetDelta are written here.
+   */
+  appendTail(timestamp: number, src: Uint8Array, tailOffset: number, tailLength: number): void {
+    if (this.finished) throw new Error("RecordBatchBuilder: append after finish");
+    if (!Number.isSafeInteger(timestamp)) throw invalid(`timestamp must be a safe integer, got ${timestamp}`, "timestamp");
+    if (this.count === 0) this.baseTimestamp = this.maxTimestamp = timestamp;
+    else if (timestamp > this.maxTimestamp) this.maxTimestamp = timestamp;
+    const timestampDelta = timestamp - this.baseTimestamp;
+    // Deltas within an int32 (almost always: ms within a batch) take the varint path.
+    const small = timestampDelta >= -0x40000000 && timestampDelta < 0x40000000;
+    const tsSize = small ? sizeOfVarint(timestampDelta) : sizeOfVarlong(timestampDelta);
+    if (tsSize < 0) throw invalid(`timestamp ${timestamp} is too far from the batch's base timestamp`, "timestamp");
+    const offsetDelta = this.count;
+    const body = 1 + tsSize + sizeOfVarint(offsetDelta) + tailLength;
+    if (this.pos + 5 + body > this.buf.length) this.ensure(5 + body);
+    const buf = this.buf;
+    let pos = writeVarint(buf, this.pos, body);
+    buf[pos++] = 0;
+    pos = small ? writeVarint(buf, pos, timestampDelta) : writeVarlong(buf, pos, timestampDelta);
+    pos = writeVarint(buf, pos, offsetDelta);
+    buf.set(src.subarray(tailOffset, tailOffset + tailLength), pos);
+    this.pos = pos + tailLength;
+    this.count++;
+  }
+
+  private ensure(extra: number): void {
+    if (this.pos + extra <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.pos + extra) size *= 2;
+    const grown = new Uint8Array(size);
+    grown.set(this.buf.subarray(0, this.pos));
+    this.buf = grown;
+  }
+
+  /** Writes the header (EncodeOptions as for encodeBatch; baseOffset 0 unless given) and the CRC. */
+  finish(options: EncodeOptions = {}): Uint8Array {
+    if (this.count === 0) throw invalid("a batch needs at least one record", "records");
+    if (this.finished) throw new Error("RecordBatchBuilder: finished twice");
+    this.finished = true;
+    const attributes = requireInt(options.attributes ?? 0, 16, "attributes");
+    if ((attributes & BatchAttributes.COMPRESSION_MASK) !== CompressionCodec.NONE) throw invalid("compressed batches are not supported by the encoder", "attributes");
+    const maxBatchBytes = options.maxBatchBytes ?? MAX_BATCH_SIZE_BYTES;
+    if (this.pos > maxBatchBytes || this.pos > MAX_BATCH_SIZE_BYTES) {
+      throw new SkeinError(ErrorCode.MESSAGE_TOO_LARGE, `batch of ${this.pos} bytes exceeds ${maxBatchBytes}`, { sizeInBytes: this.pos, maxBatchBytes });
+    }
+    const baseOffset = requireSafe(options.baseOffset ?? 0, "baseOffset");
+    // A batch sealed early (linger) should not pin a buffer sized for a full one until acked.
+    const out = this.pos * 2 < this.buf.length ? this.buf.slice(0, this.pos) : this.buf.subarray(0, this.pos);
+    this.buf = out;
+    writeBatchHeader(out, options, { baseOffset, attributes, count: this.count, baseTimestamp: this.baseTimestamp, maxTimestamp: this.maxTimestamp });
+    writeInt32(out, CRC_POS, crc32c(out.subarray(ATTRIBUTES_POS)));
+    return out;
+  }
+}
+
 // ---- header, CRC, in-place updates ----
 
 /** Size of the batch starting at pos, or -1 if fewer than LOG_OVERHEAD bytes are available (a torn tail). Does not validate. */

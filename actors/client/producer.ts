@@ -9,9 +9,9 @@ import { defineActor, type ActorContext, type ReplyHandle } from "../../runtime/
 import { ErrorCode, SkeinError, isSkeinError } from "../../protocol/errors.js";
 import { controllerAddress, replicaAddress, type PartitionState, type ProduceResult } from "../../protocol/cluster.js";
 import { ProducerArgs, ProducerMessages } from "../../protocol/client.js";
-import { encodeBatch, type RecordInput } from "../../protocol/record-batch.js";
+import { RecordBatchBuilder } from "../../protocol/record-batch.js";
 import { partitionForKey } from "../../protocol/murmur2.js";
-import { decodeFrames } from "./frames.js";
+import { FrameReader } from "./frames.js";
 import { metadataFor } from "../cluster/shared.js";
 import type { MetadataStore } from "../cluster/metadata.js";
 
@@ -39,8 +39,8 @@ interface Member {
 }
 
 interface OpenBatch {
-  records: RecordInput[];
-  bytes: number;
+  /** Records are encoded into the batch as they arrive: no object per record. */
+  builder: RecordBatchBuilder;
   members: Member[];
   startedAt: number;
 }
@@ -63,13 +63,17 @@ interface PartitionQueue {
   inFlight: SealedBatch | null;
   nextSequence: number;
   leader: PartitionState | null;
+  /** The send() whose records are being added to `open` right now (membership bookkeeping). */
+  touchedBy: PendingSend | null;
 }
 
-/** Bytes a record adds to a batch, roughly (varints and attributes). */
-const RECORD_OVERHEAD_BYTES = 24;
+/** Room past batchBytes in a batch's buffer: the record that crosses batchBytes still fits. */
+const BATCH_SLACK_BYTES = 64 * 1024;
 
 export class ProducerState {
   readonly queues = new Map<string, PartitionQueue>();
+  /** The same queues by topic and partition number: the per-record lookup. */
+  private readonly byTopic = new Map<string, Array<PartitionQueue | undefined>>();
   readonly partitionCounts = new Map<string, number>();
   readonly sticky = new Map<string, number>();
   producerId = -1;
@@ -105,37 +109,48 @@ export class ProducerState {
 
   async send(topic: string, frames: Uint8Array, ctx: Ctx): Promise<void> {
     const reply = ctx.deferReply<SendResult[]>();
-    const records = decodeFrames(frames);
     const send: PendingSend = { topic, reply, remaining: 0, results: new Map(), failed: false };
-    if (records.length === 0) return reply.resolve([]);
+    if (frames.length === 0) return reply.resolve([]);
     let partitions: number;
     try {
       partitions = await this.partitionCount(topic);
+      // All or nothing: a bad frame or partition refuses the whole send before any record is queued.
+      checkFrames(new FrameReader(frames), topic, partitions);
     } catch (e) {
       return reply.reject(e);
     }
-    const touched = new Set<PartitionQueue>();
-    for (const { partition: explicit, record } of records) {
-      let p = explicit;
-      if (p >= partitions) {
-        return reply.reject(new SkeinError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `topic ${topic} has ${partitions} partitions; partition ${p} does not exist`, { topic, partition: p }));
+    const reader = new FrameReader(frames);
+    const now = Date.now();
+    const queues = this.queuesOf(topic);
+    const touched: PartitionQueue[] = [];
+    let sticky = -1; // valid until a seal (the sticky partition moves on when its batch is sealed)
+    while (reader.next()) {
+      let p = reader.partition;
+      if (p < 0) {
+        if (reader.keyLength >= 0) p = partitionForKey(frames.subarray(reader.keyOffset, reader.keyOffset + reader.keyLength), partitions);
+        else p = sticky >= 0 ? sticky : (sticky = this.stickyPartition(topic, partitions));
       }
-      if (p < 0) p = record.key ? partitionForKey(record.key, partitions) : this.stickyPartition(topic, partitions);
-      const q = this.queue(topic, p);
-      if (!q.open) q.open = { records: [], bytes: 0, members: [], startedAt: Date.now() };
-      if (!touched.has(q)) {
-        touched.add(q);
-        q.open.members.push({ send, index: q.open.records.length });
+      const q = queues[p] ?? this.queue(topic, p);
+      if (!q.open) q.open = { builder: new RecordBatchBuilder(this.args.batchBytes + BATCH_SLACK_BYTES), members: [], startedAt: now };
+      const open = q.open;
+      if (q.touchedBy !== send) {
+        q.touchedBy = send;
+        touched.push(q);
+        open.members.push({ send, index: open.builder.count });
         send.remaining++;
       }
-      q.open.records.push(record);
-      q.open.bytes += RECORD_OVERHEAD_BYTES + (record.key?.length ?? 0) + (record.value?.length ?? 0);
-      if (q.open.bytes >= this.args.batchBytes) {
+      open.builder.appendTail(reader.timestamp < 0 ? now : reader.timestamp, frames, reader.tailOffset, reader.tailLength);
+      if (open.builder.sizeInBytes >= this.args.batchBytes) {
         this.seal(q);
-        touched.delete(q); // later records of this send start a new membership in the next batch
+        sticky = -1;
+        q.touchedBy = null; // later records of this send start a new membership in the next batch
       }
     }
-    if (this.args.lingerMs === 0) for (const q of touched) this.seal(q);
+    for (const q of touched) {
+      if (q.touchedBy !== send) continue;
+      q.touchedBy = null;
+      if (this.args.lingerMs === 0) this.seal(q);
+    }
     this.scheduleLinger(ctx);
     for (const q of this.queues.values()) this.drain(q, ctx);
   }
@@ -158,27 +173,38 @@ export class ProducerState {
     return t.partitions;
   }
 
+  private queuesOf(topic: string): Array<PartitionQueue | undefined> {
+    let list = this.byTopic.get(topic);
+    if (!list) {
+      list = [];
+      this.byTopic.set(topic, list);
+    }
+    return list;
+  }
+
   private queue(topic: string, partition: number): PartitionQueue {
     const key = `${topic}/${partition}`;
     let q = this.queues.get(key);
     if (!q) {
-      q = { key, topic, partition, open: null, sealed: [], inFlight: null, nextSequence: 0, leader: null };
+      q = { key, topic, partition, open: null, sealed: [], inFlight: null, nextSequence: 0, leader: null, touchedBy: null };
       this.queues.set(key, q);
+      this.queuesOf(topic)[partition] = q;
     }
     return q;
   }
 
   private seal(q: PartitionQueue): void {
     const open = q.open;
-    if (!open || open.records.length === 0) return;
+    if (!open || open.builder.count === 0) return;
     q.open = null;
-    const bytes = encodeBatch(open.records, {
+    const records = open.builder.count;
+    const bytes = open.builder.finish({
       producerId: this.producerId,
       producerEpoch: this.producerId >= 0 ? this.producerEpoch : -1,
       baseSequence: this.producerId >= 0 ? q.nextSequence : -1,
     });
-    if (this.producerId >= 0) q.nextSequence += open.records.length;
-    q.sealed.push({ id: this.nextBatchId++, bytes, records: open.records.length, members: open.members, sealedAt: Date.now(), attempts: 0 });
+    if (this.producerId >= 0) q.nextSequence += records;
+    q.sealed.push({ id: this.nextBatchId++, bytes, records, members: open.members, sealedAt: Date.now(), attempts: 0 });
     if (this.sticky.get(q.topic) === q.partition) this.sticky.delete(q.topic);
   }
 
@@ -299,6 +325,16 @@ export class ProducerState {
       if (q.open) this.fail({ id: 0, bytes: new Uint8Array(0), records: 0, members: q.open.members, sealedAt: 0, attempts: 0 }, gone);
     }
     for (const w of this.flushWaiters.splice(0)) w.reject(gone);
+  }
+}
+
+/** Throws the error a send gets for its first bad frame or nonexistent partition. */
+function checkFrames(reader: FrameReader, topic: string, partitions: number): void {
+  while (reader.next()) {
+    const p = reader.partition;
+    if (p >= partitions) {
+      throw new SkeinError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `topic ${topic} has ${partitions} partitions; partition ${p} does not exist`, { topic, partition: p });
+    }
   }
 }
 
