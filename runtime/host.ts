@@ -179,6 +179,8 @@ class ActorCell {
   private queue: Delivery[] = [];
   private head = 0;
   private running = false;
+  /** False until init and started are done: earlier local deliveries wait in the mailbox. */
+  private ready = false;
   private stopped = false;
   private state: unknown;
   private current: Delivery | null = null;
@@ -205,6 +207,8 @@ class ActorCell {
   async start(): Promise<void> {
     this.state = await this.def.init(this.ctx);
     if (this.def.started) await this.def.started(this.state, this.ctx);
+    this.ready = true;
+    if (!this.running && this.head < this.queue.length) this.drain();
     this.subscription = this.host.options.transport.subscribe(
       this.address,
       (env, reply) => this.deliverEnvelope(env, reply),
@@ -234,7 +238,7 @@ class ActorCell {
       return;
     }
     this.queue.push({ type: env.type, body: env.body, reply, deferred: false });
-    if (!this.running) this.drain();
+    if (!this.running && this.ready) this.drain();
   }
 
   /**

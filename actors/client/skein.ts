@@ -281,11 +281,14 @@ export class Consumer {
     if (!this.ref || !this.node) throw new SkeinError(ErrorCode.NOT_CONNECTED, "consumer is not connected: call connect() first");
     const known = await this.node.list();
     if (!known.some((a) => a.address === this.ref!.address)) {
+      // After a worker restart the supervisor may re-create the actor at the same moment.
       await this.node.spawn({
         kind: "consumer",
         module: bundlePath("actors.js"),
         address: this.ref.address,
         args: { autoOffsetReset, maxBytesPerPartition: this.config.maxBytesPerPartition, maxWaitMs: this.config.maxWaitTimeInMs, maxBufferedBytes: this.config.maxBufferedBytes, group: this.groupArgs() },
+      }).catch((e) => {
+        if (!/already runs/.test((e as Error).message)) throw e;
       });
     }
     return this.ref;
@@ -396,7 +399,9 @@ export class Consumer {
   private async recover(): Promise<void> {
     const sub = this.subscription;
     if (!sub || !this.ref) return;
-    await this.subscribe({ topics: sub.topics, fromBeginning: sub.fromBeginning }).catch(() => undefined);
+    await this.subscribe({ topics: sub.topics, fromBeginning: sub.fromBeginning }).catch((e) => {
+      console.warn(`skein consumer: could not subscribe again after the worker restarted: ${(e as Error).message}`);
+    });
   }
 
   /** Records that everything before `offset` in this partition is processed (committed by the group). */

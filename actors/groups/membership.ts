@@ -216,7 +216,8 @@ export class GroupMembership {
   private onError(step: StepName, error: { code: string; message: string }, ctx: Ctx): void {
     if (step === "heartbeat") this.heartbeatInFlight = false;
     if (step === "committed") {
-      console.warn(`skein consumer ${this.cfg.groupId}: commit failed: ${error.message}`);
+      // Retried by the next auto-commit; during a rebalance that is expected.
+      if (error.code !== ErrorCode.REBALANCE_IN_PROGRESS) console.warn(`skein consumer ${this.cfg.groupId}: commit failed: ${error.message}`);
       return;
     }
     if (COORDINATOR_RETRY.has(error.code)) this.coordinator = null;
@@ -302,11 +303,14 @@ export class GroupMembership {
     this.sendCommit(ctx, offsets, reply);
   }
 
+  /** Sends a commit; `lastCommitted` moves only once the coordinator has it durably. */
   private sendCommit(ctx: Ctx, offsets: Array<{ topic: string; partition: number; offset: number }>, reply?: ReplyHandle<unknown>): void {
-    for (const o of offsets) this.lastCommitted.set(key(o), o.offset);
     const body = { groupId: this.cfg.groupId, generation: this.generation, memberId: this.memberId, offsets };
-    const p = this.ask(ctx, "OffsetCommit", body, 10_000);
-    if (reply) p.then(() => reply.resolve({ committed: offsets }), reply.reject);
+    const p = this.ask(ctx, "OffsetCommit", body, 10_000).then(() => {
+      for (const o of offsets) this.lastCommitted.set(key(o), o.offset);
+      return { committed: offsets };
+    });
+    if (reply) p.then(reply.resolve, reply.reject);
     else this.run(ctx, "committed", () => p);
   }
 
