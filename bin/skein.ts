@@ -5,6 +5,7 @@ import { registerDoctorCommand } from "./doctor.js";
 import { registerBrokerCommands } from "./broker-cmd.js";
 import { registerTopicCommands } from "./topics-cmd.js";
 import { registerClientCommands } from "./client-cmds.js";
+import { registerGroupCommands } from "./groups-cmd.js";
 
 const program = new Command();
 program
@@ -18,6 +19,7 @@ registerDoctorCommand(program);
 registerBrokerCommands(program);
 registerTopicCommands(program);
 registerClientCommands(program);
+registerGroupCommands(program);
 
 program.parseAsync(process.argv).catch((e) => {
   console.error(`error: ${(e as Error).message}`);

@@ -54,6 +54,20 @@ test("topics, produce and consume against `skein up`", async () => {
   assert.equal(keyed.map((r) => `${r.key}=${r.value}`).sort(), ["a=one", "b=two", "c=three"]);
   for (const r of records) assert.ok(typeof r.offset === "number" && typeof r.partition === "number" && typeof r.timestamp === "number");
 
+  const grouped = await skein(["consume", "lines", "--group", "readers", "--from-beginning", "--max", "5003", "--json", ...common]);
+  assert.is(grouped.code, 0, grouped.stderr);
+  assert.is(grouped.stdout.trim().split("\n").length, 5003);
+  const g = JSON.parse((await skein(["groups", "describe", "readers", "--json", ...common])).stdout);
+  assert.is(g.state, "Empty", "the console consumer left the group on exit");
+  assert.is(g.offsets.reduce((n: number, o: { offset: number }) => n + o.offset, 0), 5003, "it committed what it printed");
+  assert.ok(g.offsets.every((o: { lag: number }) => o.lag === 0));
+  assert.ok(JSON.parse((await skein(["groups", "list", "--json", ...common])).stdout).some((x: { groupId: string }) => x.groupId === "readers"));
+  const reset = JSON.parse((await skein(["groups", "reset-offsets", "readers", "--topic", "lines", "--to-earliest", "--json", ...common])).stdout);
+  assert.ok(reset.every((o: { offset: number }) => o.offset === 0));
+  const again = await skein(["consume", "lines", "--group", "readers", "--max", "5003", "--json", ...common]);
+  assert.is(again.stdout.trim().split("\n").length, 5003, "after a reset to earliest the group reads everything again");
+  assert.is((await skein(["groups", "delete", "readers", ...common])).code, 0);
+
   const described = await skein(["topics", "describe", "lines", "--json", ...common]);
   const d = JSON.parse(described.stdout);
   assert.is(d.topic, "lines");
@@ -64,12 +78,13 @@ test("topics, produce and consume against `skein up`", async () => {
   assert.is(status.brokers.length, 2);
   assert.ok(status.controller.epoch > 0);
   assert.is((await skein(["topics", "delete", "lines", ...common])).code, 0);
-  assert.equal(JSON.parse((await skein(["topics", "list", "--json", ...common])).stdout), []);
+  const left = JSON.parse((await skein(["topics", "list", "--json", ...common])).stdout).map((t: { topic: string }) => t.topic);
+  assert.equal(left, ["__consumer_offsets"], "only the internal offsets topic remains");
   assert.is(await up.stop(), 0, "skein up exits 0 on SIGTERM");
 });
 
 test("every command has --help and missing --nats is a clear error", async () => {
-  for (const cmd of [["up"], ["broker"], ["node"], ["doctor"], ["produce"], ["consume"], ["topics", "create"], ["cluster", "status"]]) {
+  for (const cmd of [["up"], ["broker"], ["node"], ["doctor"], ["produce"], ["consume"], ["topics", "create"], ["cluster", "status"], ["groups", "describe"], ["groups", "reset-offsets"]]) {
     const r = await skein([...cmd, "--help"]);
     assert.is(r.code, 0, cmd.join(" "));
     assert.match(r.stdout, /Usage:/);
