@@ -3,14 +3,15 @@
 // are in request order by construction, and an idempotent producer's batches reach the
 // partition leader in the order it sent them.
 //
-// Bounds: at most `maxInFlightRequests` whole requests wait (then the socket is paused, so
-// TCP pushes back on the client); a partial frame holds at most `maxRequestBytes`; responses
-// wait for the socket to drain before the next request runs. A bad size prefix answers what
+// Bounds: at most `maxInFlightRequests` whole requests, and at most `maxRequestBytes` of them,
+// wait (then the socket is paused, so TCP pushes back on the client); a partial frame holds at
+// most `maxRequestBytes`; responses wait for the socket to drain before the next request runs.
+// So one connection holds about 2 × maxRequestBytes at worst. A bad size prefix answers what
 // came before it and then closes; a request the dispatcher refuses closes at once. Nothing a
 // client sends can throw out of this class: one bad client never affects another.
 
 import type { Socket } from "node:net";
-import { FrameDecoder, SIZE_PREFIX_BYTES } from "../../protocol/kafka/framing.js";
+import { FrameDecoder } from "../../protocol/kafka/framing.js";
 import { MIN_REQUEST_HEADER_BYTES } from "../../protocol/kafka/header.js";
 
 export type Outcome =
@@ -32,6 +33,7 @@ const CLOSE_GRACE_MS = 5_000;
 export class KafkaConnection {
   private readonly decoder: FrameDecoder;
   private readonly queue: Uint8Array[] = [];
+  private queuedBytes = 0;
   private pumping = false;
   private paused = false;
   /** Set when the byte stream can no longer be read: answer what came before, then close. */
@@ -56,6 +58,7 @@ export class KafkaConnection {
     socket.once("close", () => {
       this.ended = true;
       this.queue.length = 0;
+      this.queuedBytes = 0;
       this.onClose(this.endReason);
     });
   }
@@ -69,7 +72,7 @@ export class KafkaConnection {
 
   /** Moves whole frames from the decoder to the queue, up to the in-flight bound. */
   private fill(): void {
-    while (this.endReason === null && this.queue.length < this.limits.maxInFlightRequests) {
+    while (this.endReason === null && !this.queueFull()) {
       let frame: Uint8Array | null;
       try {
         frame = this.decoder.next();
@@ -79,11 +82,16 @@ export class KafkaConnection {
       }
       if (frame === null) break;
       this.queue.push(frame);
+      this.queuedBytes += frame.length;
     }
-    const full = this.queue.length >= this.limits.maxInFlightRequests || this.endReason !== null;
+    const full = this.queueFull() || this.endReason !== null;
     if (full && !this.paused) this.socket.pause();
     else if (!full && this.paused) this.socket.resume();
     this.paused = full;
+  }
+
+  private queueFull(): boolean {
+    return this.queue.length >= this.limits.maxInFlightRequests || this.queuedBytes >= this.limits.maxRequestBytes;
   }
 
   private async pump(): Promise<void> {
@@ -94,6 +102,7 @@ export class KafkaConnection {
         this.fill();
         const frame = this.queue.shift();
         if (frame === undefined || this.ended) break;
+        this.queuedBytes -= frame.length;
         const outcome = await this.dispatch(frame).catch((e: unknown): Outcome => ({ kind: "close", reason: `internal error: ${(e as Error).message}` }));
         if (this.ended) break;
         if (outcome.kind === "close") {
@@ -131,6 +140,7 @@ export class KafkaConnection {
     this.ended = true;
     this.endReason ??= reason;
     this.queue.length = 0;
+    this.queuedBytes = 0;
     this.socket.pause();
     this.socket.end();
     setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS).unref();
@@ -138,6 +148,6 @@ export class KafkaConnection {
 
   /** Bytes buffered toward requests not yet answered (partial frame plus queued frames). */
   get bufferedBytes(): number {
-    return this.decoder.bufferedBytes + this.queue.reduce((n, f) => n + f.length + SIZE_PREFIX_BYTES, 0);
+    return this.decoder.bufferedBytes + this.queuedBytes;
   }
 }

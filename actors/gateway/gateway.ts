@@ -33,6 +33,8 @@ export interface GatewayStats {
   /** Connections the gateway closed (protocol errors, idle), not the ones clients closed. */
   connectionsClosedByGateway: number;
   lastCloseReason: string | null;
+  /** Request bytes received and not yet answered, over all connections. */
+  bufferedRequestBytes: number;
 }
 
 function resolveOptions(o: KafkaGatewayOptions): ResolvedGatewayOptions {
@@ -60,7 +62,7 @@ function resolveOptions(o: KafkaGatewayOptions): ResolvedGatewayOptions {
 export class KafkaGateway {
   private readonly server: Server;
   private readonly connections = new Set<KafkaConnection>();
-  private readonly counters: GatewayStats = { connectionsOpen: 0, connectionsAccepted: 0, connectionsClosedByGateway: 0, lastCloseReason: null };
+  private readonly counters: GatewayStats = { connectionsOpen: 0, connectionsAccepted: 0, connectionsClosedByGateway: 0, lastCloseReason: null, bufferedRequestBytes: 0 };
   private lastCloseLogAt = 0;
   private boundPort = 0;
 
@@ -116,7 +118,9 @@ export class KafkaGateway {
   }
 
   stats(): GatewayStats {
-    return { ...this.counters, connectionsOpen: this.connections.size };
+    let bufferedRequestBytes = 0;
+    for (const c of this.connections) bufferedRequestBytes += c.bufferedBytes;
+    return { ...this.counters, connectionsOpen: this.connections.size, bufferedRequestBytes };
   }
 
   private listen(): Promise<void> {

@@ -26,7 +26,7 @@ export interface KafkaGatewayOptions {
   maxRequestBytes?: number;
   /** Requests received and not yet answered per connection; at the limit, reading pauses. Default 32. */
   maxInFlightRequestsPerConnection?: number;
-  /** Open connections at once; more are refused at accept. Default 1024. */
+  /** Open connections at once; more are refused at accept. Memory for requests is bounded by about maxConnections × 2 × maxRequestBytes. Default 1024. */
   maxConnections?: number;
   /** A connection without traffic and without a request in flight is closed after this long, ms. Default 600000 (Kafka's connections.max.idle.ms). */
   connectionsMaxIdleMs?: number;

@@ -119,6 +119,7 @@ async function fetchOne(s: GatewayServices, w: Wanted, maxWaitMs: number): Promi
     preferredReadReplica: -1,
     records: r?.data ?? EMPTY,
   });
+  if (w.fetchOffset < 0) return out(KafkaErrorCode.OFFSET_OUT_OF_RANGE);
   try {
     const leader = s.view.leaderOf(w.topic, w.partition);
     const body = { fromOffset: w.fetchOffset, maxBytes: w.maxBytes, maxWaitMs, leaderEpoch: w.leaderEpoch };
