@@ -2,6 +2,8 @@
 // until every one is connected, starts them together and aggregates their results.
 
 import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { LoadResult, LoadSpec } from "./fixtures/load-client.js";
 import { mergeLatencies, type LatencyPercentiles } from "./latency.js";
@@ -62,6 +64,7 @@ export async function runLoad(specs: LoadSpec[], options: { timeoutMs?: number; 
   const timer = setTimeout(() => all.forEach((c) => c.child.kill("SIGKILL")), options.timeoutMs ?? 300_000);
   try {
     await Promise.all(all.map((c) => Promise.race([c.ready, c.result.then(() => undefined)])));
+    await startProfiles();
     for (const c of background) c.child.stdin!.write("go\n");
     for (const c of clients) c.child.stdin!.write("go\n");
     const fg = await Promise.all(clients.map((c) => c.result));
@@ -72,6 +75,15 @@ export async function runLoad(specs: LoadSpec[], options: { timeoutMs?: number; 
     // A client exits by itself after its result (a profile may still be being written).
     await Promise.all(all.map((c) => exitedWithin(c.child, 5_000)));
   }
+}
+
+/** Under `bench --profile`: processes start sampling now (see fixtures/cpu-profile.cjs). */
+async function startProfiles(): Promise<void> {
+  const dir = process.env.SKEIN_CPU_PROF_DIR;
+  if (!dir || existsSync(join(dir, "start"))) return;
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "start"), "");
+  await new Promise((r) => setTimeout(r, 250));
 }
 
 function exitedWithin(child: ChildProcess, ms: number): Promise<void> {
