@@ -101,6 +101,20 @@ test("consumers never see offsets at or above the high watermark; fetch long-pol
   assert.ok(woke.data.length > 0, "a parked fetch is answered when data arrives");
 });
 
+test("a partition state from a stale controller epoch is ignored by the replica", async () => {
+  const address = replicaAddress("idem", 0, 1);
+  const before = await client.describeReplica("idem", 0, 1);
+  const current = (await client.meta.getPartition("idem", 0))!.value;
+  // A deposed controller's command: newer leader epoch, other leader, older controller epoch.
+  const stale = { ...current, leader: 7, leaderEpoch: current.leaderEpoch + 5, controllerEpoch: current.controllerEpoch - 1 };
+  await client.system.ask(address, "Become", stale);
+  const after = await client.describeReplica("idem", 0, 1);
+  assert.is(after.role, "leader");
+  assert.is(after.leaderEpoch, before.leaderEpoch);
+  const ok = await client.produce("idem", 0, batch(-1, 0), { acks: -1 });
+  assert.ok(ok.baseOffset >= 0, "still serving as leader");
+});
+
 test("deleting a topic stops its replicas and removes its data", async () => {
   await client.createTopic("doomed", 2, 1);
   await client.waitForLeaders("doomed");

@@ -99,6 +99,21 @@ export class ControllerState {
     throw new SkeinError(ErrorCode.NOT_CONTROLLER, `broker ${this.args.broker} is not the active controller`, { broker: String(this.args.broker) });
   }
 
+  /**
+   * Renews the lease by compare-and-set right before a batch of writes, so a controller that
+   * was paused (GC, SIGSTOP) and lost its lease finds out before it writes, not after.
+   */
+  private async confirmLease(): Promise<void> {
+    this.requireActive();
+    const rev = await this.meta.updateLease({ broker: this.args.broker, since: Date.now() }, this.leaseRevision);
+    if (rev === null) {
+      this.stepDown("lease taken by another controller");
+      this.requireActive();
+    }
+    this.leaseRevision = rev!;
+    this.lastRenewAt = Date.now();
+  }
+
   // Periodic work -------------------------------------------------------------------------------
 
   async tick(): Promise<void> {
@@ -106,9 +121,14 @@ export class ControllerState {
     if (!this.active) return;
     await this.refreshLiveness();
     let preferredMoves = 0;
+    let confirmed = false;
     for (const entry of [...this.partitions.values()]) {
       const next = this.desiredState(entry.value, preferredMoves < this.args.maxPreferredMovesPerTick);
       if (!next) continue;
+      if (!confirmed) {
+        await this.confirmLease();
+        confirmed = true;
+      }
       if (next.leader !== entry.value.leader && entry.value.leader >= 0 && this.isUsable(entry.value.leader, entry.value)) preferredMoves++;
       await this.write(next, entry.revision);
     }
@@ -228,7 +248,7 @@ export class ControllerState {
   // Topic admin --------------------------------------------------------------------------------
 
   async createTopic(m: z.infer<typeof ControllerMessages.CreateTopic>): Promise<{ name: string; assignment: number[][] }> {
-    this.requireActive();
+    await this.confirmLease();
     const name = validateTopicName(m.name);
     if (!Number.isInteger(m.partitions) || m.partitions < 1 || m.partitions > MAX_PARTITIONS_PER_TOPIC) {
       throw new SkeinError(ErrorCode.INVALID_PARTITIONS, `partitions must be 1-${MAX_PARTITIONS_PER_TOPIC}, got ${m.partitions}`, { topic: name });
@@ -260,7 +280,7 @@ export class ControllerState {
   }
 
   async deleteTopic(name: string): Promise<{ name: string; partitions: number }> {
-    this.requireActive();
+    await this.confirmLease();
     validateTopicName(name);
     const topic = await this.meta.getTopic(name);
     if (!topic) throw new SkeinError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `topic ${name} does not exist`, { topic: name });
