@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import cliProgress from "cli-progress";
 import { runActorsBench } from "./actors.js";
 import { writeCharts } from "./charts.js";
+import { runConsumeBench } from "./consume.js";
 import { runProduceBench } from "./produce.js";
 import { formatTable, formatTargets, machineFacts, type BenchOptions, type Chart, type Progress, type SuiteResult } from "./report.js";
 
@@ -26,6 +27,7 @@ const SUITES: Record<string, Suite> = {
   // Loaded from its own bundle, not imported: a checkout without bench/log.ts still builds,
   // and the suite's own "run when executed directly" guard stays inert.
   log: { about: "partition log append, read and recovery vs raw file I/O", load: () => optionalSuite("./log.js", "runLogBench") },
+  consume: { about: "consumer throughput vs raw NATS subscribe and JetStream R1/R3 ordered consumers", load: async () => runConsumeBench },
   produce: { about: "producer throughput (100 B/1 KB, RF 1/3, acks 1/all, 1/4 producers, 1-100 partitions) vs raw NATS, JetStream R1/R3", load: async () => runProduceBench },
 };
 

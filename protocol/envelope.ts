@@ -128,6 +128,28 @@ export function decodeEnvelope(buf: Uint8Array): Envelope {
   return { kind: kind as EnvelopeKind, type, body };
 }
 
+/**
+ * What decodeEnvelope(encodeEnvelope(kind, type, body)) gives, for delivery within one thread,
+ * without copying the binary fields: the rest of the body takes the JSON round trip (so it
+ * has exactly the value it would have over NATS), each top-level binary field is handed over
+ * as a plain Uint8Array view of the sender's bytes. Like a transferred buffer, the sender must
+ * not change those bytes afterwards (record batches never are). A fetch reply or a follower's
+ * fetched data is megabytes; copying it twice per same-thread hop was a large share of a
+ * broker's allocations (and so of its garbage collection).
+ */
+export function localEnvelope(kind: EnvelopeKind, type: string, body: unknown): Envelope {
+  const split = splitBinaryFields(body);
+  if (!split) return decodeEnvelope(encodeEnvelope(kind, type, body));
+  if (split.values.length > 255) throw new SkeinError(ErrorCode.INVALID_REQUEST, "more than 255 binary fields");
+  const rest = JSON.parse(split.json) as Record<string, unknown>;
+  for (let i = 0; i < split.values.length; i++) {
+    const name = split.names[i];
+    const v = split.values[i];
+    rest[typeof name === "string" ? name : decoder.decode(name)] = v.constructor === Uint8Array ? v : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  }
+  return { kind, type, body: rest };
+}
+
 function allocate(size: number): Uint8Array {
   if (size > MAX_SLAB_ENVELOPE_BYTES) return new Uint8Array(size);
   if (slabUsed + size > slab.length) {

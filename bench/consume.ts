@@ -1,0 +1,165 @@
+// Consumer throughput through the public API (consumer.run with eachBatch, every record
+// decoded into a kafkajs-shaped message), side by side with the same record count and size:
+//   raw NATS     a subscriber counting a publisher's blast (the transport's limit, no storage);
+//   JetStream    an ordered consumer reading a stream filled beforehand, R1 and R3.
+// Skein reads a topic filled beforehand (6 partitions, RF 3) from its beginning. Each
+// consumer is its own OS process; the clock runs from its first record to its last.
+
+import { connect } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
+import type { LoadSpec } from "./fixtures/load-client.js";
+import { cpuMsOf, startJetStreamR1, startJetStreamR3, startRawNats, startSkeinCluster, type JetStreamPeer } from "./fixtures/servers.js";
+import { runLoad, type LoadRun } from "./load.js";
+import { spread } from "./produce.js";
+import { median } from "./stats.js";
+import type { BenchOptions, SuiteResult, Target } from "./report.js";
+
+interface Sizes {
+  records: Record<number, number>;
+  recordSizes: number[];
+  repetitions: number;
+}
+
+const FULL: Sizes = { records: { 100: 1_000_000, 1024: 200_000 }, recordSizes: [100, 1024], repetitions: 3 };
+const QUICK: Sizes = { records: { 100: 50_000 }, recordSizes: [100], repetitions: 1 };
+
+const PARTITIONS = 6;
+const SYSTEMS = ["Skein", "raw NATS", "JetStream R1", "JetStream R3"] as const;
+type System = (typeof SYSTEMS)[number];
+
+interface Measured extends LoadRun {
+  cpuUsPerRecord: number;
+}
+
+const label = (system: System, bytes: number) => `${system} ${bytes >= 1024 ? `${bytes / 1024}KB` : `${bytes}B`}`;
+
+export async function runConsumeBench(options: BenchOptions): Promise<SuiteResult> {
+  const sizes = options.quick ? QUICK : FULL;
+  const cleanup: Array<() => Promise<unknown>> = [];
+  const runs = new Map<string, Measured[]>();
+  const wanted = (key: string) => !options.filter || key.includes(options.filter);
+  try {
+    const skein = await startSkeinCluster();
+    cleanup.push(() => skein.stop());
+    const raw = await startRawNats();
+    cleanup.push(() => raw.stop());
+    const js1 = await startJetStreamR1();
+    cleanup.push(() => js1.stop());
+    const js3 = await startJetStreamR3();
+    cleanup.push(() => js3.stop());
+    const pids = () => [skein.natsPid, ...skein.brokerPids().values(), raw.pid, ...js1.pids, ...js3.pids];
+    const measure = async (run: () => Promise<LoadRun>): Promise<Measured> => {
+      const before = cpuMsOf(pids());
+      const r = await run();
+      const serverUs = (cpuMsOf(pids()) - before) * 1000;
+      return { ...r, cpuUsPerRecord: r.clientCpuUsPerRecord + (r.records ? serverUs / r.records : 0) };
+    };
+    const keys = sizes.recordSizes.flatMap((b) => SYSTEMS.map((s) => label(s, b))).filter(wanted);
+    const progress = options.progress("consume", keys.length * sizes.repetitions);
+    // Topics and streams are filled once per record size; every repetition reads them again.
+    for (const bytes of sizes.recordSizes) {
+      const count = sizes.records[bytes];
+      const topic = `bench-consume-${bytes}`;
+      if (wanted(label("Skein", bytes))) {
+        await skein.createTopic(topic, PARTITIONS, 3);
+        await runLoad([{ kind: "skein-produce", nats: skein.natsUrl, cluster: skein.cluster, topic, acks: 1, count, recordBytes: bytes, recordsPerSend: 1_000, window: 20_000 }]);
+      }
+      const streams = new Map<System, string>();
+      for (const [system, js] of [["JetStream R1", js1], ["JetStream R3", js3]] as Array<[System, JetStreamPeer]>) {
+        if (wanted(label(system, bytes))) streams.set(system, await fillStream(js, `bench.consume.${bytes}`, count, bytes));
+      }
+      for (let rep = 0; rep < sizes.repetitions; rep++) {
+        for (const system of SYSTEMS) {
+          const key = label(system, bytes);
+          if (!wanted(key)) continue;
+          const common = { count, idleTimeoutMs: 5_000 };
+          let r: Measured;
+          if (system === "Skein") {
+            r = await measure(() => runLoad([{ kind: "skein-consume", nats: skein.natsUrl, cluster: skein.cluster, topic, ...common }]));
+          } else if (system === "raw NATS") {
+            const subject = `bench.consume.raw.${bytes}.${rep}`;
+            const pub: LoadSpec = { kind: "nats-pub", nats: raw.url, subject, count, recordBytes: bytes, window: 20_000 };
+            r = await measure(() => runLoad([pub], { background: [{ kind: "nats-sub", nats: raw.url, subject, ...common }] }));
+          } else {
+            const js = system === "JetStream R1" ? js1 : js3;
+            r = await measure(() => runLoad([{ kind: "js-consume", nats: js.url, stream: streams.get(system)!, ...common }]));
+          }
+          runs.set(key, [...(runs.get(key) ?? []), r]);
+          progress.tick(`${key}: ${Math.round(r.recordsPerSec).toLocaleString("en-US")} rec/s (${r.records}/${count})`);
+        }
+      }
+    }
+    progress.stop();
+  } finally {
+    for (const step of cleanup.reverse()) await step().catch((e) => options.log(`cleanup: ${(e as Error).message}`));
+  }
+  return report(runs, sizes);
+}
+
+/** A stream holding `count` records: published with core NATS (fast, unacked), then counted. */
+async function fillStream(js: JetStreamPeer, subject: string, count: number, bytes: number): Promise<string> {
+  const stream = await js.createStream(subject);
+  await runLoad([{ kind: "nats-pub", nats: js.url, subject, count, recordBytes: bytes, window: 5_000 }]);
+  const nc = await connect({ servers: js.url, name: "skein:bench:fill" });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const info = await jsm.streams.info(stream);
+      if (info.state.messages >= count) return stream;
+      if (Date.now() > deadline) throw new Error(`stream ${stream} holds ${info.state.messages} of ${count} records after 60 s (core publishes were dropped)`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  } finally {
+    await nc.close();
+  }
+}
+
+function report(runs: Map<string, Measured[]>, sizes: Sizes): SuiteResult {
+  const rate = (k: string) => median((runs.get(k) ?? []).map((r) => r.recordsPerSec));
+  const rows: SuiteResult["rows"] = [];
+  for (const bytes of sizes.recordSizes) {
+    for (const system of SYSTEMS) {
+      const key = label(system, bytes);
+      const rs = runs.get(key);
+      if (!rs) continue;
+      const js3 = rate(label("JetStream R3", bytes));
+      rows.push({
+        consumer: key,
+        "records/s": Math.round(rate(key)),
+        spread: spread(rs.map((r) => r.recordsPerSec)),
+        "MB/s": Math.round((rate(key) * bytes) / 1e5) / 10,
+        "CPU µs/rec": Math.round(median(rs.map((r) => r.cpuUsPerRecord)) * 100) / 100,
+        "vs JS R3": Number.isFinite(js3) && js3 > 0 ? `${(rate(key) / js3).toFixed(1)}x` : null,
+        "records read": Math.min(...rs.map((r) => r.records)),
+      });
+    }
+  }
+  const targets: Target[] = [];
+  const skein100 = runs.get(label("Skein", 100));
+  if (skein100) {
+    const r = rate(label("Skein", 100));
+    targets.push({ name: "consume 100 B", rule: ">= 1,500,000 records/s, one consumer, kafkajs-shaped eachBatch", measured: Math.round(r), bound: 1_500_000, unit: "records/s", pass: r >= 1_500_000 });
+  }
+  return {
+    suite: "consume",
+    title: `Consume throughput vs raw NATS and JetStream (medians of ${sizes.repetitions} run(s); topic of ${PARTITIONS} partitions, RF 3)`,
+    columns: ["consumer", "records/s", "spread", "MB/s", "CPU µs/rec", "vs JS R3", "records read"],
+    rows,
+    targets,
+    parameters: { records: sizes.records, repetitions: sizes.repetitions, partitions: PARTITIONS, runs: Object.fromEntries(runs) },
+    notes: [
+      "Skein: consumer.run({ eachBatch }) over a topic filled beforehand, from offset 0; every record is decoded into a message with Buffer key/value.",
+      "raw NATS: records/s a subscriber receives from a publisher's blast (no storage); JetStream: ordered consumer over a stream filled beforehand.",
+    ],
+    charts: [
+      {
+        kind: "bars",
+        file: "consume-throughput",
+        title: "Consume throughput, records/s (median)",
+        unit: "records/s",
+        bars: rows.map((r) => ({ label: String(r.consumer), value: Number(r["records/s"]) || 0, group: String(r.consumer).startsWith("Skein") ? "Skein" : "peer" })),
+      },
+    ],
+  };
+}
