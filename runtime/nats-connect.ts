@@ -8,8 +8,9 @@ import type { NatsOptions } from "./types.js";
 export async function connectNats(options: NatsOptions, name: string): Promise<NatsConnection> {
   const servers = Array.isArray(options.servers) ? options.servers : options.servers.split(",");
   const tls = options.tls && (options.tls.caFile || options.tls.certFile || options.tls.keyFile) ? options.tls : undefined;
+  let nc: NatsConnection;
   try {
-    return await connect({
+    nc = await connect({
       servers,
       name,
       token: options.token,
@@ -30,5 +31,21 @@ export async function connectNats(options: NatsOptions, name: string): Promise<N
       {},
       { cause: e },
     );
+  }
+  void reportConnectionChanges(nc, name);
+  return nc;
+}
+
+/** A lost or regained NATS connection is reported once per change, with the connection's name. */
+async function reportConnectionChanges(nc: NatsConnection, name: string): Promise<void> {
+  let down = false;
+  for await (const s of nc.status()) {
+    if (s.type === "disconnect" && !down) {
+      down = true;
+      console.warn(`skein: ${name} lost its NATS connection; reconnecting (sends are buffered up to a bound)`);
+    } else if (s.type === "reconnect" && down) {
+      down = false;
+      console.warn(`skein: ${name} reconnected to NATS`);
+    }
   }
 }

@@ -88,6 +88,22 @@ test("a handler that throws is answered with ACTOR_FAILED and the actor restarts
   assert.is(info?.restarts, 1);
 });
 
+test("supervision: strategy stop, and a restart budget that runs out", async () => {
+  await system.spawn({ node: "n1", kind: "fragile", module: counterModule, address: "fragile/1@n1" });
+  await expectError(system.ask("fragile/1@n1", "Fail", {}), ErrorCode.ACTOR_FAILED);
+  await waitFor(() => events.some((e) => e.type === "actor.stopped" && e.address === "fragile/1@n1"), 5_000, "actor.stopped");
+  await expectError(system.ask("fragile/1@n1", "Get", {}, { timeoutMs: 1_000 }), ErrorCode.ACTOR_NOT_FOUND);
+
+  await system.spawn({ node: "n1", kind: "budgeted", module: counterModule, address: "budgeted/1@n1" });
+  for (let i = 0; i < 2; i++) {
+    await expectError(system.ask("budgeted/1@n1", "Fail", {}), ErrorCode.ACTOR_FAILED);
+    assert.is(await system.ask("budgeted/1@n1", "Get", {}), "alive", `restart ${i + 1} within budget`);
+  }
+  await expectError(system.ask("budgeted/1@n1", "Fail", {}), ErrorCode.ACTOR_FAILED);
+  const stopped = await waitFor(() => events.find((e) => e.type === "actor.stopped" && e.address === "budgeted/1@n1"), 5_000, "budget exhausted");
+  assert.match((stopped as { reason: string }).reason, /restart budget exhausted/);
+});
+
 test("actors ask each other across workers", async () => {
   const a = findAddress("counter/x", 0);
   const b = findAddress("counter/y", 1);
