@@ -193,6 +193,11 @@ export class Producer {
     this.ref = node.portRef(address);
   }
 
+  /** Bytes handed to the producer actor and not yet acknowledged (bounded by bufferBytes). */
+  get bufferedBytes(): number {
+    return this.inFlightBytes;
+  }
+
   /** Resolves when every message is acknowledged (per `acks`), with each partition's base offset. */
   async send(record: { topic: string; messages: OutgoingMessage[] }): Promise<SendResult[]> {
     if (!this.ref) throw new SkeinError(ErrorCode.NOT_CONNECTED, "producer is not connected: call connect() first");
