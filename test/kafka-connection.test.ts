@@ -16,25 +16,40 @@ test.after.each(() => {
 
 interface Harness {
   port: number;
+  /** "start 3", "end 3": when the dispatcher began and finished each request. */
+  events: string[];
   connections: KafkaConnection[];
   closeReasons: (string | null)[];
   server: Server;
 }
 
 /** A server whose dispatcher answers each request with its correlation id after `delayMs(frame)`. */
-async function harness(limits: { maxRequestBytes?: number; maxInFlightRequests?: number; idleMs?: number }, delayMs: (correlationId: number) => number = () => 0, onDispatch?: (frame: Uint8Array) => Outcome | null): Promise<Harness> {
-  const h: Harness = { port: 0, connections: [], closeReasons: [], server: null as unknown as Server };
+async function harness(
+  limits: { maxRequestBytes?: number; maxInFlightRequests?: number; idleMs?: number },
+  delayMs: (correlationId: number) => number = () => 0,
+  onDispatch?: (frame: Uint8Array) => Outcome | null,
+  pipelinable?: (correlationId: number) => boolean,
+): Promise<Harness> {
+  const h: Harness = { port: 0, events: [], connections: [], closeReasons: [], server: null as unknown as Server };
   const dispatch = async (frame: Uint8Array): Promise<Outcome> => {
     const special = onDispatch?.(frame);
     if (special) return special;
     const correlationId = Buffer.from(frame).readInt32BE(4);
+    h.events.push(`start ${correlationId}`);
     await new Promise((r) => setTimeout(r, delayMs(correlationId)));
+    h.events.push(`end ${correlationId}`);
     const body = new KafkaWriter().int32(8).int32(correlationId).int32(frame.length);
     return { kind: "response", chunks: body.toChunks() };
   };
   h.server = createServer((socket) => {
     h.connections.push(
-      new KafkaConnection(socket, dispatch, { maxRequestBytes: 1 << 20, maxInFlightRequests: 8, idleMs: 60_000, ...limits }, (reason) => h.closeReasons.push(reason)),
+      new KafkaConnection(
+        socket,
+        dispatch,
+        { maxRequestBytes: 1 << 20, maxInFlightRequests: 8, idleMs: 60_000, ...limits },
+        (reason) => h.closeReasons.push(reason),
+        pipelinable && ((frame) => pipelinable(Buffer.from(frame).readInt32BE(4))),
+      ),
     );
   });
   await new Promise<void>((r) => h.server.listen(0, "127.0.0.1", () => r()));
@@ -81,6 +96,20 @@ test("pipelined requests are answered in request order, whatever each one costs"
   c.socket.write(Buffer.concat(Array.from({ length: 20 }, (_, i) => request(i))));
   await waitFor(() => c.ids.length === 20, 5_000, "20 responses");
   assert.equal(c.ids, Array.from({ length: 20 }, (_, i) => i));
+});
+
+test("pipelinable requests overlap yet are answered in order; any other request waits for all before it", async () => {
+  // Ids below 100 may overlap (like Produce); 100 may not (like Metadata).
+  const h = await harness({ maxInFlightRequests: 16 }, (id) => (id === 1 || id === 5 ? 100 : 0), undefined, (id) => id < 100);
+  const c = await client(h.port);
+  c.socket.write(Buffer.concat([...[1, 2, 3, 4, 5, 6].map((i) => request(i)), request(100), request(7)]));
+  await waitFor(() => c.ids.length === 8, 5_000, "8 responses");
+  assert.equal(c.ids, [1, 2, 3, 4, 5, 6, 100, 7]);
+  const at = (e: string) => h.events.indexOf(e);
+  assert.ok(at("start 2") < at("end 1"), "request 2 started while request 1 was still running");
+  assert.ok(at("start 6") < at("end 1"));
+  assert.ok(at("start 100") > at("end 5"), "the non-pipelinable request waited for every request before it");
+  assert.ok(at("start 7") > at("end 100"), "and the request after it waited for it");
 });
 
 test("a client that sends faster than requests are served is paused, not buffered", async () => {

@@ -169,6 +169,7 @@ export class ClusterView {
         if (predicate()) done(true);
       };
       const timer = setTimeout(() => done(false), timeoutMs);
+      timer.unref(); // a wait never keeps the process alive on its own
       this.listeners.add(check);
     });
   }

@@ -1,14 +1,19 @@
-// One client connection. Frames come in, responses go out, one request at a time in arrival
-// order, as a Kafka broker does (it mutes a channel while a request is in flight): responses
-// are in request order by construction, and an idempotent producer's batches reach the
-// partition leader in the order it sent them.
+// One client connection. Frames come in, responses go out in request order. Like a Kafka
+// broker (which mutes a channel while a request is in flight), a request starts only after
+// the one before it has been answered, with one exception: consecutive requests the
+// `pipelinable` predicate accepts (Produce) overlap. That keeps every guarantee a client can
+// see: a pipelined request is dispatched, up to sending its actor messages, before the next
+// one starts, so an idempotent producer's batches reach each partition leader in the order
+// it sent them; responses are still written in request order; anything else (a Metadata, a
+// Fetch after a Produce) waits until everything before it has been answered.
 //
-// Bounds: at most `maxInFlightRequests` whole requests, and at most `maxRequestBytes` of them,
-// wait (then the socket is paused, so TCP pushes back on the client); a partial frame holds at
-// most `maxRequestBytes`; responses wait for the socket to drain before the next request runs.
-// So one connection holds about 2 × maxRequestBytes at worst. A bad size prefix answers what
-// came before it and then closes; a request the dispatcher refuses closes at once. Nothing a
-// client sends can throw out of this class: one bad client never affects another.
+// Bounds: at most `maxInFlightRequests` requests are queued or running, and at most
+// `maxRequestBytes` of them wait (then the socket is paused, so TCP pushes back on the
+// client); a partial frame holds at most `maxRequestBytes`; a response waits for the socket
+// to drain before the next one is written. So one connection holds about 2 × maxRequestBytes
+// at worst. A bad size prefix answers what came before it and then closes; a request the
+// dispatcher refuses closes at once. Nothing a client sends can throw out of this class: one
+// bad client never affects another.
 
 import type { Socket } from "node:net";
 import { FrameDecoder } from "../../protocol/kafka/framing.js";
@@ -36,6 +41,12 @@ export class KafkaConnection {
   private queuedBytes = 0;
   private pumping = false;
   private paused = false;
+  /** Requests dispatched whose response is not written yet. */
+  private inFlight = 0;
+  /** False while a request that must not overlap is in flight. */
+  private overlapAllowed = true;
+  /** Writes responses in request order: each dispatched request appends its write. */
+  private responses: Promise<void> = Promise.resolve();
   /** Set when the byte stream can no longer be read: answer what came before, then close. */
   private endReason: string | null = null;
   private ended = false;
@@ -45,13 +56,15 @@ export class KafkaConnection {
     private readonly dispatch: (frame: Uint8Array) => Promise<Outcome>,
     private readonly limits: ConnectionLimits,
     private readonly onClose: (reason: string | null) => void,
+    /** Whether a request may start while the ones before it are still running. */
+    private readonly pipelinable: (frame: Uint8Array) => boolean = () => false,
   ) {
     this.decoder = new FrameDecoder(limits.maxRequestBytes, MIN_REQUEST_HEADER_BYTES);
     socket.setNoDelay(true);
     socket.setTimeout(limits.idleMs);
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("timeout", () => {
-      if (!this.pumping && this.queue.length === 0) this.close(`idle for ${limits.idleMs} ms`);
+      if (!this.pumping && this.queue.length === 0 && this.inFlight === 0) this.close(`idle for ${limits.idleMs} ms`);
     });
     // Errors (resets, writes after the peer left) end the connection; 'close' follows.
     socket.on("error", () => socket.destroy());
@@ -91,7 +104,7 @@ export class KafkaConnection {
   }
 
   private queueFull(): boolean {
-    return this.queue.length >= this.limits.maxInFlightRequests || this.queuedBytes >= this.limits.maxRequestBytes;
+    return this.queue.length + this.inFlight >= this.limits.maxInFlightRequests || this.queuedBytes >= this.limits.maxRequestBytes;
   }
 
   private async pump(): Promise<void> {
@@ -100,21 +113,43 @@ export class KafkaConnection {
     try {
       for (;;) {
         this.fill();
-        const frame = this.queue.shift();
+        const frame = this.queue[0];
         if (frame === undefined || this.ended) break;
-        this.queuedBytes -= frame.length;
-        const outcome = await this.dispatch(frame).catch((e: unknown): Outcome => ({ kind: "close", reason: `internal error: ${(e as Error).message}` }));
-        if (this.ended) break;
-        if (outcome.kind === "close") {
-          this.close(outcome.reason);
-          break;
+        const overlap = this.pipelinable(frame);
+        if (this.inFlight > 0 && !(overlap && this.overlapAllowed)) {
+          await this.responses; // everything before this request is answered first
+          continue;
         }
-        if (outcome.kind === "response") await this.write(outcome.chunks);
+        this.queue.shift();
+        this.queuedBytes -= frame.length;
+        this.start(frame, overlap);
+        if (!overlap) await this.responses;
       }
-      if (this.endReason !== null && this.queue.length === 0) this.close(this.endReason);
+      if (this.endReason !== null && this.queue.length === 0 && !this.ended) {
+        await this.responses;
+        this.close(this.endReason);
+      }
     } finally {
       this.pumping = false;
     }
+  }
+
+  /** Dispatches a request (its actor messages go out now) and queues its response's write. */
+  private start(frame: Uint8Array, overlap: boolean): void {
+    this.inFlight++;
+    if (!overlap) this.overlapAllowed = false;
+    const outcome = this.dispatch(frame).catch((e: unknown): Outcome => ({ kind: "close", reason: `internal error: ${(e as Error).message}` }));
+    this.responses = this.responses.then(async () => {
+      const o = await outcome;
+      if (!this.ended) {
+        if (o.kind === "close") this.close(o.reason);
+        else if (o.kind === "response") await this.write(o.chunks);
+      }
+      if (--this.inFlight === 0) this.overlapAllowed = true;
+      if (this.ended) return;
+      this.fill(); // room again: resume reading
+      void this.pump();
+    }).catch((e: unknown) => this.close(`internal error: ${(e as Error).message}`));
   }
 
   private async write(chunks: Uint8Array[]): Promise<void> {

@@ -10,6 +10,7 @@
 // routing; record batches pass through as opaque bytes.
 
 import { createServer, type Server, type Socket } from "node:net";
+import { ApiKey } from "../../protocol/kafka/api-keys.js";
 import { ClusterClient } from "../cluster/admin.js";
 import { ClusterView } from "./cluster-view.js";
 import { KafkaConnection } from "./connection.js";
@@ -26,6 +27,9 @@ const MAX_REPLICA_FETCH_BYTES = 64 * MIB;
 const DEFAULT_NATS_MAX_PAYLOAD = MIB;
 /** Closes for protocol errors are logged at most this often, ms (a fuzzing client must not flood the log). */
 const CLOSE_LOG_INTERVAL_MS = 1_000;
+
+/** Produce requests may overlap on a connection (see connection.ts); everything else runs alone. */
+const isProduce = (frame: Uint8Array) => frame.length >= 2 && ((frame[0] << 8) | frame[1]) === ApiKey.Produce;
 
 export interface GatewayStats {
   connectionsOpen: number;
@@ -89,7 +93,7 @@ export class KafkaGateway {
     const limits = { maxRequestBytes: options.maxRequestBytes, maxInFlightRequests: options.maxInFlightRequestsPerConnection, idleMs: options.connectionsMaxIdleMs };
     this.server = createServer((socket: Socket) => {
       this.counters.connectionsAccepted++;
-      const conn = new KafkaConnection(socket, dispatch, limits, (reason) => this.onClosed(conn, reason));
+      const conn = new KafkaConnection(socket, dispatch, limits, (reason) => this.onClosed(conn, reason), isProduce);
       this.connections.add(conn);
     });
     this.server.maxConnections = options.maxConnections;

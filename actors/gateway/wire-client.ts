@@ -55,26 +55,19 @@ export class KafkaWireClient {
 
   /** Sends one request and resolves with its decoded response. */
   async send<ReqIn, Res>(api: WireApi<ReqIn, Res>, version: number, request: ReqIn): Promise<Res> {
-    const body = await this.sendEncoded(api, version, request, true);
+    const body = await this.sendEncoded(api, version, request);
     const r = new KafkaReader(body, 4); // after correlation_id
     return api.response.read(r, version);
   }
 
-  /** For requests the broker does not answer (acks=0 produce). */
-  sendNoResponse<ReqIn>(api: WireApi<ReqIn, unknown>, version: number, request: ReqIn): void {
-    void this.sendEncoded(api, version, request, false);
-  }
-
-  private sendEncoded<ReqIn>(api: WireApi<ReqIn, unknown>, version: number, request: ReqIn, expectResponse: boolean): Promise<Uint8Array> {
+  private sendEncoded<ReqIn>(api: WireApi<ReqIn, unknown>, version: number, request: ReqIn): Promise<Uint8Array> {
     if (this.closedError) return Promise.reject(this.closedError);
     const correlationId = this.nextCorrelationId++;
     const w = new KafkaWriter();
     writeRequestHeader(w, { apiKey: api.apiKey, apiVersion: version, correlationId, clientId: this.clientId });
     api.request.write(w, request, version);
     const size = new KafkaWriter().int32(w.length);
-    const done = expectResponse
-      ? new Promise<Uint8Array>((resolve, reject) => this.pending.push({ correlationId, resolve, reject }))
-      : Promise.resolve(new Uint8Array(0));
+    const done = new Promise<Uint8Array>((resolve, reject) => this.pending.push({ correlationId, resolve, reject }));
     this.writeChunks([...size.toChunks(), ...w.toChunks()]);
     return done;
   }

@@ -62,6 +62,3 @@ export const ListOffsets = {
     ),
   }),
 };
-
-/** The special timestamps of a ListOffsets partition. */
-export const OffsetSpec = { LATEST: -1, EARLIEST: -2 } as const;

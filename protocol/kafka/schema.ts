@@ -5,7 +5,7 @@
 // declaration). The grammar comment at the top of each API file is the reference; the struct
 // below it must read the same.
 
-import { KafkaReader, KafkaWriter, malformed } from "./primitives.js";
+import { KafkaReader, type KafkaWriter, malformed } from "./primitives.js";
 
 /** A wire type: `T` is what reading gives, `In` what writing accepts (optional fields left out). */
 export interface KafkaType<T, In = T> {
@@ -157,9 +157,4 @@ export function decodeExact<T>(type: KafkaType<T, unknown>, buf: Uint8Array, pos
   const value = type.read(r, version);
   if (r.remaining !== 0) throw malformed(`${r.remaining} unexpected bytes after the message`);
   return value;
-}
-
-export function encode<In>(type: KafkaType<unknown, In>, value: In, version: number, w = new KafkaWriter()): KafkaWriter {
-  type.write(w, value, version);
-  return w;
 }
