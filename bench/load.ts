@@ -17,7 +17,10 @@ export interface LoadRun {
   recordsPerSec: number;
   /** CPU time of the load clients per record, µs (servers not included). */
   clientCpuUsPerRecord: number;
-  latency: LatencyPercentiles | null;
+  /** Publish→ack latency of the producers (fixed-rate runs). */
+  ackLatency: LatencyPercentiles | null;
+  /** Produce→consume latency seen by the background consumers (runs with one). */
+  endToEndLatency: LatencyPercentiles | null;
 }
 
 interface Client {
@@ -112,6 +115,7 @@ function aggregate(producers: LoadResult[], receivers: LoadResult[]): LoadRun {
     seconds,
     recordsPerSec: records / seconds,
     clientCpuUsPerRecord: records > 0 ? cpuUs / records : 0,
-    latency: mergeLatencies(measured.map((r) => r.latency)),
+    ackLatency: mergeLatencies(producers.map((r) => r.latency)),
+    endToEndLatency: mergeLatencies(receivers.map((r) => r.latency)),
   };
 }

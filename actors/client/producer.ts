@@ -1,7 +1,8 @@
 // The producer actor (runs in a worker thread of the application). It partitions records
 // (explicit partition, Kafka's murmur2 for keys, a sticky partition for null keys), builds
-// one record batch per partition (sealed at batchBytes or after lingerMs), and keeps at most
-// one produce request in flight per partition, so retries can never reorder. With
+// one record batch per partition (sealed at batchBytes, or once lingerMs passed and nothing
+// is in flight for the partition), and keeps at most one produce request in flight per
+// partition, so retries can never reorder. With
 // idempotence each batch carries the producer id and a per-partition sequence: a retried
 // batch is recognised by the leader and answered with its original offsets.
 
@@ -147,12 +148,10 @@ export class ProducerState {
       }
     }
     for (const q of touched) {
-      if (q.touchedBy !== send) continue;
       q.touchedBy = null;
-      if (this.args.lingerMs === 0) this.seal(q);
+      this.drain(q, ctx);
     }
     this.scheduleLinger(ctx);
-    for (const q of this.queues.values()) this.drain(q, ctx);
   }
 
   private stickyPartition(topic: string, partitions: number): number {
@@ -217,18 +216,24 @@ export class ProducerState {
 
   linger(ctx: Ctx): void {
     this.lingerScheduled = false;
-    const now = Date.now();
-    for (const q of this.queues.values()) {
-      if (q.open && now - q.open.startedAt >= this.args.lingerMs) this.seal(q);
-      this.drain(q, ctx);
-    }
+    for (const q of this.queues.values()) this.drain(q, ctx);
     this.scheduleLinger(ctx);
   }
 
   // Sending ---------------------------------------------------------------------------------------
 
+  /**
+   * Sends the partition's next batch unless one is in flight. An open batch is sealed only
+   * here, when it can go out at once (and its linger is over), not when its linger ends: while
+   * a request is in flight the open batch keeps growing, as Kafka's accumulator does, so a
+   * slow round trip makes batches bigger instead of queueing up many small ones.
+   */
   drain(q: PartitionQueue, ctx: Ctx): void {
-    if (q.inFlight || q.sealed.length === 0) return;
+    if (q.inFlight) return;
+    if (q.sealed.length === 0) {
+      if (!q.open || Date.now() - q.open.startedAt < this.args.lingerMs) return;
+      this.seal(q);
+    }
     q.inFlight = q.sealed.shift()!;
     void this.request(q, q.inFlight, ctx);
   }
