@@ -23,8 +23,9 @@ export function registerBrokerCommands(program: Command): void {
       .option("--replica-lag-max-ms <ms>", "a follower behind for this long leaves the ISR", intOption("--replica-lag-max-ms", 100, 600_000), 5_000)
       .option("--offsets-partitions <n>", "partitions of __consumer_offsets when this broker's controller creates it", intOption("--offsets-partitions", 1, 1000), 50)
       .option("--kafka-port <port>", "port of this broker's Kafka protocol gateway (0 = no gateway)", intOption("--kafka-port", 0, 65_535), 0)
-      .option("--kafka-host <host>", "interface the Kafka gateway listens on and advertises", "127.0.0.1"),
-  ).action(async (flags: ConnectionFlags & { id: number; data: string; workers: number; sessionTimeoutMs: number; replicaLagMaxMs: number; offsetsPartitions: number; kafkaPort: number; kafkaHost: string }) => {
+      .option("--kafka-host <host>", "interface the Kafka gateway listens on and advertises", "127.0.0.1")
+      .option("--allow-faults", "accept transport fault injection (skein chaos drop|delay|duplicate|isolate)"),
+  ).action(async (flags: ConnectionFlags & { id: number; data: string; workers: number; sessionTimeoutMs: number; replicaLagMaxMs: number; offsetsPartitions: number; kafkaPort: number; kafkaHost: string; allowFaults?: boolean }) => {
     const url = requireNats(flags);
     const dataDir = resolve(flags.data);
     mkdirSync(dataDir, { recursive: true });
@@ -38,10 +39,12 @@ export function registerBrokerCommands(program: Command): void {
       replicaLagTimeMaxMs: flags.replicaLagMaxMs,
       offsetsTopicPartitions: flags.offsetsPartitions,
       kafka: flags.kafkaPort > 0 ? { port: flags.kafkaPort, host: flags.kafkaHost } : undefined,
+      allowFaults: flags.allowFaults ?? false,
     });
     onShutdownSignal(() => broker.shutdown());
     const kafka = broker.kafkaPort ? ` kafka=${flags.kafkaHost}:${broker.kafkaPort}` : "";
-    console.log(`broker ${flags.id} ready: cluster=${flags.cluster} data=${dataDir} workers=${flags.workers} nats=${url}${kafka} pid=${process.pid}`);
+    const faults = flags.allowFaults ? " faults=allowed" : "";
+    console.log(`broker ${flags.id} ready: cluster=${flags.cluster} data=${dataDir} workers=${flags.workers} nats=${url}${kafka}${faults} pid=${process.pid}`);
   });
 
   addConnectionFlags(
@@ -54,9 +57,10 @@ export function registerBrokerCommands(program: Command): void {
       .option("--kafka-port <port>", "Kafka gateway port of broker 1; broker N listens on port + N - 1 (0 = no gateways)", intOption("--kafka-port", 0, 65_535), 19_092)
       .option("--demo", "run a demo on the new cluster: a topic, a producer and a consumer printing throughput")
       .option("--demo-seconds <s>", "how long the demo produces", intOption("--demo-seconds", 1, 86_400), 10)
-      .option("--exit-after-demo", "stop the cluster when the demo is done (exit code 0 when every record came back)"),
+      .option("--exit-after-demo", "stop the cluster when the demo is done (exit code 0 when every record came back)")
+      .option("--allow-faults", "brokers accept transport fault injection (skein chaos drop|delay|duplicate|isolate)"),
     "NATS URL; without it `up` starts its own nats-server with JetStream",
-  ).action(async (flags: ConnectionFlags & { brokers: number; data?: string; workers: number; kafkaPort: number; demo?: boolean; demoSeconds: number; exitAfterDemo?: boolean }, cmd: Command) => {
+  ).action(async (flags: ConnectionFlags & { brokers: number; data?: string; workers: number; kafkaPort: number; demo?: boolean; demoSeconds: number; exitAfterDemo?: boolean; allowFaults?: boolean }, cmd: Command) => {
     if (flags.kafkaPort > 0 && cmd.getOptionValueSource("kafkaPort") === "default") {
       // A second `skein up` on one machine still starts; only an explicit --kafka-port insists.
       const busy = await firstBusyPort(Array.from({ length: flags.brokers }, (_, i) => flags.kafkaPort + i));
@@ -65,7 +69,7 @@ export function registerBrokerCommands(program: Command): void {
         flags.kafkaPort = 0;
       }
     }
-    const cluster = await startLocalCluster(flags, { echo: true });
+    const cluster = await startLocalCluster(flags, { echo: true, extraBrokerArgs: flags.allowFaults ? ["--allow-faults"] : [] });
     onShutdownSignal(() => cluster.stop());
     const kafka = flags.kafkaPort > 0 ? ` kafka=${Array.from({ length: flags.brokers }, (_, i) => `127.0.0.1:${flags.kafkaPort + i}`).join(",")}` : "";
     console.log(`cluster ready: brokers=${flags.brokers} nats=${cluster.natsUrl} cluster=${flags.cluster} data=${cluster.dataDir}${kafka}`);

@@ -42,6 +42,8 @@ export const ErrorCode = {
   FENCED_INSTANCE_ID: "FENCED_INSTANCE_ID",
   INVALID_GROUP_ID: "INVALID_GROUP_ID",
   INVALID_SESSION_TIMEOUT: "INVALID_SESSION_TIMEOUT",
+  /** Fault injection asked of a node that was not started with fault injection allowed. */
+  FAULTS_NOT_ALLOWED: "FAULTS_NOT_ALLOWED",
   UNKNOWN: "UNKNOWN",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -3,11 +3,12 @@
 
 import { pathToFileURL } from "node:url";
 import type { Subscription } from "@nats-io/transport-node";
-import { decodeEnvelope, encodeEnvelope, EnvelopeKind, type Envelope } from "../protocol/envelope.js";
+import { EnvelopeKind, localEnvelope, type Envelope } from "../protocol/envelope.js";
 import { ErrorCode, SkeinError, toSkeinError, type WireError } from "../protocol/errors.js";
 import { parseAddress } from "../protocol/address.js";
 import type { ActorContext, ActorDefinition, AskOptions, ReplyHandle } from "./actor.js";
-import { unpackReply, type NatsTransport, type ReplyFn } from "./transport.js";
+import type { NatsTransport, ReplyFn } from "./transport.js";
+import { localThroughFaults } from "./faults.js";
 import {
   DEFAULT_ASK_TIMEOUT_MS,
   DEFAULT_MAILBOX_CAPACITY,
@@ -98,17 +99,20 @@ export class ActorHost {
   tell(from: string | null, address: string, type: string, body: unknown): void {
     const local = this.cells.get(address);
     if (local) {
-      // Same-thread fast path: same bytes as over NATS, minus the network hop.
-      local.deliverEnvelope(decodeEnvelope(encodeEnvelope(EnvelopeKind.MESSAGE, type, body)), null);
+      // Same-thread fast path: the value it would have over NATS, minus the network hop (and
+      // minus copies of binary fields, see localEnvelope).
+      const filter = this.options.transport.filter;
+      if (filter !== null) return localThroughFaults(filter, from, address, (r) => local.deliverEnvelope(localEnvelope(EnvelopeKind.MESSAGE, type, body), r), null);
+      local.deliverEnvelope(localEnvelope(EnvelopeKind.MESSAGE, type, body), null);
       return;
     }
-    this.options.transport.tell(address, type, body);
+    this.options.transport.tell(address, type, body, from);
   }
 
   ask<T>(from: string | null, address: string, type: string, body: unknown, options?: AskOptions): Promise<T> {
     const timeoutMs = options?.timeoutMs ?? DEFAULT_ASK_TIMEOUT_MS;
     const local = this.cells.get(address);
-    if (!local) return this.options.transport.ask(address, type, body, timeoutMs) as Promise<T>;
+    if (!local) return this.options.transport.ask(address, type, body, timeoutMs, from) as Promise<T>;
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         reject(new SkeinError(ErrorCode.TIMEOUT, `ask ${type} to ${address} timed out after ${timeoutMs} ms`, { address, type, timeoutMs }));
@@ -116,12 +120,18 @@ export class ActorHost {
       const reply: ReplyFn = (kind, replyType, replyBody) => {
         clearTimeout(timer);
         try {
-          resolve(unpackReply(encodeEnvelope(kind, replyType, replyBody), address) as T);
+          const env = localEnvelope(kind, replyType, replyBody);
+          if (env.kind !== EnvelopeKind.REPLY_ERROR) return resolve(env.body as T);
+          const err = SkeinError.fromWire(env.body as WireError);
+          if (err.context.address === undefined) err.context.address = address;
+          reject(err);
         } catch (e) {
           reject(e);
         }
       };
-      local.deliverEnvelope(decodeEnvelope(encodeEnvelope(EnvelopeKind.MESSAGE, type, body)), reply);
+      const filter = this.options.transport.filter;
+      if (filter !== null) return localThroughFaults(filter, from, address, (r) => local.deliverEnvelope(localEnvelope(EnvelopeKind.MESSAGE, type, body), r), reply);
+      local.deliverEnvelope(localEnvelope(EnvelopeKind.MESSAGE, type, body), reply);
     });
   }
 

@@ -4,13 +4,14 @@
 import { availableParallelism } from "node:os";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { eventSubject, nodeAgentAddress } from "../protocol/address.js";
-import { NodeAgentMessages } from "../protocol/node-agent.js";
+import { NodeAgentMessages, NodeFaultMessages, type FaultCounts, type FaultSpec, type InstalledFault } from "../protocol/node-agent.js";
 import { defineActor } from "./actor.js";
 import { ActorHost } from "./host.js";
 import { connectNats } from "./nats-connect.js";
 import { Supervisor } from "./supervisor.js";
 import { PortRef } from "./port-ref.js";
 import { NatsTransport } from "./transport.js";
+import { FaultInjector, NodeFaults, faultsNotAllowed } from "./faults.js";
 import type { NatsOptions, RuntimeEvent } from "./types.js";
 
 export interface NodeOptions {
@@ -23,6 +24,11 @@ export interface NodeOptions {
   workers?: number;
   /** Upper bound of control calls to workers, ms. Default 15000. */
   controlTimeoutMs?: number;
+  /**
+   * Accept transport fault rules (drop, delay, duplicate, isolate; runtime/faults.ts) through
+   * the node agent. Default false: fault requests are refused with FAULTS_NOT_ALLOWED.
+   */
+  allowFaults?: boolean;
 }
 
 const NODE_ID = /^[A-Za-z0-9._-]{1,64}$/;
@@ -34,6 +40,7 @@ export class SkeinNode {
     private readonly nc: NatsConnection,
     private readonly supervisor: Supervisor,
     private readonly host: ActorHost,
+    private readonly faults: NodeFaults | null,
   ) {}
 
   static async start(options: NodeOptions): Promise<SkeinNode> {
@@ -51,6 +58,7 @@ export class SkeinNode {
       workers: options.workers ?? availableParallelism(),
       nats: options.nats,
       controlTimeoutMs: options.controlTimeoutMs,
+      allowFaults: options.allowFaults ?? false,
       onEvent: publish,
     });
     const transport = new NatsTransport(nc, cluster, options.nats.maxBufferedBytesWhileDisconnected ?? 8 * 1024 * 1024);
@@ -61,7 +69,13 @@ export class SkeinNode {
       onEvent: publish,
       escalate: (address, error) => console.error(`skein: ${address} escalated:`, error),
     });
-    const node = new SkeinNode(options.id, cluster, nc, supervisor, host);
+    let faults: NodeFaults | null = null;
+    if (options.allowFaults) {
+      const injector = new FaultInjector(options.id, "main");
+      transport.filter = injector;
+      faults = new NodeFaults(options.id, injector, (rules) => supervisor.setFaults(rules), () => supervisor.faultCounts(), publish);
+    }
+    const node = new SkeinNode(options.id, cluster, nc, supervisor, host, faults);
     try {
       await supervisor.start();
       await host.spawnDefinition(nodeAgent(node), nodeAgentAddress(options.id), undefined);
@@ -94,8 +108,33 @@ export class SkeinNode {
   /** A direct channel to an actor of this node, for the main thread (see PortRef). */
   portRef = (address: string) => new PortRef(address, () => this.supervisor.openPort(address));
 
+  get faultsAllowed(): boolean {
+    return this.faults !== null;
+  }
+
+  /** Installs a transport fault rule on this node (every thread); FAULTS_NOT_ALLOWED unless started with allowFaults. */
+  injectFault(spec: FaultSpec): Promise<InstalledFault> {
+    return this.requireFaults().inject(spec);
+  }
+
+  /** Removes the given fault rules (all without ids); returns the ids removed. */
+  async clearFaults(ids?: string[]): Promise<string[]> {
+    return this.requireFaults().clear(ids);
+  }
+
+  /** Rules in force and what each did on this node so far. */
+  listFaults(): Promise<{ rules: InstalledFault[]; counts: FaultCounts[] }> {
+    return this.requireFaults().list();
+  }
+
+  private requireFaults(): NodeFaults {
+    if (!this.faults) throw faultsNotAllowed(this.id);
+    return this.faults;
+  }
+
   /** Stops every actor, drains NATS and ends the workers. */
   async shutdown(): Promise<void> {
+    this.faults?.close();
     await this.host.stopAll("node shutdown");
     await this.supervisor.shutdown();
     if (!this.nc.isClosed()) {
@@ -108,7 +147,7 @@ export class SkeinNode {
 function nodeAgent(node: SkeinNode) {
   return defineActor({
     kind: "$node",
-    messages: NodeAgentMessages,
+    messages: { ...NodeAgentMessages, ...NodeFaultMessages },
     init: () => ({}),
     handlers: {
       Spawn: (_s, m) => node.spawn(m),
@@ -116,6 +155,9 @@ function nodeAgent(node: SkeinNode) {
       List: async () => ({ actors: await node.list() }),
       Stats: async () => ({ node: node.id, pid: process.pid, workers: await node.stats(), memory: process.memoryUsage() }),
       KillWorker: async (_s, m) => ({ worker: m.worker, actors: await node.killWorker(m.worker) }),
+      InjectFault: async (_s, m) => ({ rule: await node.injectFault(m) }),
+      ClearFaults: async (_s, m) => ({ cleared: await node.clearFaults(m.ids) }),
+      ListFaults: (_s, _m) => node.listFaults(),
     },
   });
 }

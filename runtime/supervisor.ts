@@ -13,6 +13,7 @@ import { parseAddress } from "../protocol/address.js";
 import { workerBundlePath } from "./paths.js";
 import type { WorkerControl } from "./worker-entry.js";
 import type { ActorInfo, NatsOptions, RuntimeEvent, SpawnSpec, WorkerStats } from "./types.js";
+import type { FaultCounts, InstalledFault } from "../protocol/node-agent.js";
 
 export interface SupervisorOptions {
   node: string;
@@ -28,6 +29,8 @@ export interface SupervisorOptions {
   restartMaxMs?: number;
   /** A worker that ran this long resets its backoff, ms. Default 30000. */
   restartResetAfterMs?: number;
+  /** Workers take transport fault rules (setFaults). Default false. */
+  allowFaults?: boolean;
   onEvent(event: RuntimeEvent): void;
 }
 
@@ -51,6 +54,8 @@ export class Supervisor {
   private readonly slots: WorkerSlot[] = [];
   private shuttingDown = false;
   private readonly controlTimeoutMs: number;
+  /** Transport fault rules every worker holds, re-applied to a restarted one. */
+  private faultRules: InstalledFault[] = [];
 
   constructor(private readonly options: SupervisorOptions) {
     if (!Number.isInteger(options.workers) || options.workers < 1 || options.workers > 256) {
@@ -121,6 +126,20 @@ export class Supervisor {
     return port1;
   }
 
+  /** Hands the transport fault rules to every running worker; a worker (re)started later gets them at start. */
+  async setFaults(rules: InstalledFault[]): Promise<void> {
+    this.faultRules = rules;
+    const running = this.slots.filter((s) => s.state === "running");
+    await Promise.all(running.map((s) => this.call(s, (r) => r.setFaults(rules), "set faults").catch(() => undefined)));
+  }
+
+  /** Every running worker's fault counters. */
+  async faultCounts(): Promise<FaultCounts[]> {
+    const running = this.slots.filter((s) => s.state === "running");
+    const lists = await Promise.all(running.map((s) => this.call(s, (r) => r.faultCounts(), "fault counts").catch(() => [] as FaultCounts[])));
+    return lists.flat();
+  }
+
   /** Terminates a worker as a crash would; it is restarted like any crashed worker. */
   async killWorker(index: number): Promise<string[]> {
     const slot = this.slots[index];
@@ -166,11 +185,18 @@ export class Supervisor {
     slot.startedAt = Date.now();
     worker.on("error", (e) => console.error(`skein: worker ${slot.index} of ${this.options.node} failed:`, e));
     worker.once("exit", (code) => this.onExit(slot, worker, code));
+    const faults = this.options.allowFaults ? this.faultRules : null;
     await this.call(
       slot,
-      (r) => r.start({ node: this.options.node, cluster: this.options.cluster, worker: slot.index, nats: this.options.nats }),
+      (r) => r.start({ node: this.options.node, cluster: this.options.cluster, worker: slot.index, nats: this.options.nats, faults }),
       "start",
     );
+    // Rules that changed while it started missed it (setFaults reaches running workers only).
+    for (let given = faults; given !== null && given !== this.faultRules; ) {
+      given = this.faultRules;
+      const rules = given;
+      await this.call(slot, (r) => r.setFaults(rules), "set faults");
+    }
     slot.state = "running";
     slot.markReady();
   }

@@ -7,6 +7,7 @@ import type { ActorDefinition, AskOptions, MessageOf, ReplyOf } from "./actor.js
 import { connectNats } from "./nats-connect.js";
 import { NatsTransport } from "./transport.js";
 import { DEFAULT_ASK_TIMEOUT_MS, type ActorInfo, type NatsOptions, type RuntimeEvent, type SpawnSpec } from "./types.js";
+import type { FaultCounts, FaultSpecInput, InstalledFault } from "../protocol/node-agent.js";
 
 export interface SystemOptions {
   nats: NatsOptions;
@@ -70,6 +71,27 @@ export class ActorSystem {
   async killWorker(node: string, worker: number): Promise<string[]> {
     const r = await this.ask<{ actors: string[] }>(nodeAgentAddress(node), "KillWorker", { worker });
     return r.actors;
+  }
+
+  /**
+   * Installs a transport fault rule on `node` (runtime/faults.ts). Rejects with
+   * FAULTS_NOT_ALLOWED unless the node was started with fault injection allowed. Install the
+   * same rule (same id) on every node that allows faults: each message is judged by one of them.
+   */
+  async injectFault(node: string, spec: FaultSpecInput): Promise<InstalledFault> {
+    const r = await this.ask<{ rule: InstalledFault }>(nodeAgentAddress(node), "InjectFault", spec);
+    return r.rule;
+  }
+
+  /** Removes fault rules from `node` (every rule without ids); returns the ids removed. */
+  async clearFaults(node: string, ids?: string[]): Promise<string[]> {
+    const r = await this.ask<{ cleared: string[] }>(nodeAgentAddress(node), "ClearFaults", ids ? { ids } : {});
+    return r.cleared;
+  }
+
+  /** Fault rules in force on `node`, and what each did there so far. */
+  listFaults(node: string): Promise<{ rules: InstalledFault[]; counts: FaultCounts[] }> {
+    return this.ask(nodeAgentAddress(node), "ListFaults", {});
   }
 
   /** Calls `listener` for every lifecycle event of `node` (or every node with "*"). */

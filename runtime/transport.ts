@@ -1,16 +1,17 @@
 // The NATS side of an actor host: mailbox subscriptions, tell (publish) and ask (request with
 // a mandatory timeout). Core NATS is at-most-once; nothing here retries on its own.
 
-import type { NatsConnection, Subscription, Msg } from "@nats-io/transport-node";
+import type { NatsConnection, Subscription, Msg, MsgHdrs } from "@nats-io/transport-node";
 import { addressToSubject } from "../protocol/address.js";
 import { decodeEnvelope, encodeEnvelope, EnvelopeKind, type Envelope } from "../protocol/envelope.js";
 import { ErrorCode, SkeinError, type WireError } from "../protocol/errors.js";
+import { askThroughFaults, receiveThroughFaults, tellThroughFaults, type FaultInjector, type RespondFn } from "./faults.js";
 
 export type InboundHandler = (envelope: Envelope, reply: ReplyFn | null) => void;
 export type ReplyFn = (kind: EnvelopeKind, type: string, body: unknown) => void;
 
-/** Decides whether a message from → to may pass; installed only when faults are allowed. */
-export type DeliveryFilter = (from: string, to: string) => "deliver" | "drop";
+/** Judges whether a message from → to passes, is dropped, delayed or duplicated; installed only when faults are allowed (faults.ts). */
+export type DeliveryFilter = FaultInjector;
 
 /** Addresses whose subject is remembered; escaping an address costs more than a publish. */
 const SUBJECT_CACHE_ENTRIES = 10_000;
@@ -49,20 +50,17 @@ export class NatsTransport {
     return this.nc.subscribe(subject, {
       callback: (err, msg) => {
         if (err) return;
-        const reply = msg.reply ? replyFor(msg) : null;
-        let envelope: Envelope;
-        try {
-          envelope = decodeEnvelope(msg.data);
-        } catch (e) {
-          onInvalid(e as SkeinError, reply);
+        if (this.filter !== null) {
+          receiveThroughFaults(this.filter, address, msg, (respond) => deliver(msg, respond ? replyVia(respond) : null, onMessage, onInvalid));
           return;
         }
-        onMessage(envelope, reply);
+        deliver(msg, msg.reply ? replyFor(msg) : null, onMessage, onInvalid);
       },
     });
   }
 
-  tell(address: string, type: string, body: unknown): void {
+  /** `from` (the sending actor, null for a main thread) only matters to fault injection. */
+  tell(address: string, type: string, body: unknown, from: string | null = null): void {
     // A tell after close (a reply landing during shutdown) is dropped like any lost message.
     if (this.nc.isClosed() || this.nc.isDraining()) {
       this.droppedWhileDisconnected++;
@@ -75,6 +73,10 @@ export class NatsTransport {
         return;
       }
       this.buffered += data.length;
+    }
+    if (this.filter !== null) {
+      tellThroughFaults(this.filter, from, address, (h) => !this.nc.isClosed() && this.nc.publish(this.subjectOf(address), data, { headers: h }));
+      return;
     }
     this.nc.publish(this.subjectOf(address), data);
   }
@@ -89,19 +91,46 @@ export class NatsTransport {
     return subject;
   }
 
-  async ask(address: string, type: string, body: unknown, timeoutMs: number): Promise<unknown> {
+  async ask(address: string, type: string, body: unknown, timeoutMs: number, from: string | null = null): Promise<unknown> {
     if (!this.connected) {
       throw new SkeinError(ErrorCode.NOT_CONNECTED, `NATS is disconnected; cannot ask ${address}`, { address });
     }
     const subject = this.subjectOf(address);
-    let msg: Msg;
+    const data = encodeEnvelope(EnvelopeKind.MESSAGE, type, body);
+    const msg = this.filter === null
+      ? await this.request(subject, data, timeoutMs, undefined, address, type)
+      : await askThroughFaults(this.filter, from, address, type, timeoutMs, (ms, h) => this.request(subject, data, ms, h, address, type));
+    return unpackReply(msg.data, address);
+  }
+
+  private async request(subject: string, data: Uint8Array, timeoutMs: number, headers: MsgHdrs | undefined, address: string, type: string): Promise<Msg> {
     try {
-      msg = await this.nc.request(subject, encodeEnvelope(EnvelopeKind.MESSAGE, type, body), { timeout: timeoutMs });
+      return await this.nc.request(subject, data, headers ? { timeout: timeoutMs, headers } : { timeout: timeoutMs });
     } catch (e) {
       throw requestError(e, address, type, timeoutMs);
     }
-    return unpackReply(msg.data, address);
   }
+}
+
+function deliver(msg: Msg, reply: ReplyFn | null, onMessage: InboundHandler, onInvalid: (error: SkeinError, reply: ReplyFn | null) => void): void {
+  let envelope: Envelope;
+  try {
+    envelope = decodeEnvelope(msg.data);
+  } catch (e) {
+    onInvalid(e as SkeinError, reply);
+    return;
+  }
+  onMessage(envelope, reply);
+}
+
+/** A reply function over a fault-judged respond (faults.ts); answers at most once. */
+function replyVia(respond: RespondFn): ReplyFn {
+  let sent = false;
+  return (kind, type, body) => {
+    if (sent) return;
+    sent = true;
+    respond(encodeEnvelope(kind, type, body), undefined);
+  };
 }
 
 function replyFor(msg: Msg): ReplyFn {

@@ -1,5 +1,7 @@
 // Contracts of the actor runtime. Implementation lives in the other runtime/ files.
 
+import type { FaultCounts, InstalledFault } from "../protocol/node-agent.js";
+
 /** How to reach NATS. Plain data: it is copied into every worker thread. */
 export interface NatsOptions {
   /** One URL or several, e.g. "nats://127.0.0.1:4222". */
@@ -82,4 +84,11 @@ export type RuntimeEvent =
   | { type: "worker.exited"; node: string; worker: number; code: number | null; actors: string[]; at: number }
   | { type: "worker.restarted"; node: string; worker: number; actors: string[]; afterMs: number; at: number }
   | { type: "node.started"; node: string; workers: number; at: number }
-  | { type: "node.stopped"; node: string; at: number };
+  | { type: "node.stopped"; node: string; at: number }
+  /**
+   * A fault began: a transport rule installed on `node` (with `rule`), or a process fault
+   * (kill-worker, kill-broker, pause-broker, …) announced by whoever injected it.
+   */
+  | { type: "fault.injected"; node: string; id: string; kind: string; rule?: InstalledFault; detail?: string; at: number }
+  /** A fault ended: a rule expired or was cleared (with what it did on this node), or a process fault ended. */
+  | { type: "fault.healed"; node: string; id: string; kind: string; reason: "expired" | "cleared" | "ended"; counts?: FaultCounts; at: number };

@@ -10,6 +10,8 @@ import { eventSubject } from "../protocol/address.js";
 import { ActorHost } from "./host.js";
 import { connectNats } from "./nats-connect.js";
 import { NatsTransport } from "./transport.js";
+import { FaultInjector } from "./faults.js";
+import type { FaultCounts, InstalledFault } from "../protocol/node-agent.js";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { ActorInfo, NatsOptions, RuntimeEvent, SpawnSpec, WorkerStats } from "./types.js";
 import type { PortReply, PortRequest } from "./port-ref.js";
@@ -20,6 +22,8 @@ export interface WorkerInit {
   cluster: string;
   worker: number;
   nats: NatsOptions;
+  /** Transport fault rules in force; null when the node does not allow fault injection. */
+  faults: InstalledFault[] | null;
 }
 
 /** Control surface of a worker, called by its process's supervisor through comlink. */
@@ -32,12 +36,17 @@ export interface WorkerControl {
   shutdown(): Promise<void>;
   /** Connects a MessagePort from the main thread to a local actor (see runtime/port-ref.ts). */
   attachPort(address: string, port: MessagePort): void;
+  /** Replaces the transport fault rules (only on a node that allows faults). */
+  setFaults(rules: InstalledFault[]): void;
+  /** What each rule did in this worker. */
+  faultCounts(): FaultCounts[];
 }
 
 let nc: NatsConnection | null = null;
 let host: ActorHost | null = null;
 let transport: NatsTransport | null = null;
 let workerIndex = -1;
+let faults: FaultInjector | null = null;
 const encoder = new TextEncoder();
 
 function requireHost(): ActorHost {
@@ -50,6 +59,11 @@ const control: WorkerControl = {
     workerIndex = init.worker;
     nc = await connectNats(init.nats, `skein:${init.node}:w${init.worker}`);
     transport = new NatsTransport(nc, init.cluster, init.nats.maxBufferedBytesWhileDisconnected ?? 8 * 1024 * 1024);
+    if (init.faults !== null) {
+      faults = new FaultInjector(init.node, `w${init.worker}`);
+      faults.setRules(init.faults);
+      transport.filter = faults;
+    }
     const subject = eventSubject(init.cluster, init.node);
     host = new ActorHost({
       node: init.node,
@@ -91,6 +105,10 @@ const control: WorkerControl = {
     });
     port.start();
   },
+  setFaults(rules) {
+    faults?.setRules(rules);
+  },
+  faultCounts: () => faults?.counts() ?? [],
   async shutdown() {
     await host?.stopAll("worker shutdown");
     if (nc && !nc.isClosed()) await nc.drain();

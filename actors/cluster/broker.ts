@@ -34,6 +34,8 @@ export interface BrokerOptions {
   kafka?: Omit<KafkaGatewayOptions, "brokerId" | "nats" | "cluster">;
   /** Partitions of __consumer_offsets if this broker's controller creates it. Default 50. */
   offsetsTopicPartitions?: number;
+  /** Accept transport fault injection (runtime/faults.ts). Default false. */
+  allowFaults?: boolean;
 }
 
 interface HostedReplica {
@@ -59,7 +61,7 @@ export class Broker {
   ) {}
 
   static async start(options: BrokerOptions): Promise<Broker> {
-    const node = await SkeinNode.start({ id: String(options.id), cluster: options.cluster, nats: options.nats, workers: options.workers });
+    const node = await SkeinNode.start({ id: String(options.id), cluster: options.cluster, nats: options.nats, workers: options.workers, allowFaults: options.allowFaults });
     try {
       const meta = await MetadataStore.open(node.nats, node.cluster, { liveTtlMs: options.sessionTimeoutMs ?? 3_000 });
       const broker = new Broker(options, node, meta);
