@@ -40,8 +40,13 @@ export const ReplicaArgs = z.object({
   replicaLagTimeMaxMs: z.number().int().min(100).default(5_000),
   /** Bytes a follower asks for per fetch. */
   replicaFetchMaxBytes: z.number().int().min(1024).default(4 * 1024 * 1024),
-  /** Long-poll wait of follower fetches, ms. */
-  replicaFetchWaitMs: z.number().int().min(1).default(500),
+  /**
+   * Long-poll wait of follower fetches, ms; capped at a third of replicaLagTimeMaxMs, so a
+   * caught-up follower parked at the leader still checks in well within the lag limit. New
+   * data answers a parked fetch at once, so the wait only sets how often an idle follower
+   * asks: with thousands of partitions those asks are most of an idle broker's work.
+   */
+  replicaFetchWaitMs: z.number().int().min(1).default(1_500),
 });
 export type ReplicaArgs = z.infer<typeof ReplicaArgs>;
 
@@ -72,7 +77,10 @@ interface PendingAck {
 const RETRY_BACKOFF_MS = 100;
 /** Extra wait on top of a follower fetch's long poll before it counts as lost, ms. */
 const FETCH_MARGIN_MS = 1_000;
+/** Delay of the first tick after something starts waiting, ms. */
 const TICK_MS = 100;
+/** How often a leader with followers in its ISR checks them for lag, at most, ms. */
+const MAX_LAG_CHECK_MS = 1_000;
 
 export class ReplicaState {
   role: "leader" | "follower" | "offline" = "offline";
@@ -87,7 +95,9 @@ export class ReplicaState {
   fetchInFlight = false;
   needsTruncation = false;
   isrChangeInFlight = false;
-  tickScheduled = false;
+  /** When the scheduled Tick fires (Infinity: none scheduled) and how to cancel it. */
+  tickAt = Infinity;
+  cancelTick: (() => void) | null = null;
   readonly producers = new ProducerStateTable();
 
   constructor(
@@ -200,7 +210,7 @@ export class ReplicaState {
     const at = !last || last.lastOffset <= pending.lastOffset ? -1 : this.pendingAcks.findIndex((p) => p.lastOffset > pending.lastOffset);
     if (at < 0) this.pendingAcks.push(pending);
     else this.pendingAcks.splice(at, 0, pending);
-    this.scheduleTick(ctx);
+    this.scheduleTick(ctx, pending.deadline);
     return undefined;
   }
 
@@ -240,8 +250,9 @@ export class ReplicaState {
       );
     }
     if (m.fromOffset < limit || m.maxWaitMs === 0) return this.read(m);
-    this.parkedFetches.push({ request: m, reply: ctx.deferReply<FetchResult>(), deadline: Date.now() + m.maxWaitMs });
-    this.scheduleTick(ctx);
+    const deadline = Date.now() + m.maxWaitMs;
+    this.parkedFetches.push({ request: m, reply: ctx.deferReply<FetchResult>(), deadline });
+    this.scheduleTick(ctx, deadline);
     return undefined;
   }
 
@@ -308,10 +319,11 @@ export class ReplicaState {
 
   // Leader: ISR -------------------------------------------------------------------------------
 
-  private updateIsr(isr: Set<number>, _ctx: Ctx): void {
+  private updateIsr(isr: Set<number>, ctx: Ctx): void {
     isr.add(this.args.broker);
     this.isr = isr;
     this.maybeAdvanceHighWatermark();
+    if (this.role === "leader") this.scheduleNextTick(ctx); // a new ISR member has a lag limit to watch
   }
 
   /** Compare-and-set the ISR in the KV; on a moved epoch, step down to what the KV says. */
@@ -364,10 +376,11 @@ export class ReplicaState {
         return;
       }
     }
-    const request = { fromOffset, maxBytes: this.args.replicaFetchMaxBytes, maxWaitMs: this.args.replicaFetchWaitMs, replicaId: this.args.broker, leaderEpoch: epoch };
+    const waitMs = Math.max(1, Math.min(this.args.replicaFetchWaitMs, Math.floor(this.args.replicaLagTimeMaxMs / 3)));
+    const request = { fromOffset, maxBytes: this.args.replicaFetchMaxBytes, maxWaitMs: waitMs, replicaId: this.args.broker, leaderEpoch: epoch };
     ctx
       // A leader answers within its long-poll wait; a little more than that means it is gone.
-      .ask<FetchResult>(leaderAddress, "Fetch", request, { timeoutMs: this.args.replicaFetchWaitMs + FETCH_MARGIN_MS })
+      .ask<FetchResult>(leaderAddress, "Fetch", request, { timeoutMs: waitMs + FETCH_MARGIN_MS })
       .then((r) => deliver({ kind: "fetch", data: r.data, highWatermark: r.highWatermark }), fail);
   }
 
@@ -424,14 +437,40 @@ export class ReplicaState {
 
   // Timers ------------------------------------------------------------------------------------
 
-  scheduleTick(ctx: Ctx): void {
-    if (this.tickScheduled) return;
-    this.tickScheduled = true;
-    ctx.schedule(TICK_MS, "Tick", {});
+  /**
+   * Schedules the Tick for `atMs` unless one is due earlier. Ticks follow deadlines (parked
+   * fetches and acks, an ISR member's lag limit) rather than a fixed period: thousands of idle
+   * leaders each ticking ten times a second were a large part of an idle broker's CPU.
+   */
+  scheduleTick(ctx: Ctx, atMs = Date.now() + TICK_MS): void {
+    if (this.tickAt <= atMs) return;
+    this.cancelTick?.();
+    this.tickAt = atMs;
+    this.cancelTick = ctx.schedule(Math.max(1, atMs - Date.now()), "Tick", {});
+  }
+
+  /** The next moment something waits for: a parked fetch or ack deadline, or when an ISR follower would be lagging. */
+  private nextDeadline(): number {
+    let next = Infinity;
+    for (const f of this.parkedFetches) next = Math.min(next, f.deadline);
+    for (const p of this.pendingAcks) next = Math.min(next, p.deadline);
+    if (this.role === "leader") {
+      for (const r of this.isr) {
+        if (r !== this.args.broker) next = Math.min(next, (this.followers.get(r)?.lastCaughtUpAt ?? 0) + this.args.replicaLagTimeMaxMs + 1);
+      }
+    }
+    return next;
+  }
+
+  /** After a tick or an ISR change: the next tick at the next deadline, but not sooner than TICK_MS. */
+  private scheduleNextTick(ctx: Ctx): void {
+    const next = this.nextDeadline();
+    if (next < Infinity) this.scheduleTick(ctx, Math.max(next, Date.now() + TICK_MS));
   }
 
   async tick(ctx: Ctx): Promise<void> {
-    this.tickScheduled = false;
+    this.tickAt = Infinity;
+    this.cancelTick = null;
     const now = Date.now();
     const expired = this.parkedFetches.filter((f) => f.deadline <= now);
     if (expired.length) {
@@ -450,10 +489,8 @@ export class ReplicaState {
     if (this.role === "leader") {
       const lagging = [...this.isr].filter((r) => r !== this.args.broker && now - (this.followers.get(r)?.lastCaughtUpAt ?? 0) > this.args.replicaLagTimeMaxMs);
       if (lagging.length) await this.changeIsr(new Set([...this.isr].filter((r) => !lagging.includes(r))), ctx);
-      this.scheduleTick(ctx);
-    } else if (this.parkedFetches.length || this.pendingAcks.length) {
-      this.scheduleTick(ctx);
     }
+    this.scheduleNextTick(ctx);
   }
 
   private requireLeader(): void {
