@@ -12,6 +12,7 @@ import { runActorsBench } from "./actors.js";
 import { writeCharts } from "./charts.js";
 import { runConsumeBench } from "./consume.js";
 import { runE2eLatencyBench } from "./e2e-latency.js";
+import { runFailoverBench } from "./failover.js";
 import { runPartitionsScaleBench } from "./partitions-scale.js";
 import { runProduceBench } from "./produce.js";
 import { formatTable, formatTargets, machineFacts, type BenchOptions, type Chart, type Progress, type SuiteResult } from "./report.js";
@@ -32,6 +33,7 @@ const SUITES: Record<string, Suite> = {
   consume: { about: "consumer throughput vs raw NATS subscribe and JetStream R1/R3 ordered consumers", load: async () => runConsumeBench },
   "e2e-latency": { about: "publish->ack and produce->consume latency at fixed rates (HdrHistogram, coordinated omission corrected) vs raw NATS, JetStream R3", load: async () => runE2eLatencyBench },
   "partitions-scale": { about: "1,000/5,000/10,000 partition replicas: idle CPU, RSS, metadata propagation, produce spread over all", load: async () => runPartitionsScaleBench },
+  failover: { about: "time to the first acked write after killing a leader's worker and a leader broker", load: async () => runFailoverBench },
   produce: { about: "producer throughput (100 B/1 KB, RF 1/3, acks 1/all, 1/4 producers, 1-100 partitions) vs raw NATS, JetStream R1/R3", load: async () => runProduceBench },
 };
 
