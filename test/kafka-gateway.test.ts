@@ -332,6 +332,10 @@ test("produce errors come back per partition with Kafka codes", async () => {
     corrupt[corrupt.length - 1] ^= 0xff;
     const c = await wire.send(Produce, 3, { transactionalId: null, acks: 1, timeoutMs: 5_000, topics: [{ name: "native", partitions: [{ index: 0, records: corrupt }] }] });
     assert.is(c.responses[0].partitions[0].errorCode, KafkaErrorCode.CORRUPT_MESSAGE);
+    const lz4 = records.slice();
+    lz4[22] |= 3; // attributes: compression codec lz4, which the log cannot read
+    const l = await wire.send(Produce, 7, { transactionalId: null, acks: 1, timeoutMs: 5_000, topics: [{ name: "native", partitions: [{ index: 0, records: lz4 }] }] });
+    assert.is(l.responses[0].partitions[0].errorCode, KafkaErrorCode.UNSUPPORTED_COMPRESSION_TYPE);
     const acks = await wire.send(Produce, 7, { transactionalId: null, acks: 2, timeoutMs: 5_000, topics: [{ name: "native", partitions: [{ index: 0, records }] }] });
     assert.is(acks.responses[0].partitions[0].errorCode, KafkaErrorCode.INVALID_REQUIRED_ACKS);
   } finally {

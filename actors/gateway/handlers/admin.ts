@@ -1,6 +1,8 @@
 // Helpers the admin handlers share: per-item results with Kafka's error code and message,
 // and the bounded wait until this gateway's metadata view shows what the controller did (so a
-// client that asks this gateway for Metadata right after sees its change).
+// client that asks this gateway for Metadata right after sees its change) and, for new
+// partitions, until their leaders serve (in Kafka a leader is ready before metadata names it;
+// in Skein the replica actor starts after the partition state is written).
 
 import { KafkaErrorCode, kafkaErrorCode, kafkaErrorMessage } from "../../../protocol/kafka/errors.js";
 import type { GatewayServices } from "../types.js";
@@ -35,4 +37,14 @@ export const NO_ASSIGNMENT_MESSAGE = "manual replica assignment is not supported
 /** Waits (bounded by the request's timeout) until the view satisfies `done`. */
 export async function awaitView(s: GatewayServices, timeoutMs: number, done: () => boolean): Promise<void> {
   await s.view.waitUntil(done, Math.min(Math.max(timeoutMs, 0), MAX_VIEW_WAIT_MS));
+}
+
+/** Waits (bounded by the request's timeout) until the view satisfies `done` and every leader of `topic` serves. */
+export async function awaitLeaders(s: GatewayServices, topic: string, timeoutMs: number, done: () => boolean): Promise<void> {
+  const deadline = Date.now() + Math.min(Math.max(timeoutMs, 0), MAX_VIEW_WAIT_MS);
+  await s.view.waitUntil(done, deadline - Date.now());
+  const left = deadline - Date.now();
+  // The change itself is done: a leader still starting after the timeout is what a client
+  // meets as a retriable NOT_LEADER_OR_FOLLOWER, so the wait's own failure is not an error.
+  if (left > 0) await s.client.waitForLeaders(topic, left).catch(() => undefined);
 }

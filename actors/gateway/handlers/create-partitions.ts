@@ -1,6 +1,7 @@
 // CreatePartitions through the controller: grows a topic to `count` partitions, placed by the
 // controller. Answers once this gateway's view has them all with leaders (bounded by the
-// request's timeout), so keyed producers that refresh metadata here see the new count.
+// request's timeout) and their leaders serve, so keyed producers that refresh metadata here
+// see the new count and can write to every partition.
 
 import { CreatePartitions } from "../../../protocol/kafka/create-partitions.js";
 import { KafkaErrorCode } from "../../../protocol/kafka/errors.js";
@@ -8,7 +9,7 @@ import { ErrorCode, SkeinError } from "../../../protocol/errors.js";
 import type { RequestOf } from "../../../protocol/kafka/api.js";
 import { defineHandler } from "../handler.js";
 import type { GatewayServices } from "../types.js";
-import { DUPLICATE_MESSAGE, NO_ASSIGNMENT_MESSAGE, awaitView, duplicates, failure, ok, refusal, type ItemResult } from "./admin.js";
+import { DUPLICATE_MESSAGE, NO_ASSIGNMENT_MESSAGE, awaitLeaders, duplicates, failure, ok, refusal, type ItemResult } from "./admin.js";
 
 type TopicRequest = RequestOf<typeof CreatePartitions>["topics"][number];
 
@@ -34,7 +35,7 @@ async function grow(s: GatewayServices, t: TopicRequest, validateOnly: boolean, 
       return ok(t.name);
     }
     await s.client.createPartitions(t.name, t.count);
-    await awaitView(s, timeoutMs, () => s.view.isComplete(t.name) && s.view.partitionsOf(t.name).size >= t.count);
+    await awaitLeaders(s, t.name, timeoutMs, () => s.view.isComplete(t.name) && s.view.partitionsOf(t.name).size >= t.count);
     return ok(t.name);
   } catch (e) {
     return failure(t.name, e);

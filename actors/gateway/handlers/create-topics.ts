@@ -9,7 +9,7 @@ import { MAX_PARTITIONS_PER_TOPIC, parseTopicConfigs, validateTopicName } from "
 import type { RequestOf } from "../../../protocol/kafka/api.js";
 import { defineHandler } from "../handler.js";
 import type { GatewayServices } from "../types.js";
-import { DUPLICATE_MESSAGE, NO_ASSIGNMENT_MESSAGE, awaitView, duplicates, failure, ok, refusal, type ItemResult } from "./admin.js";
+import { DUPLICATE_MESSAGE, NO_ASSIGNMENT_MESSAGE, awaitLeaders, duplicates, failure, ok, refusal, type ItemResult } from "./admin.js";
 
 type TopicRequest = RequestOf<typeof CreateTopics>["topics"][number];
 
@@ -36,7 +36,7 @@ async function createTopic(s: GatewayServices, t: TopicRequest, validateOnly: bo
       return ok(t.name);
     }
     await s.client.createTopic(t.name, partitions, replicationFactor, configs);
-    await awaitView(s, timeoutMs, () => s.view.isComplete(t.name));
+    await awaitLeaders(s, t.name, timeoutMs, () => s.view.isComplete(t.name));
     return ok(t.name);
   } catch (e) {
     return failure(t.name, e);

@@ -9,6 +9,7 @@ import { KafkaErrorCode, kafkaErrorCode } from "../../../protocol/kafka/errors.j
 import { ErrorCode, isSkeinError } from "../../../protocol/errors.js";
 import { replicaAddress, type ProduceResult } from "../../../protocol/cluster.js";
 import type { ResponseIn } from "../../../protocol/kafka/api.js";
+import { BATCH_HEADER_SIZE, BatchAttributes, CompressionCodec, batchSizeAt } from "../../../protocol/record-batch.js";
 import { defineHandler } from "../handler.js";
 import type { GatewayServices } from "../types.js";
 
@@ -19,6 +20,8 @@ const MIN_TIMEOUT_MS = 1;
 const MAX_TIMEOUT_MS = 300_000;
 /** Extra time the NATS ask gets over the replica's acks=all wait, ms. */
 const ASK_MARGIN_MS = 1_000;
+/** Where a RecordBatch's int16 attributes start (see protocol/record-batch.ts). */
+const ATTRIBUTES_POS = 21;
 
 export const produceHandler = defineHandler(Produce, async (request, ctx) => {
   const s = ctx.services;
@@ -37,6 +40,22 @@ export const produceHandler = defineHandler(Produce, async (request, ctx) => {
   return acks === 0 ? null : { responses, throttleTimeMs: 0 };
 });
 
+/**
+ * False when a batch uses a codec the log cannot read (snappy, lz4, zstd). Said here because
+ * the log would call it CORRUPT_MESSAGE, which Kafka clients retry. Only the attributes are
+ * looked at; lengths and CRCs are the replica's to check.
+ */
+function compressionSupported(records: Uint8Array): boolean {
+  for (let pos = 0; pos + BATCH_HEADER_SIZE <= records.length; ) {
+    const codec = ((records[pos + ATTRIBUTES_POS] << 8) | records[pos + ATTRIBUTES_POS + 1]) & BatchAttributes.COMPRESSION_MASK;
+    if (codec !== CompressionCodec.NONE && codec !== CompressionCodec.GZIP) return false;
+    const size = batchSizeAt(records, pos);
+    if (size < BATCH_HEADER_SIZE) return true;
+    pos += size;
+  }
+  return true;
+}
+
 function partitionResult(index: number, errorCode: number, baseOffset = -1): PartitionOut {
   return { index, errorCode, baseOffset, logAppendTimeMs: -1, logStartOffset: -1 };
 }
@@ -44,6 +63,7 @@ function partitionResult(index: number, errorCode: number, baseOffset = -1): Par
 async function produceTo(s: GatewayServices, topic: string, partition: number, records: Uint8Array | null, acks: 0 | 1 | -1, timeoutMs: number): Promise<PartitionOut> {
   if (records === null || records.length === 0) return partitionResult(partition, KafkaErrorCode.CORRUPT_MESSAGE);
   if (records.length > s.maxRecordsBytes) return partitionResult(partition, KafkaErrorCode.MESSAGE_TOO_LARGE);
+  if (!compressionSupported(records)) return partitionResult(partition, KafkaErrorCode.UNSUPPORTED_COMPRESSION_TYPE);
   try {
     const address = replicaAddress(topic, partition, s.view.leaderOf(topic, partition));
     const body = { batches: records, acks, timeoutMs };
