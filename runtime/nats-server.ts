@@ -65,6 +65,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     storeDir,
     stop() {
       stopped ??= new Promise<void>((resolve) => {
+        let killer: ReturnType<typeof setTimeout> | undefined;
         const done = () => {
           clearTimeout(killer);
           if (ownStore) rmSync(storeDir, { recursive: true, force: true });
@@ -72,7 +73,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
         };
         if (child.exitCode !== null || child.signalCode !== null) return done();
         child.once("exit", done);
-        const killer = setTimeout(() => child.kill("SIGKILL"), 3_000);
+        killer = setTimeout(() => child.kill("SIGKILL"), 3_000);
         child.kill("SIGTERM");
       });
       return stopped;
