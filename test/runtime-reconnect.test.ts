@@ -28,7 +28,7 @@ test("actors answer again after nats-server restarts on the same port", async ()
   assert.ok(down instanceof Error, "no answer while NATS is down");
   server = await startNatsServer({ port });
   const answer = await waitFor(() => system.ask<{ address: string }>("p/1@rc", "Ping", {}, { timeoutMs: 500 }).catch(() => null), 20_000, "an answer after NATS came back");
-  assert.is(answer.address, "p/1@rc");
+  assert.is(answer!.address, "p/1@rc");
 });
 
 test.run();
