@@ -57,8 +57,9 @@ export function percentilesSvg(chart: Extract<Chart, { kind: "percentiles" }>): 
   const all = chart.series.flatMap((s) => s.points.map(([, v]) => Math.max(v, 1)));
   const lo = Math.floor(Math.log10(Math.min(...all, 10)));
   const hi = Math.ceil(Math.log10(Math.max(...all, 100)));
-  const x = (p: number) => left + (Math.min(nines(p), maxX) / maxX) * plotW;
-  const y = (us: number) => top + plotH - ((Math.log10(Math.max(us, 1)) - lo) / Math.max(hi - lo, 1)) * plotH;
+  const round = (v: number) => Math.round(v * 10) / 10;
+  const x = (p: number) => round(left + (Math.min(nines(p), maxX) / maxX) * plotW);
+  const y = (us: number) => round(top + plotH - ((Math.log10(Math.max(us, 1)) - lo) / Math.max(hi - lo, 1)) * plotH);
   const grid: string[] = [];
   for (const p of [0, 90, 99, 99.9, 99.99, 99.999]) {
     grid.push(`<line x1="${x(p)}" y1="${top}" x2="${x(p)}" y2="${top + plotH}" stroke="#ddd"/><text x="${x(p)}" y="${top + plotH + 18}" text-anchor="middle">${p === 99.999 ? "max" : `p${p}`}</text>`);

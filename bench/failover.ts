@@ -81,13 +81,15 @@ export async function runFailoverBench(options: BenchOptions): Promise<SuiteResu
         await new Promise((r) => setTimeout(r, 1_000)); // steady writes before the kill
         const leader = (await c.client.meta.getPartition(topic, 0))!.value.leader;
         const errorsBefore = errors;
-        const killedAt = nowMs();
+        // The clock starts once the worker or process is gone (a record sent while the kill
+        // was on its way may still be acknowledged by the old leader).
         if (scenario === "worker") {
           const worker = placementOf(replicaAddress(topic, 0, leader), WORKERS);
           await c.client.system.ask(nodeAgentAddress(String(leader)), "KillWorker", { worker }, { timeoutMs: 10_000 });
         } else {
           await c.local.brokers.get(leader)!.kill();
         }
+        const killedAt = nowMs();
         const first = await waitFor(() => acks.find((a) => a.sentAt >= killedAt), 60_000);
         const around = acks.filter((a) => a.ackedAt >= killedAt - 1_000 && a.ackedAt <= first.ackedAt + 1_000);
         let maxGapMs = 0;

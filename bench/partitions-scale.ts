@@ -7,6 +7,7 @@
 //                         partition of the step's topics), acks=all.
 
 import { replicaAddress, type ReplicaDescription } from "../protocol/cluster.js";
+import { ErrorCode, type SkeinError } from "../protocol/errors.js";
 import { cpuMsOf, processRssBytes, startSkeinCluster, type SkeinBenchCluster } from "./fixtures/servers.js";
 import { runLoad } from "./load.js";
 import type { BenchOptions, SuiteResult, Target } from "./report.js";
@@ -18,12 +19,17 @@ interface Sizes {
   produceRecords: number;
 }
 
-const FULL: Sizes = { steps: [1_000, 5_000, 10_000], idleSeconds: 10, produceRecords: 200_000 };
-const QUICK: Sizes = { steps: [150, 300], idleSeconds: 3, produceRecords: 20_000 };
+const FULL: Sizes = { steps: [1_000, 5_000, 10_000], idleSeconds: 5, produceRecords: 50_000 };
+const QUICK: Sizes = { steps: [150, 300], idleSeconds: 3, produceRecords: 10_000 };
 
 const REPLICATION_FACTOR = 3;
-/** Partitions per topic: a step adds as many topics as it needs. */
-const MAX_PARTITIONS_PER_TOPIC = 1_000;
+/**
+ * Partitions per topic: a step adds as many topics as it needs. The controller writes one KV
+ * entry per partition, and a create must answer within the admin client's ask timeout.
+ */
+const MAX_PARTITIONS_PER_TOPIC = 100;
+/** Producer processes of the produce phase; sends go round-robin over the step's topics. */
+const PRODUCERS = 2;
 
 interface StepResult {
   replicas: number;
@@ -46,6 +52,7 @@ export async function runPartitionsScaleBench(options: BenchOptions): Promise<Su
     const progress = options.progress("partitions-scale", sizes.steps.length * 3);
     let replicas = 0;
     let topicCount = 0;
+    const allTopics: string[] = [];
     for (const target of sizes.steps) {
       const newPartitions = Math.ceil((target - replicas) / REPLICATION_FACTOR);
       const topics: Array<{ name: string; partitions: number }> = [];
@@ -53,7 +60,7 @@ export async function runPartitionsScaleBench(options: BenchOptions): Promise<Su
         topics.push({ name: `bench-scale-${++topicCount}`, partitions: Math.min(left, MAX_PARTITIONS_PER_TOPIC) });
       }
       const started = Date.now();
-      for (const t of topics) await c.client.createTopic(t.name, t.partitions, REPLICATION_FACTOR);
+      for (const t of topics) await createTopic(c, t.name, t.partitions);
       for (const t of topics) await waitForServingLeaders(c, t.name, t.partitions, 300_000);
       const createSeconds = (Date.now() - started) / 1000;
       replicas += newPartitions * REPLICATION_FACTOR;
@@ -67,9 +74,22 @@ export async function runPartitionsScaleBench(options: BenchOptions): Promise<Su
       const rssBytes = pids().reduce((n, p) => n + processRssBytes(p), 0);
       progress.tick(`${replicas} replicas: idle ${idleCpuPercentOfCore.toFixed(1)}% of a core, RSS ${(rssBytes / 2 ** 20).toFixed(0)} MiB`);
 
-      const per = Math.ceil(sizes.produceRecords / topics.length);
+      allTopics.push(...topics.map((t) => t.name));
+      const names = allTopics;
       const run = await runLoad(
-        topics.map((t) => ({ kind: "skein-produce" as const, nats: c.natsUrl, cluster: c.cluster, topic: t.name, acks: "all" as const, keyed: true, count: per, recordBytes: 100, recordsPerSend: 1_000, window: 20_000 })),
+        Array.from({ length: PRODUCERS }, (_, i) => ({
+          kind: "skein-produce" as const,
+          nats: c.natsUrl,
+          cluster: c.cluster,
+          topic: names[i % names.length],
+          alsoTopics: names.filter((_, j) => j !== i % names.length),
+          acks: "all" as const,
+          keyed: true,
+          count: Math.ceil(sizes.produceRecords / PRODUCERS),
+          recordBytes: 100,
+          recordsPerSend: 1_000,
+          window: 20_000,
+        })),
         { timeoutMs: 600_000 },
       );
       progress.tick(`${replicas} replicas: produce over all partitions ${Math.round(run.recordsPerSec).toLocaleString("en-US")} rec/s`);
@@ -80,6 +100,26 @@ export async function runPartitionsScaleBench(options: BenchOptions): Promise<Su
     await cluster?.stop().catch((e) => options.log(`cleanup: ${(e as Error).message}`));
   }
   return report(results, sizes);
+}
+
+/**
+ * Creates a topic, retrying retriable errors for up to two minutes (a loaded cluster can lose
+ * its controller lease for a moment); a retried create that finds the topic is our own first
+ * attempt that was slow to answer.
+ */
+async function createTopic(c: SkeinBenchCluster, name: string, partitions: number): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    try {
+      await c.client.createTopic(name, partitions, REPLICATION_FACTOR);
+      return;
+    } catch (e) {
+      const err = e as SkeinError;
+      if (err.code === ErrorCode.TOPIC_ALREADY_EXISTS) return;
+      if (!err.retriable || Date.now() > deadline) throw e;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
 }
 
 /** Every partition's leader answers Describe as leader of the epoch in the KV (asked in parallel). */
@@ -132,7 +172,7 @@ function report(results: StepResult[], sizes: Sizes): SuiteResult {
     parameters: { ...sizes, replicationFactor: REPLICATION_FACTOR, results },
     notes: [
       `create→serving: from the CreateTopic calls of a step until every new partition's leader answers Describe as leader (topics of up to ${MAX_PARTITIONS_PER_TOPIC} partitions).`,
-      `idle: CPU of brokers + nats-server over ${sizes.idleSeconds} s with no client traffic, 2 s after the step; produce: ${sizes.produceRecords.toLocaleString("en-US")} keyed 100 B records, acks=all, one producer per topic.`,
+      `idle: CPU of brokers + nats-server over ${sizes.idleSeconds} s with no client traffic, 2 s after the step; produce: ${sizes.produceRecords.toLocaleString("en-US")} keyed 100 B records, acks=all, ${PRODUCERS} producers sending round-robin over all topics so far.`,
     ],
     charts: [
       {

@@ -68,6 +68,8 @@ interface PartitionQueue {
   touchedBy: PendingSend | null;
 }
 
+/** How often a produce request that is still waiting checks whether its leader moved, ms. */
+const LEADER_CHECK_MS = 250;
 /** Room past batchBytes in a batch's buffer: the record that crosses batchBytes still fits. */
 const BATCH_SLACK_BYTES = 64 * 1024;
 
@@ -239,26 +241,57 @@ export class ProducerState {
   }
 
   private async request(q: PartitionQueue, batch: SealedBatch, ctx: Ctx): Promise<void> {
-    batch.attempts++;
+    const attempt = ++batch.attempts;
     const key = q.key;
+    // Only this attempt's outcome counts: one given up on (its leader moved) stays silent.
+    let settled = false;
+    const settle = (body: { baseOffset?: number; error?: { code: string; message: string; retriable: boolean } }) => {
+      if (settled || batch.attempts !== attempt) return;
+      settled = true;
+      ctx.tell(ctx.self, "Sent", { key, batchId: batch.id, ...body });
+    };
     try {
-      if (!q.leader || q.leader.leader < 0 || batch.attempts > 1) {
+      if (!q.leader || q.leader.leader < 0 || attempt > 1) {
         const fresh = await this.meta.getPartition(q.topic, q.partition);
         if (!fresh) throw new SkeinError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `unknown partition ${key}`, { topic: q.topic, partition: q.partition });
         q.leader = fresh.value;
         if (fresh.value.leader < 0) throw new SkeinError(ErrorCode.LEADER_NOT_AVAILABLE, `${key} has no leader`, { topic: q.topic, partition: q.partition });
       }
+      const leader = q.leader;
       const timeoutMs = this.args.requestTimeoutMs;
+      if (this.producerId >= 0) void this.watchLeader(q, leader, () => settled || batch.attempts !== attempt, settle);
       const r = await ctx.ask<ProduceResult>(
-        replicaAddress(q.topic, q.partition, q.leader.leader),
+        replicaAddress(q.topic, q.partition, leader.leader),
         "Produce",
         { batches: batch.bytes, acks: this.args.acks, timeoutMs },
         { timeoutMs: timeoutMs + 1_000 },
       );
-      ctx.tell(ctx.self, "Sent", { key, batchId: batch.id, baseOffset: this.args.acks === 0 ? -1 : r.baseOffset });
+      settle({ baseOffset: this.args.acks === 0 ? -1 : r.baseOffset });
     } catch (e) {
       const err = isSkeinError(e) ? e : new SkeinError(ErrorCode.UNKNOWN, String((e as Error)?.message ?? e));
-      ctx.tell(ctx.self, "Sent", { key, batchId: batch.id, error: { code: err.code, message: err.message, retriable: err.retriable } });
+      settle({ error: { code: err.code, message: err.message, retriable: err.retriable } });
+    }
+  }
+
+  /**
+   * While an idempotent request waits, checks the partition state every LEADER_CHECK_MS: when
+   * the leader moved (a new epoch), the request is given up as NOT_LEADER_OR_FOLLOWER and the
+   * batch retried at the new leader at once. A leader whose worker or process died never
+   * answers, and waiting out the request timeout (10 s by default) was most of a failover.
+   * Safe only with idempotence: should the old leader have appended the batch and the new
+   * one have it too, the new leader answers the retry with the original offsets.
+   */
+  private async watchLeader(q: PartitionQueue, sentTo: PartitionState, done: () => boolean, settle: (body: { error: { code: string; message: string; retriable: boolean } }) => void): Promise<void> {
+    for (;;) {
+      await new Promise((r) => setTimeout(r, LEADER_CHECK_MS));
+      if (done()) return;
+      const now = await this.meta.getPartition(q.topic, q.partition).catch(() => null);
+      if (done()) return;
+      if (now && (now.value.leaderEpoch !== sentTo.leaderEpoch || now.value.leader !== sentTo.leader)) {
+        const message = `${q.key}: leader moved from broker ${sentTo.leader} (epoch ${sentTo.leaderEpoch}) to ${now.value.leader} (epoch ${now.value.leaderEpoch}) while a produce waited`;
+        settle({ error: { code: ErrorCode.NOT_LEADER_OR_FOLLOWER, message, retriable: true } });
+        return;
+      }
     }
   }
 

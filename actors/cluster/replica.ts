@@ -92,7 +92,9 @@ export class ReplicaState {
   followers = new Map<number, FollowerProgress>();
   parkedFetches: ParkedFetch[] = [];
   pendingAcks: PendingAck[] = [];
+  /** A follower fetch (or epoch query) of leader epoch `fetchEpoch` is outstanding. */
   fetchInFlight = false;
+  fetchEpoch = -1;
   needsTruncation = false;
   isrChangeInFlight = false;
   /** When the scheduled Tick fires (Infinity: none scheduled) and how to cancel it. */
@@ -351,11 +353,14 @@ export class ReplicaState {
   // Follower ----------------------------------------------------------------------------------
 
   startFetching(ctx: Ctx): void {
-    if (this.role !== "follower" || this.fetchInFlight) return;
+    // A fetch still waiting on the previous leader does not hold up the new one: that leader
+    // may be dead, and its fetch would only end with its timeout (wait + margin).
+    if (this.role !== "follower" || (this.fetchInFlight && this.fetchEpoch === this.leaderEpoch)) return;
     const leader = this.partitionState?.leader ?? -1;
     if (leader < 0) return;
     this.fetchInFlight = true;
     const epoch = this.leaderEpoch;
+    this.fetchEpoch = epoch;
     const leaderAddress = replicaAddress(this.args.topic, this.args.partition, leader);
     const fromOffset = this.log.logEndOffset;
     const deliver = (body: { kind: "fetch" | "truncate"; data?: Uint8Array; highWatermark?: number; endOffset?: number; endEpoch?: number; error?: { code: string; message: string; logStartOffset?: number } }) =>
@@ -385,7 +390,8 @@ export class ReplicaState {
   }
 
   async onFollowerFetched(m: z.infer<typeof ReplicaMessages.FollowerFetched>, ctx: Ctx): Promise<void> {
-    this.fetchInFlight = false;
+    // Only the outstanding fetch's answer frees the slot; one of a superseded epoch is dropped.
+    if (m.epoch === this.fetchEpoch) this.fetchInFlight = false;
     if (this.role !== "follower" || m.epoch !== this.leaderEpoch) {
       this.startFetching(ctx);
       return;
