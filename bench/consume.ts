@@ -5,6 +5,7 @@
 // Skein reads a topic filled beforehand (6 partitions, RF 3) from its beginning. Each
 // consumer is its own OS process; the clock runs from its first record to its last.
 
+import { availableParallelism } from "node:os";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { LoadSpec } from "./fixtures/load-client.js";
@@ -20,7 +21,7 @@ interface Sizes {
   repetitions: number;
 }
 
-const FULL: Sizes = { records: { 100: 1_000_000, 1024: 200_000 }, recordSizes: [100, 1024], repetitions: 3 };
+const FULL: Sizes = { records: { 100: 500_000, 1024: 100_000 }, recordSizes: [100, 1024], repetitions: 3 };
 const QUICK: Sizes = { records: { 100: 50_000 }, recordSizes: [100], repetitions: 1 };
 
 const PARTITIONS = 6;
@@ -130,6 +131,7 @@ function report(runs: Map<string, Measured[]>, sizes: Sizes): SuiteResult {
         spread: spread(rs.map((r) => r.recordsPerSec)),
         "MB/s": Math.round((rate(key) * bytes) / 1e5) / 10,
         "CPU µs/rec": Math.round(median(rs.map((r) => r.cpuUsPerRecord)) * 100) / 100,
+        "cores/CPU rec/s": Math.round((availableParallelism() * 1e6) / median(rs.map((r) => r.cpuUsPerRecord))),
         "vs JS R3": Number.isFinite(js3) && js3 > 0 ? `${(rate(key) / js3).toFixed(1)}x` : null,
         "records read": Math.min(...rs.map((r) => r.records)),
       });
@@ -144,7 +146,7 @@ function report(runs: Map<string, Measured[]>, sizes: Sizes): SuiteResult {
   return {
     suite: "consume",
     title: `Consume throughput vs raw NATS and JetStream (medians of ${sizes.repetitions} run(s); topic of ${PARTITIONS} partitions, RF 3)`,
-    columns: ["consumer", "records/s", "spread", "MB/s", "CPU µs/rec", "vs JS R3", "records read"],
+    columns: ["consumer", "records/s", "spread", "MB/s", "CPU µs/rec", "cores/CPU rec/s", "vs JS R3", "records read"],
     rows,
     targets,
     parameters: { records: sizes.records, repetitions: sizes.repetitions, partitions: PARTITIONS, runs: Object.fromEntries(runs) },

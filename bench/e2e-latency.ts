@@ -21,7 +21,7 @@ interface Sizes {
   recordBytes: number;
 }
 
-const FULL: Sizes = { rates: [10_000, 50_000], seconds: 8, recordBytes: 100 };
+const FULL: Sizes = { rates: [10_000, 50_000], seconds: 6, recordBytes: 100 };
 const QUICK: Sizes = { rates: [2_000], seconds: 2, recordBytes: 100 };
 
 const SYSTEMS = ["Skein RF3 acks=all", "raw NATS", "JetStream R3"] as const;

@@ -5,6 +5,7 @@
 // next to the JSON.
 
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import cliProgress from "cli-progress";
@@ -23,18 +24,22 @@ interface Suite {
   about: string;
   /** The runner, or null when this build does not have the suite. */
   load(): Promise<SuiteRunner | null>;
+  /** Runs only when named (not part of a plain `npm run bench`). */
+  optIn?: boolean;
 }
 
 const SUITES: Record<string, Suite> = {
-  actors: { about: "tell throughput and ask latency: same worker, cross worker, cross process, vs raw NATS", load: async () => runActorsBench },
-  // Loaded from its own bundle, not imported: a checkout without bench/log.ts still builds,
-  // and the suite's own "run when executed directly" guard stays inert.
-  log: { about: "partition log append, read and recovery vs raw file I/O", load: () => optionalSuite("./log.js", "runLogBench") },
+  produce: { about: "producer throughput (100 B/1 KB, RF 1/3, acks 1/all, 1/4 producers, 1-100 partitions) vs raw NATS, JetStream R1/R3", load: async () => runProduceBench },
   consume: { about: "consumer throughput vs raw NATS subscribe and JetStream R1/R3 ordered consumers", load: async () => runConsumeBench },
   "e2e-latency": { about: "publish->ack and produce->consume latency at fixed rates (HdrHistogram, coordinated omission corrected) vs raw NATS, JetStream R3", load: async () => runE2eLatencyBench },
   "partitions-scale": { about: "1,000/5,000/10,000 partition replicas: idle CPU, RSS, metadata propagation, produce spread over all", load: async () => runPartitionsScaleBench },
   failover: { about: "time to the first acked write after killing a leader's worker and a leader broker", load: async () => runFailoverBench },
-  produce: { about: "producer throughput (100 B/1 KB, RF 1/3, acks 1/all, 1/4 producers, 1-100 partitions) vs raw NATS, JetStream R1/R3", load: async () => runProduceBench },
+  actors: { about: "tell throughput and ask latency: same worker, cross worker, cross process, vs raw NATS", load: async () => runActorsBench },
+  // Loaded from their own bundles, not imported: a checkout without the file still builds,
+  // and the suite's own "run when executed directly" guard stays inert.
+  log: { about: "partition log append, read and recovery vs raw file I/O", load: () => optionalSuite("./log.js", "runLogBench") },
+  groups: { about: "consumer groups: rebalance times, pause of unaffected members, commits (only when named)", load: () => optionalSuite("./groups.js", "runGroupsBench"), optIn: true },
+  kafka: { about: "Kafka gateway: kafkajs and raw Kafka requests vs ClusterClient (only when named)", load: () => optionalSuite("./kafka.js", "runKafkaBench"), optIn: true },
 };
 
 async function optionalSuite(bundle: string, exportName: string): Promise<SuiteRunner | null> {
@@ -46,7 +51,7 @@ async function optionalSuite(bundle: string, exportName: string): Promise<SuiteR
 
 const USAGE = `usage: npm run bench -- [suite…] [--quick] [--json FILE] [--out DIR] [--filter TEXT] [--profile DIR]
 
-suites (default: all that this build has):
+suites (default: all that this build has, except the ones run only when named):
 ${Object.entries(SUITES)
   .map(([name, s]) => `  ${name.padEnd(10)} ${s.about}`)
   .join("\n")}
@@ -102,7 +107,7 @@ async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
   const machine = machineFacts(root);
-  console.log(`machine: ${machine.cores} cores (${machine.cpuModel}), ${(machine.memoryBytes / 2 ** 30).toFixed(1)} GiB, node ${machine.node}, ${machine.natsServer}, commit ${machine.gitCommit.slice(0, 10)}${machine.gitDirty ? " (dirty)" : ""}`);
+  console.log(`machine: ${machine.cores} cores (${machine.cpuModel}), ${(machine.memoryBytes / 2 ** 30).toFixed(1)} GiB, node ${machine.node}, ${machine.natsServer}, commit ${machine.gitCommit.slice(0, 10)}${machine.gitDirty ? " (dirty)" : ""}, load average ${machine.loadAverage.join(" ")}`);
   const runners = await loadSuites(args.suites);
   if (args.profile) profileChildren(root, resolve(args.profile));
   const outDir = args.json ? dirname(resolve(args.json)) : resolve(args.out ?? join(root, "bench", "results"));
@@ -124,7 +129,7 @@ async function main(): Promise<void> {
     console.log(`\n${result.title}\n\n${formatTable(result.columns, result.rows)}\n`);
     if (result.notes?.length) console.log(result.notes.map((n) => `note: ${n}`).join("\n") + "\n");
     if (result.targets.length) console.log(formatTargets(result.targets) + "\n");
-    console.log(`(${name}: ${((Date.now() - suiteStarted) / 1000).toFixed(1)} s)`);
+    console.log(`(${name}: ${((Date.now() - suiteStarted) / 1000).toFixed(1)} s; load average now ${loadavg().map((x) => x.toFixed(2)).join(" ")})`);
     if (!args.json) writeJson(join(outDir, `${name}.json`), { machine, quick: args.quick, ...result });
   }
   if (args.json) writeJson(resolve(args.json), { machine, quick: args.quick, seconds: (Date.now() - started) / 1000, suites: results });
@@ -178,7 +183,7 @@ function startProgress(name: string, total: number): Progress {
 /** Runners of the named suites (all available ones when none is named). */
 async function loadSuites(named: string[]): Promise<Array<[string, SuiteRunner]>> {
   const runners: Array<[string, SuiteRunner]> = [];
-  for (const name of named.length ? named : Object.keys(SUITES)) {
+  for (const name of named.length ? named : Object.keys(SUITES).filter((n) => !SUITES[n].optIn)) {
     const run = await SUITES[name].load();
     if (run) runners.push([name, run]);
     else if (named.length) fail(`suite "${name}" is not in this build (its bench file or runner export is missing)`);

@@ -9,6 +9,7 @@
 // the spread, and CPU per record (clients + brokers + nats-servers), which moves far less
 // than records/s on a shared machine.
 
+import { availableParallelism } from "node:os";
 import type { LoadSpec } from "./fixtures/load-client.js";
 import { cpuMsOf, startJetStreamR1, startJetStreamR3, startRawNats, startSkeinCluster, type JetStreamPeer, type SkeinBenchCluster } from "./fixtures/servers.js";
 import { runLoad, type LoadRun } from "./load.js";
@@ -259,7 +260,7 @@ function report(workloads: Workload[], shapes: Sizes["peerShapes"], skein: Map<s
   return {
     suite: "produce",
     title: `Produce throughput vs raw NATS and JetStream (medians of ${sizes.repetitions} run(s) for Skein, ${sizes.peerShapes.map((s) => s.repetitions).join("/")} for the peer shapes; 3 brokers, 1 worker each)`,
-    columns: ["workload", "records/s", "spread", "MB/s", "CPU µs/rec", "vs JS R3", "errors"],
+    columns: ["workload", "records/s", "spread", "MB/s", "CPU µs/rec", "cores/CPU rec/s", "vs JS R3", "errors"],
     rows,
     targets,
     parameters: {
@@ -273,6 +274,7 @@ function report(workloads: Workload[], shapes: Sizes["peerShapes"], skein: Map<s
     notes: [
       "Each producer is its own OS process; brokers, nats-servers and producers share the machine's cores.",
       "spread: half the max-min range over the median; CPU µs/rec: producers + brokers + nats-servers, per record.",
+      "cores/CPU rec/s: the machine's cores divided by CPU per record, the rate the same work would reach with the machine to itself and perfect overlap: an upper bound that other load on the machine does not move much.",
       "raw NATS: core publish with a flush per 1,000 records, counted at a subscriber; JetStream: async publish, acked.",
     ],
     charts: [
@@ -296,6 +298,7 @@ function row(name: string, runs: Measured[] | undefined, rate: (r: Measured[] | 
     spread: runs ? spread(runs.map((x) => x.recordsPerSec)) : null,
     "MB/s": Number.isFinite(bytes) ? Math.round(bytes / 1e5) / 10 : null,
     "CPU µs/rec": runs ? Math.round(cpu(runs) * 100) / 100 : null,
+    "cores/CPU rec/s": runs ? Math.round((availableParallelism() * 1e6) / cpu(runs)) : null,
     "vs JS R3": Number.isFinite(js3) && Number.isFinite(r) ? `${(r / js3).toFixed(1)}x` : null,
     errors: runs ? runs.reduce((n, x) => n + x.errors, 0) : null,
   };

@@ -2,7 +2,7 @@
 // to the numbers so results from different machines are never compared blindly.
 
 import { spawnSync } from "node:child_process";
-import { availableParallelism, cpus, release, totalmem } from "node:os";
+import { availableParallelism, cpus, loadavg, release, totalmem } from "node:os";
 import { findNatsServer } from "../runtime/nats-server.js";
 
 export interface BenchOptions {
@@ -77,6 +77,8 @@ export interface MachineFacts {
   /** True when the working tree had uncommitted changes at the time of the run. */
   gitDirty: boolean;
   startedAt: string;
+  /** 1/5/15-minute load averages when the run started: other work on the machine skews records/s. */
+  loadAverage: number[];
 }
 
 export function machineFacts(root: string): MachineFacts {
@@ -96,6 +98,7 @@ export function machineFacts(root: string): MachineFacts {
     gitCommit: head.status === 0 ? head.stdout.trim() : "unknown",
     gitDirty: status.status === 0 && status.stdout.trim().length > 0,
     startedAt: new Date().toISOString(),
+    loadAverage: loadavg().map((x) => Math.round(x * 100) / 100),
   };
 }
 
