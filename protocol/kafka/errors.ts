@@ -19,6 +19,7 @@ export const KafkaErrorCode = {
   REPLICA_NOT_AVAILABLE: 9,
   MESSAGE_TOO_LARGE: 10,
   STALE_CONTROLLER_EPOCH: 11,
+  OFFSET_METADATA_TOO_LARGE: 12,
   NETWORK_EXCEPTION: 13,
   COORDINATOR_LOAD_IN_PROGRESS: 14,
   COORDINATOR_NOT_AVAILABLE: 15,
@@ -34,6 +35,7 @@ export const KafkaErrorCode = {
   UNKNOWN_MEMBER_ID: 25,
   INVALID_SESSION_TIMEOUT: 26,
   REBALANCE_IN_PROGRESS: 27,
+  INVALID_COMMIT_OFFSET_SIZE: 28,
   INVALID_TIMESTAMP: 32,
   UNSUPPORTED_VERSION: 35,
   TOPIC_ALREADY_EXISTS: 36,
@@ -93,6 +95,28 @@ const BY_NAME = KafkaErrorCode as Readonly<Record<string, KafkaErrorCode>>;
 export function kafkaErrorCode(e: unknown): KafkaErrorCode {
   if (!isSkeinError(e)) return KafkaErrorCode.UNKNOWN_SERVER_ERROR;
   return SKEIN_TO_KAFKA[e.code] ?? BY_NAME[e.code] ?? KafkaErrorCode.UNKNOWN_SERVER_ERROR;
+}
+
+/**
+ * The consumer-group APIs (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit,
+ * OffsetFetch) answer a coordinator that cannot be reached (its partition moving, its actor
+ * loading or its worker restarting) with NOT_COORDINATOR rather than the data-path code:
+ * that is what makes a Kafka client look the coordinator up again and retry (a kafkajs
+ * consumer whose JoinGroup or SyncGroup fails with anything else crashes and restarts).
+ */
+export const SKEIN_TO_KAFKA_GROUP: Readonly<Record<string, KafkaErrorCode>> = {
+  [ErrorCode.ACTOR_NOT_FOUND]: KafkaErrorCode.NOT_COORDINATOR,
+  [ErrorCode.ACTOR_FAILED]: KafkaErrorCode.NOT_COORDINATOR,
+  [ErrorCode.WORKER_LOST]: KafkaErrorCode.NOT_COORDINATOR,
+  [ErrorCode.NOT_LEADER_OR_FOLLOWER]: KafkaErrorCode.NOT_COORDINATOR,
+  [ErrorCode.LEADER_NOT_AVAILABLE]: KafkaErrorCode.NOT_COORDINATOR,
+  [ErrorCode.COORDINATOR_NOT_AVAILABLE]: KafkaErrorCode.NOT_COORDINATOR,
+  [ErrorCode.COORDINATOR_LOAD_IN_PROGRESS]: KafkaErrorCode.NOT_COORDINATOR,
+};
+
+/** kafkaErrorCode, with SKEIN_TO_KAFKA_GROUP first: for the group membership and offset APIs. */
+export function kafkaGroupErrorCode(e: unknown): KafkaErrorCode {
+  return (isSkeinError(e) ? SKEIN_TO_KAFKA_GROUP[e.code] : undefined) ?? kafkaErrorCode(e);
 }
 
 /** Message for the error_message fields (Kafka clients show it), bounded like a STRING. */
