@@ -6,6 +6,7 @@ import { registerBrokerCommands } from "./broker-cmd.js";
 import { registerTopicCommands } from "./topics-cmd.js";
 import { registerClientCommands } from "./client-cmds.js";
 import { registerGroupCommands } from "./groups-cmd.js";
+import { registerChaosCommands } from "./chaos-cmd.js";
 
 const program = new Command();
 program
@@ -20,6 +21,7 @@ registerBrokerCommands(program);
 registerTopicCommands(program);
 registerClientCommands(program);
 registerGroupCommands(program);
+registerChaosCommands(program);
 
 program.parseAsync(process.argv).catch((e) => {
   console.error(`error: ${(e as Error).message}`);

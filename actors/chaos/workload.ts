@@ -1,0 +1,285 @@
+// The chaos workload: what runs against the cluster while the nemesis works, recorded into a
+// History (history.ts) for the checker.
+//
+// * Producers (idempotent, acks=all) write unique values `p<i>-<n>` round robin over the
+//   partitions (skipping a partition with `maxInFlight` sends outstanding), one record per
+//   send() so every ack names its record's offset, paced to `ratePerSecond`.
+// * Consumers form one group and poll; a `group.join` event is recorded as `assign` before the
+//   records of that poll (the event precedes the offset fetch in the member), each poll as one
+//   `poll` per partition. Commits are automatic (every `autoCommitIntervalMs`).
+// * An observer asks the group coordinator for the committed offsets every `observeEveryMs`
+//   and records each change as a `commit` (process "observer"): the checker's
+//   commit-regression looks at what the group has committed, whoever committed it.
+// * The final read fetches every partition from its log start to its high watermark.
+
+import { Skein, type Consumer, type Producer } from "../client/skein.js";
+import type { ClusterClient } from "../cluster/admin.js";
+import type { SkeinNode } from "../../runtime/node.js";
+import type { NatsOptions } from "../../runtime/types.js";
+import { ErrorCode, isSkeinError } from "../../protocol/errors.js";
+import { decodeRecords, iterateBatches } from "../../protocol/record-batch.js";
+import type { CommittedOffset } from "../../protocol/groups.js";
+import type { HistoryRecorder, ReadRecord } from "./history.js";
+
+export interface WorkloadOptions {
+  nats: NatsOptions;
+  cluster: string;
+  topic: string;
+  partitions: number;
+  group: string;
+  /** Producer processes (p0, p1, …). Default 2. */
+  producers?: number;
+  /** Group members (c0, c1, …), each in its own client node. Default 2. */
+  consumers?: number;
+  /** Sends per second per producer. Default 100. */
+  ratePerSecond?: number;
+  /** Outstanding sends per producer and partition: a stalled partition does not stall the others. Default 8. */
+  maxInFlight?: number;
+  /** A send not acknowledged within this fails (indeterminate), ms. Default 15000. */
+  deliveryTimeoutMs?: number;
+  /** Group session timeout, ms. Default 4000. */
+  sessionTimeoutMs?: number;
+  /** Auto-commit period, ms. Default 300. */
+  autoCommitIntervalMs?: number;
+  /** Committed-offset observation period, ms. Default 250. */
+  observeEveryMs?: number;
+  history: HistoryRecorder;
+  log?: (line: string) => void;
+}
+
+/** Errors after which a send certainly did not happen; anything else is indeterminate. */
+const DEFINITE_FAILURES: ReadonlySet<string> = new Set([ErrorCode.INVALID_REQUEST, ErrorCode.MESSAGE_TOO_LARGE, ErrorCode.INVALID_TOPIC, ErrorCode.CORRUPT_MESSAGE]);
+
+interface Member {
+  name: string;
+  skein: Skein;
+  consumer: Consumer;
+  node: SkeinNode;
+  loop: Promise<void>;
+  /** Highest offset this member polled, per partition. */
+  polled: Map<number, number>;
+}
+
+export class Workload {
+  private producing = false;
+  private consuming = false;
+  private observing = false;
+  private producerSkein: Skein | null = null;
+  private producerLoops: Promise<void>[] = [];
+  private readonly members: Member[] = [];
+  private observer: Promise<void> | null = null;
+  private readonly lastObserved = new Map<number, number>();
+  /** Acknowledged sends so far (for progress lines). */
+  acked = 0;
+
+  constructor(
+    private readonly options: WorkloadOptions,
+    private readonly client: ClusterClient,
+  ) {}
+
+  private get log(): (line: string) => void {
+    return this.options.log ?? (() => undefined);
+  }
+
+  async start(): Promise<void> {
+    const o = this.options;
+    this.producing = this.consuming = this.observing = true;
+    for (let i = 0; i < (o.consumers ?? 2); i++) this.members.push(await this.startMember(i));
+    this.producerSkein = new Skein({ clientId: "chaos-producers", nats: o.nats, cluster: o.cluster });
+    for (let i = 0; i < (o.producers ?? 2); i++) {
+      const producer = this.producerSkein.producer({ acks: "all", idempotent: true, lingerMs: 2, requestTimeoutMs: 2_000, deliveryTimeoutMs: o.deliveryTimeoutMs ?? 15_000 });
+      await producer.connect();
+      this.producerLoops.push(this.produce(`p${i}`, producer));
+    }
+    this.observer = this.observe();
+  }
+
+  // Producers --------------------------------------------------------------------------------
+
+  private async produce(name: string, producer: Producer): Promise<void> {
+    const o = this.options;
+    const intervalMs = 1_000 / (o.ratePerSecond ?? 100);
+    const maxInFlight = o.maxInFlight ?? 8;
+    const inFlight = new Set<Promise<void>>();
+    const outstanding = new Array<number>(o.partitions).fill(0);
+    let seq = 0;
+    let turn = 0;
+    let next = Date.now();
+    while (this.producing) {
+      const open = Array.from({ length: o.partitions }, (_, k) => (turn + k) % o.partitions).find((p) => outstanding[p] < maxInFlight);
+      if (open === undefined) {
+        await Promise.race(inFlight);
+        continue;
+      }
+      const wait = next - Date.now();
+      if (wait > 0) await sleep(wait);
+      next = Math.max(next + intervalMs, Date.now() - 10 * intervalMs);
+      if (!this.producing) break;
+      const value = `${name}-${seq++}`;
+      const partition = open;
+      turn = partition + 1;
+      outstanding[partition]++;
+      o.history.record({ process: name, f: "send", type: "invoke", topic: o.topic, partition, value });
+      const send = producer.send({ topic: o.topic, messages: [{ value, partition }] }).then(
+        (r) => {
+          this.acked++;
+          o.history.record({ process: name, f: "send", type: "ok", topic: o.topic, partition, value, offset: r[0].baseOffset });
+        },
+        (e) => {
+          const code = isSkeinError(e) ? e.code : ErrorCode.UNKNOWN;
+          o.history.record({ process: name, f: "send", type: DEFINITE_FAILURES.has(code) ? "fail" : "info", topic: o.topic, partition, value, error: code });
+        },
+      );
+      inFlight.add(send);
+      void send.finally(() => {
+        inFlight.delete(send);
+        outstanding[partition]--;
+      });
+    }
+    await Promise.all(inFlight);
+    await producer.disconnect().catch((e) => this.log(`${name}: disconnect failed: ${(e as Error).message}`));
+  }
+
+  /** Stops sending and waits for every outstanding send (bounded by the delivery timeout). */
+  async stopProducers(): Promise<void> {
+    this.producing = false;
+    await Promise.all(this.producerLoops);
+    this.producerLoops = [];
+    await this.producerSkein?.releaseClient();
+  }
+
+  // Consumers --------------------------------------------------------------------------------
+
+  private async startMember(i: number): Promise<Member> {
+    const o = this.options;
+    const name = `c${i}`;
+    const skein = new Skein({ clientId: `chaos-${name}`, nats: o.nats, cluster: o.cluster });
+    const sessionTimeout = o.sessionTimeoutMs ?? 4_000;
+    const consumer = skein.consumer({
+      groupId: o.group,
+      sessionTimeout,
+      rebalanceTimeout: sessionTimeout,
+      heartbeatInterval: Math.max(100, Math.floor(sessionTimeout / 8)),
+      autoCommitInterval: o.autoCommitIntervalMs ?? 300,
+      maxWaitTimeInMs: 200,
+    });
+    await consumer.connect();
+    // The facade's client node (shared with nothing else): its worker is what kill-consumer kills.
+    const node = await skein.acquireNode();
+    consumer.on("group.join", (e) => {
+      o.history.record({ process: name, f: "assign", type: "ok", group: o.group, generation: e.generation, member: e.memberId, partitions: e.partitions });
+    });
+    await consumer.subscribe({ topics: [o.topic], fromBeginning: true });
+    const member: Member = { name, skein, consumer, node, loop: Promise.resolve(), polled: new Map() };
+    member.loop = this.consume(member);
+    return member;
+  }
+
+  private async consume(m: Member): Promise<void> {
+    const o = this.options;
+    while (this.consuming) {
+      let batches;
+      const t = Date.now();
+      try {
+        batches = await m.consumer.poll(200);
+        if (Date.now() - t > 2000) this.log(`${m.name}: poll took ${Date.now() - t} ms`);
+      } catch (e) {
+        if (Date.now() - t > 2000) this.log(`${m.name}: poll failed after ${Date.now() - t} ms: ${(e as Error).message}`);
+        if (!this.consuming) break;
+        if (!isSkeinError(e) || !e.retriable) this.log(`${m.name}: poll failed: ${(e as Error).message}`);
+        await sleep(100);
+        continue;
+      }
+      for (const { batch } of batches) {
+        const records: ReadRecord[] = batch.messages.map((msg) => ({ offset: Number(msg.offset), value: msg.value?.toString() ?? "" }));
+        o.history.record({ process: m.name, f: "poll", type: "ok", topic: batch.topic, partition: batch.partition, records });
+        const last = records[records.length - 1];
+        if (last) m.polled.set(batch.partition, Math.max(m.polled.get(batch.partition) ?? -1, last.offset));
+      }
+    }
+  }
+
+  /** Terminates the worker thread of consumer `i`'s client node; the facade subscribes again. */
+  async killConsumer(i: number): Promise<string> {
+    const m = this.members[i % this.members.length];
+    await m.node.killWorker(0);
+    return m.name;
+  }
+
+  get consumerCount(): number {
+    return this.members.length;
+  }
+
+  /** Highest offset any member polled, per partition. */
+  polledUpTo(partition: number): number {
+    return Math.max(-1, ...this.members.map((m) => m.polled.get(partition) ?? -1));
+  }
+
+  /** Stops polling, commits what was processed and leaves the group. */
+  async stopConsumers(): Promise<void> {
+    if (!this.consuming) return;
+    this.consuming = false;
+    await Promise.all(this.members.map((m) => m.loop));
+    for (const m of this.members) {
+      const started = Date.now();
+      await m.consumer.disconnect().catch((e) => this.log(`${m.name}: disconnect failed: ${(e as Error).message}`));
+      await m.skein.releaseNode().catch(() => undefined);
+      this.log(`${m.name}: left the group in ${Date.now() - started} ms`);
+    }
+    this.observing = false;
+    await this.observer;
+    await this.observeOnce().catch(() => undefined);
+  }
+
+  // Committed offsets ----------------------------------------------------------------------------
+
+  private async observe(): Promise<void> {
+    while (this.observing) {
+      await this.observeOnce().catch(() => undefined);
+      await sleep(this.options.observeEveryMs ?? 250);
+    }
+  }
+
+  private async observeOnce(): Promise<void> {
+    const o = this.options;
+    const partitions = Array.from({ length: o.partitions }, (_, p) => ({ topic: o.topic, partition: p }));
+    const r = await this.client.askCoordinator<{ offsets: CommittedOffset[] }>(o.group, "OffsetFetch", { groupId: o.group, partitions }, 2_000);
+    for (const c of r.offsets) {
+      if (c.topic !== o.topic || c.offset < 0 || this.lastObserved.get(c.partition) === c.offset) continue;
+      this.lastObserved.set(c.partition, c.offset);
+      o.history.record({ process: "observer", f: "commit", type: "ok", group: o.group, topic: o.topic, partition: c.partition, offset: c.offset, generation: -1, member: "observer" });
+    }
+  }
+}
+
+/** Everything from each partition's log start to its high watermark, as the checker's final read. */
+export async function finalRead(client: ClusterClient, topic: string, history: HistoryRecorder): Promise<Array<{ partition: number; highWatermark: number; isr: number[]; replicas: number[] }>> {
+  const d = await client.describeTopic(topic);
+  const out: Array<{ partition: number; highWatermark: number; isr: number[]; replicas: number[] }> = [];
+  const decoder = new TextDecoder();
+  for (const p of d.partitions) {
+    const hw = p.highWatermark ?? 0;
+    const start = p.logStartOffset ?? 0;
+    const records: ReadRecord[] = [];
+    for (let offset = start; offset < hw; ) {
+      const f = await client.fetch(topic, p.partition, offset, { maxBytes: 1 << 20, timeoutMs: 20_000 });
+      let next = offset;
+      for (const { pos } of iterateBatches(f.data)) {
+        for (const r of decodeRecords(f.data, pos)) {
+          if (r.offset < offset || r.offset >= hw) continue;
+          records.push({ offset: r.offset, value: r.value ? decoder.decode(r.value) : "" });
+          next = Math.max(next, r.offset + 1);
+        }
+      }
+      if (next === offset) break; // nothing more below the HW: the checker reports the gap
+      offset = next;
+    }
+    history.record({ process: "checker", f: "final-read", type: "ok", topic, partition: p.partition, highWatermark: hw, logStartOffset: start, records });
+    out.push({ partition: p.partition, highWatermark: hw, isr: p.isr, replicas: p.replicas });
+  }
+  return out;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
