@@ -119,13 +119,13 @@ test("ApiVersions advertises exactly what is served; newer versions get UNSUPPOR
     assert.equal(served.get(ApiKey.Produce), [3, 7]);
     assert.equal(served.get(ApiKey.Fetch), [4, 11]);
     assert.equal(served.get(ApiKey.Metadata), [0, 6]);
-    assert.is(served.has(ApiKey.JoinGroup), false, "group APIs are not served yet");
-    assert.is(served.size, 10);
+    assert.equal(served.get(ApiKey.JoinGroup), [0, 5]);
+    assert.is(served.size, 20);
     // ApiVersions v3 (flexible) is answered in the v0 layout with UNSUPPORTED_VERSION.
     const readAsV0 = { ...ApiVersions.response, read: (r: KafkaReader) => ApiVersions.response.read(r, 0) };
     const v3 = await wire.send({ ...ApiVersions, response: readAsV0 }, 3, {});
     assert.is(v3.errorCode, KafkaErrorCode.UNSUPPORTED_VERSION);
-    assert.is(v3.apiKeys.length, 10);
+    assert.is(v3.apiKeys.length, 20);
   } finally {
     await wire.close();
   }
@@ -393,7 +393,7 @@ test("malformed and hostile frames close only their own connection; everyone els
     hostile(basePort, frame(header(ApiKey.Produce, 99))), // unsupported version
     hostile(basePort, frame(header(ApiKey.Produce, 1))), // old message-set version
     hostile(basePort + 1, frame(header(ApiKey.Metadata, 1, [0x7f, 0xff, 0xff, 0xff]))), // array count with no elements
-    hostile(basePort + 1, frame(header(ApiKey.JoinGroup, 5))), // group APIs are not served yet
+    hostile(basePort + 1, frame(header(ApiKey.JoinGroup, 5))), // a JoinGroup without a body is malformed
     hostile(basePort + 2, frame(Uint8Array.from([0, 3, 0]))), // shorter than a request header
     ...Array.from({ length: 30 }, (_, i) => hostile(basePort + (i % 3), random(20 + i * 37))),
   ]);

@@ -400,6 +400,7 @@ test("records from Skein's producer reach kafkajs with headers and null keys; ka
     assert.is(d.state, "Stable");
     assert.is(d.members.length, 1);
     assert.is(d.protocolType, "consumer");
+    assert.equal(d.members[0].assignment.map((tp) => tp.partition).sort(), d.offsets.map((o) => o.partition).sort(), "the kafkajs member's partitions decode from Kafka's assignment format");
     for (const o of d.offsets) assert.equal([o.topic, o.offset, o.lag], ["native-out", o.highWatermark, 0], `partition ${o.partition}`);
   } finally {
     await consumer.disconnect();

@@ -210,7 +210,7 @@ export class ClusterClient {
     }
     return {
       ...d,
-      members: d.members.map((m) => ({ ...m, assignment: fromBase64Json(ConsumerAssignment, m.assignment)?.partitions ?? [] })),
+      members: d.members.map((m) => ({ ...m, assignment: fromBase64Json(ConsumerAssignment, m.assignment)?.partitions ?? decodeKafkaAssignment(m.assignment) })),
       offsets: d.offsets
         .map((o) => {
           const high = hw.get(`${o.topic}/${o.partition}`) ?? -1;
@@ -314,5 +314,34 @@ export class ClusterClient {
         delay = Math.min(delay * 2, 500);
       }
     }
+  }
+}
+
+/**
+ * Kafka's ConsumerProtocol assignment (what kafkajs members send through the gateway):
+ *   version int16, [topic string(int16 length), [partition int32]], user_data bytes.
+ * Returns [] for anything else.
+ */
+export function decodeKafkaAssignment(b64: string): Array<{ topic: string; partition: number }> {
+  const buf = Buffer.from(b64, "base64");
+  const out: Array<{ topic: string; partition: number }> = [];
+  try {
+    let o = 2;
+    const topics = buf.readInt32BE(o);
+    o += 4;
+    if (topics < 0 || topics > 100_000) return [];
+    for (let t = 0; t < topics; t++) {
+      const len = buf.readInt16BE(o);
+      o += 2;
+      const topic = buf.toString("utf8", o, o + len);
+      o += len;
+      const count = buf.readInt32BE(o);
+      o += 4;
+      if (count < 0 || o + count * 4 > buf.length) return [];
+      for (let i = 0; i < count; i++, o += 4) out.push({ topic, partition: buf.readInt32BE(o) });
+    }
+    return out;
+  } catch {
+    return [];
   }
 }
