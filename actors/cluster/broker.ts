@@ -62,9 +62,10 @@ export class Broker {
 
   static async start(options: BrokerOptions): Promise<Broker> {
     const node = await SkeinNode.start({ id: String(options.id), cluster: options.cluster, nats: options.nats, workers: options.workers, allowFaults: options.allowFaults });
+    let started: Broker | null = null;
     try {
       const meta = await MetadataStore.open(node.nats, node.cluster, { liveTtlMs: options.sessionTimeoutMs ?? 3_000 });
-      const broker = new Broker(options, node, meta);
+      const broker = (started = new Broker(options, node, meta));
       await broker.heartbeat();
       broker.heartbeatTimer = setInterval(() => void broker.heartbeat().catch((e) => console.warn(`skein: heartbeat failed: ${(e as Error).message}`)), options.heartbeatMs ?? 1_000);
       await node.spawn({
@@ -80,6 +81,10 @@ export class Broker {
       }
       return broker;
     } catch (e) {
+      // Half-started: nothing may keep beating or watching for a broker that is not there.
+      if (started?.heartbeatTimer) clearInterval(started.heartbeatTimer);
+      started?.stopWatch?.();
+      await started?.gateway?.close().catch(() => undefined);
       await node.shutdown();
       throw e;
     }
