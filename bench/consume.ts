@@ -21,7 +21,7 @@ interface Sizes {
   repetitions: number;
 }
 
-const FULL: Sizes = { records: { 100: 500_000, 1024: 100_000 }, recordSizes: [100, 1024], repetitions: 3 };
+const FULL: Sizes = { records: { 100: 300_000, 1024: 60_000 }, recordSizes: [100, 1024], repetitions: 3 };
 const QUICK: Sizes = { records: { 100: 50_000 }, recordSizes: [100], repetitions: 1 };
 
 const PARTITIONS = 6;

@@ -19,7 +19,7 @@ interface Sizes {
   produceRecords: number;
 }
 
-const FULL: Sizes = { steps: [1_000, 5_000, 10_000], idleSeconds: 5, produceRecords: 50_000 };
+const FULL: Sizes = { steps: [1_000, 5_000, 10_000], idleSeconds: 5, produceRecords: 10_000 };
 const QUICK: Sizes = { steps: [150, 300], idleSeconds: 3, produceRecords: 10_000 };
 
 const REPLICATION_FACTOR = 3;
