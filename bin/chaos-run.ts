@@ -109,6 +109,7 @@ class ScenarioRun {
     });
     await waitUntil(async () => ((await client.status()).controller?.epoch ?? -1) >= 0, 30_000, "an active controller");
     this.brokerIds = [...(await this.nemesis.brokers()).keys()].sort((a, b) => a - b);
+    if (o.scenario === "isolate-leader" || o.scenario === "mixed") await this.requireFaultsAllowed();
     const rf = Math.min(3, this.brokerIds.length);
     await client.createTopic(this.topic, o.partitions, rf, { "min.insync.replicas": String(Math.min(2, rf)) });
     await client.waitForLeaders(this.topic, 30_000);
@@ -144,6 +145,20 @@ class ScenarioRun {
     this.log(`starting nats-server and ${this.o.brokers} brokers (${this.o.workers} workers each, faults allowed)`);
     this.local = await startLocalCluster({ ...this.flags, brokers: this.o.brokers, workers: this.o.workers, data: this.dataDir }, { extraBrokerArgs: BROKER_ARGS });
     return this.local.natsUrl;
+  }
+
+  /** Refuses to start a scenario whose transport faults the brokers would refuse. */
+  private async requireFaultsAllowed(): Promise<void> {
+    const refused: number[] = [];
+    for (const b of this.brokerIds) {
+      await this.client!.system.listFaults(String(b)).catch((e) => {
+        if (isSkeinError(e, ErrorCode.FAULTS_NOT_ALLOWED)) refused.push(b);
+        else throw e;
+      });
+    }
+    if (refused.length > 0) {
+      throw new SkeinError(ErrorCode.FAULTS_NOT_ALLOWED, `scenario ${this.o.scenario} injects transport faults, but broker${refused.length > 1 ? "s" : ""} ${refused.join(", ")} refuse them: start brokers with --allow-faults (skein up --allow-faults)`, { brokers: refused });
+    }
   }
 
   private ownedBrokers(): OwnedBrokers | undefined {

@@ -9,7 +9,7 @@ test("kill-broker: no safety anomalies", async () => {
 });
 
 test("rolling-restart: no safety anomalies", async () => {
-  assertClean(await runScenario("rolling-restart", 16, 4), ["restart-broker"]);
+  assertClean(await runScenario("rolling-restart", 8, 4), ["restart-broker"]);
 });
 
 test.run();

@@ -45,9 +45,14 @@ export function isScenario(name: string): name is Scenario {
   return (SCENARIOS as readonly string[]).includes(name);
 }
 
-/** Steps in start order; each runs after the previous one finished (see runner). */
+/**
+ * Steps in start order; each runs after the previous one finished (see runner). A rolling
+ * restart restarts every broker once per round, and runs at least one whole round however
+ * short the workload (its last steps may then start after the workload's end).
+ */
 export function scheduleFor(scenario: Scenario, seed: number, shape: ScheduleShape): Step[] {
   const rng = seededRandom(seed ^ 0x5eed);
+  if (scenario === "rolling-restart") return rollingRestart(rng, shape);
   const steps: Step[] = [];
   const end = shape.durationMs - COOLDOWN_MS;
   let at = WARMUP_MS + int(rng, 0, 1_000);
@@ -55,8 +60,21 @@ export function scheduleFor(scenario: Scenario, seed: number, shape: ScheduleSha
   while (at < end) {
     const step = makeStep(scenario, rng, shape, at, index++);
     steps.push(step);
-    at += stepLengthMs(step) + (scenario === "rolling-restart" ? int(rng, 300, 800) : int(rng, 1_500, 3_000));
+    at += stepLengthMs(step) + int(rng, 1_500, 3_000);
   }
+  return steps;
+}
+
+function rollingRestart(rng: Random, shape: ScheduleShape): Step[] {
+  const steps: Step[] = [];
+  let at = WARMUP_MS + int(rng, 0, 1_000);
+  do {
+    for (let broker = 1; broker <= shape.brokers; broker++) {
+      const step: Step = { atMs: at, kind: "restart-broker", broker, restartAfterMs: int(rng, 200, 800) };
+      steps.push(step);
+      at += stepLengthMs(step) + int(rng, 300, 800);
+    }
+  } while (at + shape.brokers * (BROKER_RESTART_MS + 1_000) < shape.durationMs - COOLDOWN_MS);
   return steps;
 }
 
@@ -79,7 +97,7 @@ function makeStep(scenario: Scenario, rng: Random, shape: ScheduleShape, atMs: n
     case "kill-consumer":
       return { atMs, kind: "kill-consumer", consumer: int(rng, 0, shape.consumers - 1) };
     case "rolling-restart":
-      return { atMs, kind: "restart-broker", broker: (index % shape.brokers) + 1, restartAfterMs: int(rng, 200, 800) };
+      throw new Error("rolling-restart is scheduled by rollingRestart()");
     case "mixed":
       return mixedStep(rng, shape, atMs, partition, broker);
   }
