@@ -98,7 +98,7 @@ export const ConsumerMessages = {
   Leave: z.object({}),
   /** Internal: the group protocol's asynchronous steps report back here. */
   GroupStep: z.object({
-    step: z.enum(["joined", "synced", "heartbeat", "offsets", "committed", "coordinator"]),
+    step: z.enum(["joined", "synced", "heartbeat", "offsets", "committed", "coordinator", "metadata"]),
     generation: z.number().int(),
     body: z.unknown().optional(),
     error: z.object({ code: z.string(), message: z.string() }).optional(),

@@ -208,11 +208,20 @@ test("the coordinator's broker dies: offsets and membership survive on the new l
   await cluster.startBroker(leader);
 });
 
+test("adding partitions to a subscribed topic triggers a rebalance that assigns them", async () => {
+  await admin.createPartitions(TOPIC, 8);
+  await admin.waitForLeaders(TOPIC);
+  await waitFor(() => {
+    const all = members.flatMap(owned);
+    return all.length === 8 && new Set(all).size === 8;
+  }, 20_000, "all 8 partitions owned, each once");
+});
+
 test("members leave cleanly; an empty group can be reset and deleted", async () => {
   for (const m of members) await m.consumer.disconnect();
   await waitFor(async () => (await admin.describeGroup("workers")).state === "Empty", 15_000, "group empty");
   const reset = await admin.resetOffsets("workers", TOPIC, { earliest: true });
-  assert.is(reset.length, 6);
+  assert.is(reset.length, 8);
   assert.ok((await admin.describeGroup("workers")).offsets.every((o) => o.offset === 0));
   await admin.deleteGroup("workers");
   assert.is((await admin.describeGroup("workers")).state, "Dead");

@@ -20,9 +20,11 @@ import type { ConsumerState } from "../client/consumer.js";
 
 type GroupConfig = NonNullable<ConsumerArgs["group"]>;
 type Ctx = ActorContext<ConsumerArgs>;
-type StepName = "joined" | "synced" | "heartbeat" | "offsets" | "committed" | "coordinator";
+type StepName = "joined" | "synced" | "heartbeat" | "offsets" | "committed" | "coordinator" | "metadata";
 
 const TICK_MS = 100;
+/** How often members look for partitions added to their topics, ms (Kafka: metadata.max.age). */
+const METADATA_CHECK_MS = 2_000;
 const key = (tp: TopicPartition) => `${tp.topic}/${tp.partition}`;
 
 export class GroupMembership {
@@ -43,6 +45,10 @@ export class GroupMembership {
   heartbeatInFlight = false;
   lastAutoCommitAt = Date.now();
   retryAt = 0;
+  /** Partition counts of the subscribed topics as last seen; a change triggers a rebalance. */
+  partitionCounts = new Map<string, number>();
+  lastMetadataCheckAt = 0;
+  metadataCheckInFlight = false;
 
   constructor(
     private readonly state: ConsumerState,
@@ -157,6 +163,13 @@ export class GroupMembership {
         return;
       case "committed":
         return;
+      case "metadata":
+        this.metadataCheckInFlight = false;
+        if (m.body === true) {
+          console.warn(`skein consumer ${this.cfg.groupId}: partition count of a subscribed topic changed; rebalancing`);
+          this.requestRejoin(ctx);
+        }
+        return;
     }
   }
 
@@ -213,8 +226,25 @@ export class GroupMembership {
     this.state.addAssigned(add, ctx);
   }
 
+  /** True when a subscribed topic gained partitions since the last look (first look only records). */
+  private async partitionCountsChanged(): Promise<boolean> {
+    let changed = false;
+    for (const t of this.topics) {
+      const topic = await this.state.meta.getTopic(t);
+      const count = topic?.partitions ?? 0;
+      const known = this.partitionCounts.get(t);
+      if (known !== undefined && known !== count) changed = true;
+      this.partitionCounts.set(t, count);
+    }
+    return changed;
+  }
+
   private onError(step: StepName, error: { code: string; message: string }, ctx: Ctx): void {
     if (step === "heartbeat") this.heartbeatInFlight = false;
+    if (step === "metadata") {
+      this.metadataCheckInFlight = false;
+      return;
+    }
     if (step === "committed") {
       // Retried by the next auto-commit; during a rebalance that is expected.
       if (error.code !== ErrorCode.REBALANCE_IN_PROGRESS) console.warn(`skein consumer ${this.cfg.groupId}: commit failed: ${error.message}`);
@@ -270,6 +300,11 @@ export class GroupMembership {
       this.run(ctx, "heartbeat", () =>
         this.ask(ctx, "Heartbeat", { groupId: this.cfg.groupId, generation: this.generation, memberId: this.memberId, groupInstanceId: this.cfg.groupInstanceId }, this.cfg.heartbeatIntervalMs + 5_000),
       );
+    }
+    if (this.phase === "stable" && !this.metadataCheckInFlight && now - this.lastMetadataCheckAt >= METADATA_CHECK_MS) {
+      this.lastMetadataCheckAt = now;
+      this.metadataCheckInFlight = true;
+      this.run(ctx, "metadata", () => this.partitionCountsChanged());
     }
     if (this.cfg.autoCommit && this.phase === "stable" && now - this.lastAutoCommitAt >= this.cfg.autoCommitIntervalMs) {
       this.lastAutoCommitAt = now;
