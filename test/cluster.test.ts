@@ -93,6 +93,7 @@ test("topic validation gives typed errors", async () => {
 test("followers refuse client requests, naming the leader", async () => {
   const leader = await leaderOf(TOPIC);
   const follower = [1, 2, 3].find((b) => b !== leader)!;
+  await waitFor(async () => (await client.describeReplica(TOPIC, 0, follower)).role === "follower", 10_000, "the follower replica to be up");
   const e = (await client.system
     .ask(replicaAddress(TOPIC, 0, follower), "Produce", { batches: encodeBatch([{ value: enc.encode("x") }]), acks: -1 })
     .catch((x) => x)) as SkeinError;
@@ -131,6 +132,10 @@ test("acks=all survives SIGKILL of the leader's broker; min.insync is enforced m
   assert.ok(refused!.message.includes("min.insync.replicas=3"));
   await cluster.startBroker(leader);
   await waitFor(async () => (await client.describeTopic(TOPIC)).partitions[0].isr.length === 3, 30_000, "restarted broker back in the ISR");
+  // Preferred-leader rebalancing: once back and in sync for a while, the first assigned
+  // replica leads again.
+  const preferred = (await client.describeTopic("strict")).partitions[0].replicas[0];
+  await waitFor(async () => (await client.describeTopic("strict")).partitions[0].leader === preferred, 30_000, "the preferred replica leading again");
 });
 
 test("killing the controller's broker elects another controller", async () => {
