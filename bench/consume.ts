@@ -9,7 +9,7 @@ import { availableParallelism } from "node:os";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { LoadSpec } from "./fixtures/load-client.js";
-import { cpuMsOf, startJetStreamR1, startJetStreamR3, startRawNats, startSkeinCluster, type JetStreamPeer } from "./fixtures/servers.js";
+import { cpuMsOf, JETSTREAM_API_TIMEOUT_MS, startJetStreamR1, startJetStreamR3, startRawNats, startSkeinCluster, type JetStreamPeer } from "./fixtures/servers.js";
 import { runLoad, type LoadRun } from "./load.js";
 import { spread } from "./produce.js";
 import { median } from "./stats.js";
@@ -103,7 +103,7 @@ async function fillStream(js: JetStreamPeer, subject: string, count: number, byt
   await runLoad([{ kind: "nats-pub", nats: js.url, subject, count, recordBytes: bytes, window: 5_000 }]);
   const nc = await connect({ servers: js.url, name: "skein:bench:fill" });
   try {
-    const jsm = await jetstreamManager(nc);
+    const jsm = await jetstreamManager(nc, { timeout: JETSTREAM_API_TIMEOUT_MS });
     const deadline = Date.now() + 60_000;
     for (;;) {
       const info = await jsm.streams.info(stream);

@@ -120,10 +120,20 @@ async function main(): Promise<void> {
   const results: SuiteResult[] = [];
   const charts: Chart[] = [];
   const started = Date.now();
+  const failed: string[] = [];
   for (const [name, run] of runners) {
     const suiteStarted = Date.now();
     console.error(`bench ${name}${args.quick ? " (quick)" : ""}…`);
-    const result = await run(options);
+    let result: SuiteResult;
+    try {
+      result = await run(options);
+    } catch (e) {
+      // One suite failing (a peer that timed out on a loaded machine) does not lose the others.
+      console.error(`bench ${name} failed:`, e);
+      console.log(`\n${name}: FAILED (${(e as Error)?.message ?? e})`);
+      failed.push(name);
+      continue;
+    }
     results.push(result);
     charts.push(...(result.charts ?? []));
     console.log(`\n${result.title}\n\n${formatTable(result.columns, result.rows)}\n`);
@@ -132,7 +142,8 @@ async function main(): Promise<void> {
     console.log(`(${name}: ${((Date.now() - suiteStarted) / 1000).toFixed(1)} s; load average now ${loadavg().map((x) => x.toFixed(2)).join(" ")})`);
     if (!args.json) writeJson(join(outDir, `${name}.json`), { machine, quick: args.quick, ...result });
   }
-  if (args.json) writeJson(resolve(args.json), { machine, quick: args.quick, seconds: (Date.now() - started) / 1000, suites: results });
+  if (failed.length) process.exitCode = 1;
+  if (args.json) writeJson(resolve(args.json), { machine, quick: args.quick, seconds: (Date.now() - started) / 1000, failed, suites: results });
   mkdirSync(outDir, { recursive: true });
   for (const f of writeCharts(outDir, charts, `Skein benchmarks ${machine.startedAt} (${machine.gitCommit.slice(0, 10)})`)) console.log(`wrote ${f}`);
   if (args.quick) checkWellFormed(results);
@@ -198,7 +209,8 @@ function writeJson(file: string, value: unknown): void {
 }
 
 main().then(
-  () => process.exit(0),
+  // process.exitCode carries a failed suite or a --quick check that failed.
+  () => process.exit(),
   (e) => {
     console.error("bench failed:", e);
     process.exit(1);
