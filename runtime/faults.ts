@@ -72,6 +72,9 @@ export interface Verdict {
   duplicate: boolean;
 }
 
+/** (sender, receiver) pairs whose delayed-message order is tracked per thread; beyond it the table restarts. */
+const MAX_ORDERED_PAIRS = 10_000;
+
 const PASS: Verdict = Object.freeze({ drop: false, delayMs: 0, duplicate: false });
 const DROP: Verdict = Object.freeze({ drop: true, delayMs: 0, duplicate: false });
 
@@ -121,6 +124,12 @@ interface CompiledRule {
  */
 export class FaultInjector {
   private rules: CompiledRule[] = [];
+  /**
+   * Per (sender, receiver): when the last delayed message is due. A delay never reorders the
+   * messages of one sender to one receiver (NATS keeps a publisher's order, and the runtime's
+   * fencing relies on nothing else); jitter only spreads them out.
+   */
+  private readonly dueAt = new Map<string, number>();
   /** Address standing for this node's main thread as a sender (host calls with from = null). */
   readonly mainAddress: string;
 
@@ -174,7 +183,23 @@ export class FaultInjector {
         r.counts.duplicated++;
       }
     }
+    delayMs = this.inOrder(from, to, now, delayMs);
     return delayMs === 0 && !duplicate ? PASS : { drop: false, delayMs, duplicate };
+  }
+
+  /** The delay that keeps this message behind every earlier delayed one of the same pair. */
+  private inOrder(from: string | null, to: string | null, now: number, delayMs: number): number {
+    if (delayMs === 0 && this.dueAt.size === 0) return 0;
+    const key = `${from ?? "?"}\u0000${to ?? "?"}`;
+    const previous = this.dueAt.get(key);
+    if (delayMs === 0 && (previous === undefined || previous <= now)) {
+      if (previous !== undefined) this.dueAt.delete(key);
+      return 0;
+    }
+    const due = Math.max(now + delayMs, previous ?? 0);
+    if (this.dueAt.size >= MAX_ORDERED_PAIRS) this.dueAt.clear();
+    this.dueAt.set(key, due);
+    return due - now;
   }
 }
 

@@ -134,6 +134,29 @@ test("the same seed draws the same verdicts; probability is honoured", () => {
   assert.not.equal(Array.from({ length: 2_000 }, () => other.judge("a@n", "b@m").drop), first);
 });
 
+test("a delay with jitter never reorders one sender's messages to one receiver, also when only some are delayed", () => {
+  let now = 1_000;
+  const injector = new FaultInjector("n", "w0", { now: () => now });
+  const rule = (id: string, probability: number): InstalledFault => ({ id, kind: "delay", from: "a@n", to: "*", probability, delayMs: 10, jitterMs: 200, ms: 60_000, seed: 7, installedAt: 0, expiresAt: 60_000 });
+  for (const probability of [1, 0.5]) {
+    injector.setRules([rule(`p${probability}`, probability)]);
+    let lastDue = 0;
+    for (let i = 0; i < 500; i++) {
+      now += i % 3 === 0 ? 1 : 0;
+      const due = now + injector.judge("a@n", "b@m").delayMs;
+      assert.ok(due >= lastDue, `message ${i} due at ${due}, before the one sent earlier (${lastDue})`);
+      lastDue = due;
+    }
+    now += 1_000;
+  }
+  injector.setRules([rule("spaced", 1)]);
+  const spaced = new Set<number>();
+  for (let i = 0; i < 50; i++, now += 500) spaced.add(injector.judge("a@n", "b@m").delayMs);
+  assert.ok(spaced.size > 20, `messages far apart get their own jitter (${[...spaced]})`);
+  injector.setRules([]);
+  assert.is(injector.judge("a@n", "b@m").delayMs, 0);
+});
+
 test("a node started without allowFaults refuses fault injection with FAULTS_NOT_ALLOWED", async () => {
   const e = await expectCode(system.injectFault("plain", { id: "x", kind: "drop", ms: 1_000 }), ErrorCode.FAULTS_NOT_ALLOWED);
   assert.match(e.message, /--allow-faults/);
