@@ -28,6 +28,8 @@ const REPLICATION_FACTOR = 3;
  * entry per partition, and a create must answer within the admin client's ask timeout.
  */
 const MAX_PARTITIONS_PER_TOPIC = 100;
+/** How long a step may take from its first create until every new partition serves, ms. */
+const STEP_DEADLINE_MS = 180_000;
 /** Producer processes of the produce phase; sends go round-robin over the step's topics. */
 const PRODUCERS = 2;
 
@@ -35,6 +37,8 @@ interface StepResult {
   replicas: number;
   partitions: number;
   createSeconds: number;
+  /** Partitions whose leader did not answer as leader by the step's deadline. */
+  notServing: number;
   idleCpuPercentOfCore: number;
   rssBytes: number;
   produceRecordsPerSec: number;
@@ -60,11 +64,18 @@ export async function runPartitionsScaleBench(options: BenchOptions): Promise<Su
         topics.push({ name: `bench-scale-${++topicCount}`, partitions: Math.min(left, MAX_PARTITIONS_PER_TOPIC) });
       }
       const started = Date.now();
-      for (const t of topics) await createTopic(c, t.name, t.partitions);
-      for (const t of topics) await waitForServingLeaders(c, t.name, t.partitions, 300_000);
+      // A step has STEP_DEADLINE_MS to serve; one that does not ends the growth with what it reached.
+      const deadline = started + STEP_DEADLINE_MS;
+      let notServing = 0;
+      const created: typeof topics = [];
+      for (const t of topics) {
+        if (await createTopic(c, t.name, t.partitions, deadline)) created.push(t);
+        else notServing += t.partitions;
+      }
+      for (const t of created) notServing += await waitForServingLeaders(c, t.name, t.partitions, deadline);
       const createSeconds = (Date.now() - started) / 1000;
       replicas += newPartitions * REPLICATION_FACTOR;
-      progress.tick(`${replicas} replicas: leaders serving ${createSeconds.toFixed(1)} s after create`);
+      progress.tick(`${replicas} replicas: leaders serving ${createSeconds.toFixed(1)} s after create${notServing ? ` (${notServing} partitions still without one)` : ""}`);
 
       await new Promise((r) => setTimeout(r, 2_000)); // let follower fetches and ticks settle
       const before = cpuMsOf(pids());
@@ -93,7 +104,8 @@ export async function runPartitionsScaleBench(options: BenchOptions): Promise<Su
         { timeoutMs: 600_000 },
       );
       progress.tick(`${replicas} replicas: produce over all partitions ${Math.round(run.recordsPerSec).toLocaleString("en-US")} rec/s`);
-      results.push({ replicas, partitions: replicas / REPLICATION_FACTOR, createSeconds, idleCpuPercentOfCore, rssBytes, produceRecordsPerSec: run.recordsPerSec, produceErrors: run.errors });
+      results.push({ replicas, partitions: replicas / REPLICATION_FACTOR, createSeconds, notServing, idleCpuPercentOfCore, rssBytes, produceRecordsPerSec: run.recordsPerSec, produceErrors: run.errors });
+      if (notServing > 0) break;
     }
     progress.stop();
   } finally {
@@ -103,31 +115,32 @@ export async function runPartitionsScaleBench(options: BenchOptions): Promise<Su
 }
 
 /**
- * Creates a topic, retrying retriable errors for up to two minutes (a loaded cluster can lose
- * its controller lease for a moment); a retried create that finds the topic is our own first
- * attempt that was slow to answer.
+ * Creates a topic, retrying retriable errors until `deadline` (a loaded cluster can lose its
+ * controller lease for a moment); false when it could not. A retried create that finds the
+ * topic is our own first attempt that was slow to answer.
  */
-async function createTopic(c: SkeinBenchCluster, name: string, partitions: number): Promise<void> {
-  const deadline = Date.now() + 120_000;
+async function createTopic(c: SkeinBenchCluster, name: string, partitions: number, deadline: number): Promise<boolean> {
   for (;;) {
     try {
       await c.client.createTopic(name, partitions, REPLICATION_FACTOR);
-      return;
+      return true;
     } catch (e) {
       const err = e as SkeinError;
-      if (err.code === ErrorCode.TOPIC_ALREADY_EXISTS) return;
-      if (!err.retriable || Date.now() > deadline) throw e;
+      if (err.code === ErrorCode.TOPIC_ALREADY_EXISTS) return true;
+      if (!err.retriable) throw e;
+      if (Date.now() > deadline) return false;
       await new Promise((r) => setTimeout(r, 500));
     }
   }
 }
 
-/** Every partition's leader answers Describe as leader of the epoch in the KV (asked in parallel). */
-async function waitForServingLeaders(c: SkeinBenchCluster, topic: string, partitions: number, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+/**
+ * Waits until every partition's leader answers Describe as leader of the epoch in the KV
+ * (asked in parallel), or `deadline`; returns how many partitions still have no serving leader.
+ */
+async function waitForServingLeaders(c: SkeinBenchCluster, topic: string, partitions: number, deadline: number): Promise<number> {
   let pending = Array.from({ length: partitions }, (_, p) => p);
-  while (pending.length > 0) {
-    if (Date.now() > deadline) throw new Error(`${topic}: ${pending.length} of ${partitions} partitions without a serving leader after ${timeoutMs} ms`);
+  while (pending.length > 0 && Date.now() < deadline) {
     const states = new Map((await c.client.meta.listPartitions(topic)).map((s) => [s.value.partition, s.value]));
     const stillPending: number[] = [];
     for (let i = 0; i < pending.length; i += 200) {
@@ -145,6 +158,7 @@ async function waitForServingLeaders(c: SkeinBenchCluster, topic: string, partit
     pending = stillPending;
     if (pending.length) await new Promise((r) => setTimeout(r, 250));
   }
+  return pending.length;
 }
 
 function report(results: StepResult[], sizes: Sizes): SuiteResult {
@@ -152,6 +166,7 @@ function report(results: StepResult[], sizes: Sizes): SuiteResult {
     "partition replicas": r.replicas,
     partitions: r.partitions,
     "create→serving s": Math.round(r.createSeconds * 10) / 10,
+    "not serving": r.notServing,
     "idle CPU % of a core": Math.round(r.idleCpuPercentOfCore * 10) / 10,
     "RSS MiB": Math.round(r.rssBytes / 2 ** 20),
     "produce rec/s (keyed, all partitions)": Math.round(r.produceRecordsPerSec),
@@ -166,7 +181,7 @@ function report(results: StepResult[], sizes: Sizes): SuiteResult {
   return {
     suite: "partitions-scale",
     title: `Partition scale: 3 brokers × 1 worker, RF ${REPLICATION_FACTOR}, growing to ${sizes.steps.map((s) => s.toLocaleString("en-US")).join(" / ")} partition replicas`,
-    columns: ["partition replicas", "partitions", "create→serving s", "idle CPU % of a core", "RSS MiB", "produce rec/s (keyed, all partitions)", "errors"],
+    columns: ["partition replicas", "partitions", "create→serving s", "not serving", "idle CPU % of a core", "RSS MiB", "produce rec/s (keyed, all partitions)", "errors"],
     rows,
     targets,
     parameters: { ...sizes, replicationFactor: REPLICATION_FACTOR, results },
