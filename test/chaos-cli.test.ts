@@ -3,7 +3,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { execFile } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { cliBundlePath } from "../runtime/paths.js";
 import { startSkeinProcess, type ChildHandle } from "../runtime/child-process.js";
@@ -16,8 +16,9 @@ const data = tempDir("skein-chaos-cli-");
 let cluster: LocalCluster;
 let client: ClusterClient;
 let plain: ChildHandle | null = null;
-/** Broker processes the CLI restarted (detached): this suite ends them. */
+/** Broker processes the CLI restarted (detached) and their log files: this suite ends and removes them. */
 const restartedPids: number[] = [];
+const restartedLogs: string[] = [];
 
 function skein(args: string[], timeoutMs = 30_000): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -54,6 +55,7 @@ test.after(async () => {
   await waitFor(() => restartedPids.every((pid) => !isAlive(pid)), 15_000, "restarted brokers to exit").catch(() => restartedPids.forEach((pid) => isAlive(pid) && process.kill(pid, "SIGKILL")));
   await cluster?.stop();
   data.remove();
+  for (const log of restartedLogs) rmSync(log, { force: true });
 });
 
 test("a broker without --allow-faults refuses transport faults, by name; nothing stays installed elsewhere", async () => {
@@ -119,7 +121,9 @@ test("kill-broker --restart-after-ms SIGKILLs a broker it did not start and star
   const r = await skein(["chaos", "kill-broker", "--broker", "2", "--restart-after-ms", "200"], 45_000);
   assert.is(r.code, 0, r.stderr);
   assert.match(r.stdout, /killed broker 2 \(SIGKILL\)/);
-  assert.match(r.stdout, /broker 2 restarted; its output goes to /);
+  const log = /broker 2 restarted; its output goes to (\S+)/.exec(r.stdout);
+  assert.ok(log, r.stdout);
+  restartedLogs.push(log![1]);
   assert.not.ok(isAlive(before.pid));
   const after = (await client.meta.listBrokers()).find((b) => b.value.broker === 2)!.value;
   restartedPids.push(after.pid);
