@@ -245,14 +245,16 @@ export class GroupMembership {
       this.metadataCheckInFlight = false;
       return;
     }
-    if (step === "committed") {
-      // Retried by the next auto-commit; during a rebalance that is expected.
-      if (error.code !== ErrorCode.REBALANCE_IN_PROGRESS) console.warn(`skein consumer ${this.cfg.groupId}: commit failed: ${error.message}`);
+    if (COORDINATOR_RETRY.has(error.code)) this.coordinator = null;
+    const fenced = error.code === ErrorCode.ILLEGAL_GENERATION || error.code === ErrorCode.UNKNOWN_MEMBER_ID || error.code === ErrorCode.FENCED_INSTANCE_ID;
+    if (fenced && (step !== "committed" || this.phase === "stable")) {
+      // A refused commit means the same as a refused heartbeat: we are no longer a member.
+      this.fenced(error.code, ctx);
       return;
     }
-    if (COORDINATOR_RETRY.has(error.code)) this.coordinator = null;
-    if (error.code === ErrorCode.ILLEGAL_GENERATION || error.code === ErrorCode.UNKNOWN_MEMBER_ID || error.code === ErrorCode.FENCED_INSTANCE_ID) {
-      this.fenced(error.code, ctx);
+    if (step === "committed") {
+      // Retried by the next auto-commit; during a rebalance that is expected.
+      if (error.code !== ErrorCode.REBALANCE_IN_PROGRESS && !fenced) console.warn(`skein consumer ${this.cfg.groupId}: commit failed: ${error.message}`);
       return;
     }
     if (step === "heartbeat" && error.code !== ErrorCode.REBALANCE_IN_PROGRESS) return; // try again next interval
