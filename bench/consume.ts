@@ -22,7 +22,7 @@ interface Sizes {
 }
 
 const FULL: Sizes = { records: { 100: 300_000, 1024: 60_000 }, recordSizes: [100, 1024], repetitions: 3 };
-const QUICK: Sizes = { records: { 100: 50_000 }, recordSizes: [100], repetitions: 1 };
+const QUICK: Sizes = { records: { 100: 20_000 }, recordSizes: [100], repetitions: 1 };
 
 const PARTITIONS = 6;
 const SYSTEMS = ["Skein", "raw NATS", "JetStream R1", "JetStream R3"] as const;

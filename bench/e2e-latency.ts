@@ -22,7 +22,7 @@ interface Sizes {
 }
 
 const FULL: Sizes = { rates: [10_000, 50_000], seconds: 6, recordBytes: 100 };
-const QUICK: Sizes = { rates: [2_000], seconds: 2, recordBytes: 100 };
+const QUICK: Sizes = { rates: [2_000], seconds: 1, recordBytes: 100 };
 
 const SYSTEMS = ["Skein RF3 acks=all", "raw NATS", "JetStream R3"] as const;
 type System = (typeof SYSTEMS)[number];

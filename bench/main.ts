@@ -157,15 +157,27 @@ function profileChildren(root: string, dir: string): void {
   console.error(`profiling child processes into ${dir}`);
 }
 
-/** --quick is for CI: every suite must have produced rows with numbers, whatever their size. */
+/**
+ * --quick is for CI: every suite must have produced rows with every column, at least one
+ * number, and no NaN or infinite value, whatever the sizes.
+ */
 function checkWellFormed(results: SuiteResult[]): void {
   const problems: string[] = [];
   for (const r of results) {
     if (r.rows.length === 0) problems.push(`${r.suite}: no rows`);
+    let numbers = 0;
     for (const row of r.rows) {
-      for (const c of r.columns) if (!(c in row)) problems.push(`${r.suite}: a row lacks column "${c}"`);
-      if (!r.columns.some((c) => typeof row[c] === "number" && Number.isFinite(row[c] as number))) problems.push(`${r.suite}: row ${JSON.stringify(row)} has no number`);
+      for (const c of r.columns) {
+        if (!(c in row)) problems.push(`${r.suite}: a row lacks column "${c}"`);
+        const v = row[c];
+        if (typeof v === "number") {
+          if (Number.isFinite(v)) numbers++;
+          else problems.push(`${r.suite}: ${c} is ${v} in ${JSON.stringify(row)}`);
+        }
+      }
     }
+    if (r.rows.length > 0 && numbers === 0) problems.push(`${r.suite}: no numbers at all`);
+    for (const t of r.targets) if (!Number.isFinite(t.measured)) problems.push(`${r.suite}: target "${t.name}" measured ${t.measured}`);
   }
   if (problems.length) {
     console.error(`bench: results are not well-formed:\n  ${problems.slice(0, 20).join("\n  ")}`);

@@ -20,7 +20,7 @@ interface Sizes {
 }
 
 const FULL: Sizes = { steps: [1_000, 5_000, 10_000], idleSeconds: 5, produceRecords: 10_000 };
-const QUICK: Sizes = { steps: [150, 300], idleSeconds: 3, produceRecords: 10_000 };
+const QUICK: Sizes = { steps: [90, 180], idleSeconds: 1, produceRecords: 3_000 };
 
 const REPLICATION_FACTOR = 3;
 /**

@@ -69,9 +69,9 @@ const FULL: Sizes = {
 };
 
 const QUICK: Sizes = {
-  records: { 100: 50_000, 1024: 20_000 },
+  records: { 100: 20_000, 1024: 5_000 },
   repetitions: 1,
-  workloads: [w(100, 1, 1, 1), w(100, 3, "all", 1), w(100, 3, "all", 2, 3)],
+  workloads: [w(100, 1, 1, 1), w(100, 3, "all", 2, 3)],
   peerShapes: [{ recordBytes: 100, producers: 1, repetitions: 1 }],
 };
 
