@@ -79,8 +79,6 @@ const RETRY_BACKOFF_MS = 100;
 const FETCH_MARGIN_MS = 1_000;
 /** Delay of the first tick after something starts waiting, ms. */
 const TICK_MS = 100;
-/** How often a leader with followers in its ISR checks them for lag, at most, ms. */
-const MAX_LAG_CHECK_MS = 1_000;
 
 export class ReplicaState {
   role: "leader" | "follower" | "offline" = "offline";
