@@ -12,7 +12,6 @@ import { startJetStreamR3, startRawNats, startSkeinCluster } from "./fixtures/se
 import type { LoadSpec } from "./fixtures/load-client.js";
 import { runLoad, type LoadRun } from "./load.js";
 import { JETSTREAM_WINDOW } from "./produce.js";
-import type { LatencyPercentiles } from "./latency.js";
 import type { BenchOptions, Chart, SuiteResult, Target } from "./report.js";
 
 interface Sizes {
