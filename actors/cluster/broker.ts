@@ -10,6 +10,7 @@ import { bundlePath } from "../../runtime/paths.js";
 import type { NatsOptions } from "../../runtime/types.js";
 import { controllerAddress, partitionKey, replicaAddress, type PartitionState, type TopicRecord } from "../../protocol/cluster.js";
 import { MetadataStore } from "./metadata.js";
+import { unescapeToken } from "../../protocol/address.js";
 import { KafkaGateway } from "../gateway/gateway.js";
 import type { KafkaGatewayOptions } from "../gateway/types.js";
 import { OFFSETS_TOPIC, coordinatorAddress } from "../../protocol/groups.js";
@@ -48,6 +49,7 @@ export class Broker {
   private readonly chains = new Map<string, Promise<void>>();
   private readonly topics = new Map<string, TopicRecord>();
   private readonly coordinators = new Set<string>();
+  private stopping = false;
   private heartbeatTimer: ReturnType<typeof setInterval> | null = null;
   private stopWatch: (() => void) | null = null;
   private gateway: KafkaGateway | null = null;
@@ -114,11 +116,24 @@ export class Broker {
   /** Work on one partition runs in order; different partitions proceed independently. */
   private enqueue(key: string, job: () => Promise<void>): void {
     const prev = this.chains.get(key) ?? Promise.resolve();
-    const next = prev.then(job).catch((e) => console.error(`skein: broker ${this.id}: ${key}: ${(e as Error).message}`));
+    const next = prev.then(job).catch((e) => {
+      // A failed step (e.g. a replica spawn timing out under load) would otherwise wait for a
+      // KV change that may never come: apply the partition's current state again shortly.
+      console.error(`skein: broker ${this.id}: ${key}: ${(e as Error).message}; retrying in 1 s`);
+      if (!this.stopping) setTimeout(() => this.enqueue(key, () => this.reapply(key)), 1_000).unref();
+    });
     this.chains.set(key, next);
     void next.then(() => {
       if (this.chains.get(key) === next) this.chains.delete(key);
     });
+  }
+
+  /** Re-reads a partition's state from the KV and applies it (after a failed step). */
+  private async reapply(key: string): Promise<void> {
+    const m = /^partition\.(.+)\.(\d+)$/.exec(key);
+    if (!m || this.stopping) return;
+    const current = await this.meta.getPartition(unescapeToken(m[1]), Number(m[2]));
+    await this.onPartitionState(key, current?.value ?? null);
   }
 
   private async onPartitionState(key: string, state: PartitionState | null): Promise<void> {
@@ -206,6 +221,7 @@ export class Broker {
 
   /** Leaves the cluster: stops heartbeats (so the controller moves leadership), then the node. */
   async shutdown(): Promise<void> {
+    this.stopping = true;
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     await this.gateway?.close().catch((e) => console.warn(`skein: closing the Kafka gateway: ${(e as Error).message}`));
     this.stopWatch?.();
