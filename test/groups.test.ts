@@ -206,6 +206,16 @@ test("the coordinator's broker dies: offsets and membership survive on the new l
   }, 45_000, "group described by the new coordinator");
   for (const o of after!.offsets) assert.ok(o.offset >= (committed.get(`${o.partition}`) ?? 0), `committed offset of ${o.partition} did not go backwards`);
   await cluster.startBroker(leader);
+  // The controller gives the returning broker its preferred leaderships back after a delay,
+  // which moves the coordinator once more: let that settle before the next test.
+  await waitFor(async () => {
+    const parts = [...(await admin.meta.listPartitions(OFFSETS_TOPIC)), ...(await admin.meta.listPartitions(TOPIC))];
+    return parts.every((x) => x.value.leader === x.value.replicas[0]);
+  }, 60_000, "preferred leaders restored after the broker returned");
+  await waitFor(async () => {
+    const d = await admin.describeGroup("workers").catch(() => null);
+    return d?.state === "Stable" && members.every((m) => owned(m).length > 0);
+  }, 30_000, "group stable on the preferred coordinator");
 });
 
 test("adding partitions to a subscribed topic triggers a rebalance that assigns them", async () => {
@@ -214,7 +224,12 @@ test("adding partitions to a subscribed topic triggers a rebalance that assigns 
   await waitFor(() => {
     const all = members.flatMap(owned);
     return all.length === 8 && new Set(all).size === 8;
-  }, 20_000, "all 8 partitions owned, each once");
+  }, 30_000, "all 8 partitions owned, each once").catch(async (e) => {
+    // Say what the group looked like, so a failure here can be diagnosed from CI output.
+    const d = await admin.describeGroup("workers").catch((x) => String(x));
+    const view = members.map((m) => `${m.id}: [${owned(m)}] (${m.events.length} events)`).join("; ");
+    throw new Error(`${(e as Error).message}\n  members: ${view}\n  group: ${JSON.stringify(d)}`);
+  });
 });
 
 test("members leave cleanly; an empty group can be reset and deleted", async () => {
