@@ -42,7 +42,7 @@
 // and nothing is allocated from a count that the remaining bytes could not hold.
 
 import { gunzipSync } from "node:zlib";
-import { crc32c } from "@node-rs/crc32";
+import { crc32c } from "./crc32c.js";
 import { ErrorCode, SkeinError } from "./errors.js";
 import { ByteReader, sizeOfVarint, sizeOfVarlong, writeVarint, writeVarlong } from "./varint.js";
 
@@ -505,39 +505,38 @@ function int64Field(buf: Uint8Array, pos: number, field: string, batchPos: numbe
 
 /** Reads and validates the fixed header at pos (lengths, magic, counts; NOT the CRC). Throws SkeinError CORRUPT_MESSAGE. */
 export function readBatchHeader(buf: Uint8Array, pos = 0, options: ReadBatchHeaderOptions = {}): BatchHeader {
-  const at = { position: pos };
   const available = buf.length - pos;
   if (!Number.isInteger(pos) || pos < 0 || available < BATCH_HEADER_SIZE) {
-    throw corrupt(`batch header at ${pos} is truncated (${Math.max(available, 0)} bytes available)`, { ...at, truncated: true });
+    throw corrupt(`batch header at ${pos} is truncated (${Math.max(available, 0)} bytes available)`, { position: pos, truncated: true });
   }
   const batchLength = readInt32(buf, pos + BATCH_LENGTH_POS);
-  if (batchLength < MIN_BATCH_LENGTH) throw corrupt(`batchLength ${batchLength} is below the minimum ${MIN_BATCH_LENGTH}`, at);
+  if (batchLength < MIN_BATCH_LENGTH) throw corrupt(`batchLength ${batchLength} is below the minimum ${MIN_BATCH_LENGTH}`, { position: pos });
   const sizeInBytes = LOG_OVERHEAD + batchLength;
   if (!options.headerOnly && sizeInBytes > available) {
-    throw corrupt(`batch at ${pos} needs ${sizeInBytes} bytes, only ${available} available`, { ...at, truncated: true });
+    throw corrupt(`batch at ${pos} needs ${sizeInBytes} bytes, only ${available} available`, { position: pos, truncated: true });
   }
   const magic = buf[pos + MAGIC_POS];
-  if (magic !== MAGIC) throw corrupt(`unsupported magic ${magic}`, at);
+  if (magic !== MAGIC) throw corrupt(`unsupported magic ${magic}`, { position: pos });
   const attributes = readInt16(buf, pos + ATTRIBUTES_POS);
   const codec = attributes & BatchAttributes.COMPRESSION_MASK;
   if (codec !== CompressionCodec.NONE && codec !== CompressionCodec.GZIP) {
-    throw corrupt(`unsupported compression codec ${codec}`, at);
+    throw corrupt(`unsupported compression codec ${codec}`, { position: pos });
   }
   const baseOffset = int64Field(buf, pos + BASE_OFFSET_POS, "baseOffset", pos);
-  if (baseOffset < 0) throw corrupt(`negative baseOffset ${baseOffset}`, at);
+  if (baseOffset < 0) throw corrupt(`negative baseOffset ${baseOffset}`, { position: pos });
   const lastOffsetDelta = readInt32(buf, pos + LAST_OFFSET_DELTA_POS);
   const recordCount = readInt32(buf, pos + RECORDS_COUNT_POS);
   // A compressed batch's count is bounded after decompression, in decodeRecords.
   const maxRecords = codec === CompressionCodec.NONE ? maxRecordsIn(batchLength - MIN_BATCH_LENGTH) : 0x7fffffff;
   if (recordCount < 0 || recordCount > maxRecords) {
-    throw corrupt(`recordsCount ${recordCount} cannot fit in a batch of ${sizeInBytes} bytes`, at);
+    throw corrupt(`recordsCount ${recordCount} cannot fit in a batch of ${sizeInBytes} bytes`, { position: pos });
   }
   // Compaction may remove records but keeps lastOffsetDelta, so it can exceed count - 1.
   if (lastOffsetDelta < 0 || lastOffsetDelta < recordCount - 1) {
-    throw corrupt(`lastOffsetDelta ${lastOffsetDelta} is inconsistent with ${recordCount} records`, at);
+    throw corrupt(`lastOffsetDelta ${lastOffsetDelta} is inconsistent with ${recordCount} records`, { position: pos });
   }
   const lastOffset = baseOffset + lastOffsetDelta;
-  if (!Number.isSafeInteger(lastOffset)) throw corrupt("lastOffset is outside the safe-integer range", at);
+  if (!Number.isSafeInteger(lastOffset)) throw corrupt("lastOffset is outside the safe-integer range", { position: pos });
   return {
     baseOffset,
     batchLength,
@@ -604,33 +603,49 @@ export interface DecodeOptions {
   maxDecompressedBytes?: number;
 }
 
+/**
+ * Where the parts of one record lie in its records section, filled in by readRecordFields.
+ * One object is refilled for every record of a batch, so walking records allocates nothing;
+ * callers build whatever shape they need (DecodedRecord here, a client's message elsewhere).
+ */
+export class RecordFields {
+  offset = 0;
+  /** Milliseconds; the batch's maxTimestamp when the batch uses LogAppendTime. */
+  timestamp = 0;
+  offsetDelta = -1;
+  keyStart = 0;
+  /** -1 = null key. */
+  keyLength = -1;
+  valueStart = 0;
+  /** -1 = null value (a tombstone). */
+  valueLength = -1;
+  /** Headers follow at the reader's position; each is read with readHeader. */
+  headerCount = 0;
+  /** End of this record in the records section; checked by endRecord. */
+  end = 0;
+}
+
+/** A length-prefixed byte field: its length (-1 = null), checked against the record; the reader moves past it. */
+function skipBytes(r: ByteReader, what: string): number {
+  const length = r.readVarint();
+  if (length === -1) return -1;
+  if (length < -1 || length > r.end - r.pos) throw corrupt(`${what} length ${length} runs past the record`);
+  r.pos += length;
+  return length;
+}
+
 /** A length-prefixed byte field as a view, or null for length -1. */
 function readBytes(r: ByteReader, what: string): Uint8Array | null {
-  const length = r.readVarint();
-  if (length === -1) return null;
-  if (length < -1 || length > r.end - r.pos) throw corrupt(`${what} length ${length} runs past the record`);
-  const start = r.pos;
-  r.pos += length;
-  return r.buf.subarray(start, r.pos);
+  const length = skipBytes(r, what);
+  return length === -1 ? null : r.buf.subarray(r.pos - length, r.pos);
 }
 
-function readHeaders(r: ByteReader): RecordHeader[] {
-  const count = r.readVarint();
-  // Each header is at least two one-byte varints, so the remaining bytes bound the count.
-  if (count < 0 || count > (r.end - r.pos) / 2) throw corrupt(`headersCount ${count} cannot fit in the record`);
-  const headers = new Array<RecordHeader>(count);
-  for (let i = 0; i < count; i++) {
-    const keyLength = r.readVarint();
-    if (keyLength < 0 || keyLength > r.end - r.pos) throw corrupt(`header key length ${keyLength} is invalid`);
-    const key = readUtf8(r.buf, r.pos, r.pos + keyLength);
-    r.pos += keyLength;
-    headers[i] = { key, value: readBytes(r, "header value") };
-  }
-  return headers;
-}
-
-/** Reads one record at r.pos; `recordsEnd` bounds its length, `previousDelta` its offsetDelta. */
-function readRecord(r: ByteReader, recordsEnd: number, header: BatchHeader, previousDelta: number): DecodedRecord {
+/**
+ * Reads one record at r.pos up to its headers (which the caller reads next, headerCount of
+ * them, with readHeader, then calls endRecord). `recordsEnd` bounds the record's length,
+ * `previousDelta` (-1 for the first record) its offsetDelta. Throws CORRUPT_MESSAGE.
+ */
+export function readRecordFields(r: ByteReader, recordsEnd: number, header: BatchHeader, previousDelta: number, f: RecordFields): void {
   r.end = recordsEnd;
   const length = r.readVarint();
   if (length < MIN_RECORD_SIZE_BYTES - 1 || length > recordsEnd - r.pos) throw corrupt(`record length ${length} is invalid`);
@@ -645,11 +660,43 @@ function readRecord(r: ByteReader, recordsEnd: number, header: BatchHeader, prev
   const logAppendTime = (header.attributes & BatchAttributes.TIMESTAMP_TYPE_LOG_APPEND) !== 0;
   const timestamp = logAppendTime ? header.maxTimestamp : header.baseTimestamp + timestampDelta;
   if (!Number.isSafeInteger(timestamp)) throw corrupt("timestamp is outside the safe-integer range");
-  const key = readBytes(r, "key");
-  const value = readBytes(r, "value");
-  const headers = readHeaders(r);
-  if (r.pos !== recordEnd) throw corrupt(`record has ${recordEnd - r.pos} unread bytes`);
-  return { offset: header.baseOffset + offsetDelta, timestamp, key, value, headers };
+  f.keyLength = skipBytes(r, "key");
+  f.keyStart = r.pos - Math.max(f.keyLength, 0);
+  f.valueLength = skipBytes(r, "value");
+  f.valueStart = r.pos - Math.max(f.valueLength, 0);
+  const count = r.readVarint();
+  // Each header is at least two one-byte varints, so the remaining bytes bound the count.
+  if (count < 0 || count > (r.end - r.pos) / 2) throw corrupt(`headersCount ${count} cannot fit in the record`);
+  f.headerCount = count;
+  f.offsetDelta = offsetDelta;
+  f.offset = header.baseOffset + offsetDelta;
+  f.timestamp = timestamp;
+  f.end = recordEnd;
+}
+
+/** Reads one header of the record readRecordFields started; the value is a view, not a copy. */
+export function readHeader(r: ByteReader): RecordHeader {
+  const keyLength = r.readVarint();
+  if (keyLength < 0 || keyLength > r.end - r.pos) throw corrupt(`header key length ${keyLength} is invalid`);
+  const key = readUtf8(r.buf, r.pos, r.pos + keyLength);
+  r.pos += keyLength;
+  return { key, value: readBytes(r, "header value") };
+}
+
+/** Checks that the record's headers ended exactly where its length said it would. */
+export function endRecord(r: ByteReader, f: RecordFields): void {
+  if (r.pos !== f.end) throw corrupt(`record has ${f.end - r.pos} unread bytes`);
+}
+
+function readRecord(r: ByteReader, recordsEnd: number, header: BatchHeader, previousDelta: number, f: RecordFields): DecodedRecord {
+  readRecordFields(r, recordsEnd, header, previousDelta, f);
+  const src = r.buf;
+  const key = f.keyLength === -1 ? null : src.subarray(f.keyStart, f.keyStart + f.keyLength);
+  const value = f.valueLength === -1 ? null : src.subarray(f.valueStart, f.valueStart + f.valueLength);
+  const headers = new Array<RecordHeader>(f.headerCount);
+  for (let i = 0; i < headers.length; i++) headers[i] = readHeader(r);
+  endRecord(r, f);
+  return { offset: f.offset, timestamp: f.timestamp, key, value, headers };
 }
 
 function gunzipRecords(compressed: Uint8Array, maxBytes: number): Uint8Array {
@@ -664,13 +711,12 @@ function gunzipRecords(compressed: Uint8Array, maxBytes: number): Uint8Array {
 }
 
 /**
- * Decodes the records of one batch (validating every length against the batch bounds).
- * Does not check the CRC: call verifyBatch first on untrusted bytes. Keys and values are
- * views into `buf` (into the decompressed bytes for a gzip batch), not copies.
+ * Walks the records section of the batch at pos whose header was read (and validated) as
+ * `header`: gunzips it if compressed, hands `read` a reader over it and the section's end,
+ * then checks that `read` consumed it exactly. `read` reads header.recordCount records with
+ * readRecordFields. Every failure is a CORRUPT_MESSAGE naming the batch. Does not check the CRC.
  */
-export function decodeRecords(buf: Uint8Array, pos = 0, options: DecodeOptions = {}): DecodedRecord[] {
-  const header = readBatchHeader(buf, pos);
-  const context = { position: pos, baseOffset: header.baseOffset };
+export function readBatchRecords(buf: Uint8Array, pos: number, header: BatchHeader, options: DecodeOptions, read: (r: ByteReader, recordsEnd: number) => void): void {
   let src = buf;
   let start = pos + BATCH_HEADER_SIZE;
   let end = pos + header.sizeInBytes;
@@ -681,19 +727,30 @@ export function decodeRecords(buf: Uint8Array, pos = 0, options: DecodeOptions =
       end = src.length;
       if (header.recordCount > maxRecordsIn(end)) throw corrupt(`recordsCount ${header.recordCount} cannot fit in ${end} bytes`);
     }
-    const records = new Array<DecodedRecord>(header.recordCount);
     const r = new ByteReader(src, start, end);
-    let previousDelta = -1;
-    for (let i = 0; i < records.length; i++) {
-      records[i] = readRecord(r, end, header, previousDelta);
-      previousDelta = records[i].offset - header.baseOffset;
-    }
+    read(r, end);
     if (r.pos !== end) throw corrupt(`${end - r.pos} bytes after the last record`);
-    return records;
   } catch (e) {
     if (!(e instanceof SkeinError)) throw e;
-    throw new SkeinError(ErrorCode.CORRUPT_MESSAGE, `batch at ${pos} (baseOffset ${header.baseOffset}): ${e.message}`, context, { cause: e.cause });
+    throw new SkeinError(ErrorCode.CORRUPT_MESSAGE, `batch at ${pos} (baseOffset ${header.baseOffset}): ${e.message}`, { position: pos, baseOffset: header.baseOffset }, { cause: e.cause });
   }
+}
+
+/**
+ * Decodes the records of one batch (validating every length against the batch bounds).
+ * Does not check the CRC: call verifyBatch first on untrusted bytes. Keys and values are
+ * views into `buf` (into the decompressed bytes for a gzip batch), not copies.
+ */
+export function decodeRecords(buf: Uint8Array, pos = 0, options: DecodeOptions = {}): DecodedRecord[] {
+  const header = readBatchHeader(buf, pos);
+  let records: DecodedRecord[] = [];
+  readBatchRecords(buf, pos, header, options, (r, end) => {
+    // Allocated only here: a compressed batch's count is bounded once it is decompressed.
+    records = new Array<DecodedRecord>(header.recordCount);
+    const f = new RecordFields();
+    for (let i = 0; i < records.length; i++) records[i] = readRecord(r, end, header, f.offsetDelta, f);
+  });
+  return records;
 }
 
 // ---- walking concatenated batches ----
