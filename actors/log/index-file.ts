@@ -66,13 +66,21 @@ export class IndexFile {
     return buf;
   }
 
-  /** A buffer the caller fills with one entry; the entry becomes visible when it returns. */
-  protected appendSlot(): Buffer {
+  /**
+   * Where in `slots` the caller writes one entry (a byte position, not a view: no allocation
+   * per append); the entry becomes visible when the caller returns.
+   */
+  protected appendSlot(): number {
     if (this.isFull()) throw new Error(`index ${this.path} is full (${this.maxEntries} entries)`);
     if (this.pendingCount === PENDING_ENTRIES) this.flush();
     const at = this.pendingCount * this.entrySize;
     this.pendingCount++;
-    return this.pending.subarray(at, at + this.entrySize);
+    return at;
+  }
+
+  /** The buffer appendSlot() positions point into. */
+  protected get slots(): Buffer {
+    return this.pending;
   }
 
   /** Keep only the first n entries. */

@@ -52,9 +52,10 @@ export class OffsetIndex extends IndexFile {
     if (offset <= this.lastOffset || position <= this.lastPosition) {
       throw new Error(`offset index ${this.path}: entry (${offset}, ${position}) after (${this.lastOffset}, ${this.lastPosition})`);
     }
-    const slot = this.appendSlot();
-    slot.writeInt32BE(offset - this.baseOffset, 0);
-    slot.writeInt32BE(position, 4);
+    const at = this.appendSlot();
+    const slots = this.slots;
+    slots.writeInt32BE(offset - this.baseOffset, at);
+    slots.writeInt32BE(position, at + 4);
     this.lastOffset = offset;
     this.lastPosition = position;
   }

@@ -34,11 +34,12 @@ export class TimeIndex extends IndexFile {
   }
 
   append(timestamp: number, offset: number): void {
-    const slot = this.appendSlot();
+    const at = this.appendSlot();
+    const slots = this.slots;
     const hi = Math.floor(timestamp / 0x100000000);
-    slot.writeInt32BE(hi, 0);
-    slot.writeUInt32BE(timestamp - hi * 0x100000000, 4);
-    slot.writeInt32BE(offset - this.baseOffset, 8);
+    slots.writeInt32BE(hi, at);
+    slots.writeUInt32BE(timestamp - hi * 0x100000000, at + 4);
+    slots.writeInt32BE(offset - this.baseOffset, at + 8);
   }
 
   /**
