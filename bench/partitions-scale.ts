@@ -19,7 +19,10 @@ interface Sizes {
   produceRecords: number;
 }
 
-const FULL: Sizes = { steps: [1_000, 5_000, 10_000], idleSeconds: 5, produceRecords: 10_000 };
+// The idle window spans at least two follower long-poll cycles (replicaFetchWaitMs, 10 s by
+// default): idle followers re-ask once per cycle, all in step after a create, so a shorter
+// window could fall between two waves and report too little.
+const FULL: Sizes = { steps: [1_000, 5_000, 10_000], idleSeconds: 25, produceRecords: 10_000 };
 const QUICK: Sizes = { steps: [90, 180], idleSeconds: 1, produceRecords: 3_000 };
 
 const REPLICATION_FACTOR = 3;
