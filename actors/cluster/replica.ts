@@ -198,8 +198,8 @@ export class ReplicaState {
     }
     const result = await this.log.append(m.batches, { leaderEpoch: this.leaderEpoch });
     if (first.producerId >= 0) this.producers.record(readBatchHeader(m.batches, 0));
-    this.maybeAdvanceHighWatermark();
-    this.wakeFetches();
+    this.maybeAdvanceHighWatermark(ctx);
+    this.wakeFetches(ctx);
     return this.acknowledge(result, m, ctx);
   }
 
@@ -272,18 +272,24 @@ export class ReplicaState {
   }
 
   /** Answers parked fetches that now have data; reads run after the current message. */
-  private wakeFetches(): void {
+  private wakeFetches(ctx: Ctx): void {
     if (this.parkedFetches.length === 0) return;
     const ready = this.parkedFetches.filter((f) => f.request.fromOffset < this.readLimit(f.request));
     if (ready.length === 0) return;
     this.parkedFetches = this.parkedFetches.filter((f) => !ready.includes(f));
     const now = Date.now();
+    let followerWoken = false;
     for (const f of ready) {
-      // A follower parked here was caught up until this moment (see caughtUpByParkedFetch).
+      // A follower parked here was caught up until this moment (see caughtUpByParkedFetch);
+      // from now on its lag limit runs until it fetches again.
       const follower = f.request.replicaId === undefined ? undefined : this.followers.get(f.request.replicaId);
-      if (follower && f.request.fromOffset >= follower.logEndOffset) follower.lastCaughtUpAt = Math.max(follower.lastCaughtUpAt, now);
+      if (follower) {
+        follower.lastCaughtUpAt = Math.max(follower.lastCaughtUpAt, now);
+        followerWoken = true;
+      }
       this.read(f.request).then(f.reply.resolve, f.reply.reject);
     }
+    if (followerWoken && this.role === "leader") this.scheduleTick(ctx, now + this.args.replicaLagTimeMaxMs + 1);
   }
 
   /**
@@ -313,7 +319,7 @@ export class ReplicaState {
     if (!this.isr.has(replicaId) && this.canJoinIsr(f)) {
       await this.changeIsr(new Set([...this.isr, replicaId]), ctx);
     }
-    this.maybeAdvanceHighWatermark();
+    this.maybeAdvanceHighWatermark(ctx);
   }
 
   private canJoinIsr(f: FollowerProgress): boolean {
@@ -321,7 +327,7 @@ export class ReplicaState {
     return f.logEndOffset >= this.highWatermark && f.logEndOffset >= Math.max(0, epochStart);
   }
 
-  private maybeAdvanceHighWatermark(): void {
+  private maybeAdvanceHighWatermark(ctx: Ctx): void {
     let hw = this.log.logEndOffset;
     for (const r of this.isr) {
       if (r === this.args.broker) continue;
@@ -334,7 +340,7 @@ export class ReplicaState {
       const p = this.pendingAcks.shift()!;
       p.reply.resolve(p.result);
     }
-    this.wakeFetches();
+    this.wakeFetches(ctx);
   }
 
   // Leader: ISR -------------------------------------------------------------------------------
@@ -342,7 +348,7 @@ export class ReplicaState {
   private updateIsr(isr: Set<number>, ctx: Ctx): void {
     isr.add(this.args.broker);
     this.isr = isr;
-    this.maybeAdvanceHighWatermark();
+    this.maybeAdvanceHighWatermark(ctx);
     if (this.role === "leader") this.scheduleNextTick(ctx); // a new ISR member has a lag limit to watch
   }
 
