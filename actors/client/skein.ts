@@ -16,11 +16,11 @@ import { bundlePath } from "../../runtime/paths.js";
 import type { PortRef } from "../../runtime/port-ref.js";
 import type { NatsOptions } from "../../runtime/types.js";
 import { ErrorCode, SkeinError } from "../../protocol/errors.js";
-import { decodeRecords, iterateBatches } from "../../protocol/record-batch.js";
 import { validateTopicName } from "../../protocol/cluster.js";
 import type { GroupEvent, PollResult, PolledChunk } from "../../protocol/client.js";
 import { ClusterClient } from "../cluster/admin.js";
 import { encodeFrames, type OutgoingMessage } from "./frames.js";
+import { decodeChunkMessages } from "./decode.js";
 import type { SendResult } from "./producer.js";
 
 export interface SkeinConfig {
@@ -73,6 +73,10 @@ export interface ConsumerConfig {
 export interface KafkaMessage {
   key: Buffer | null;
   value: Buffer | null;
+  /**
+   * Header values by key. Unlike kafkajs, a message without headers shares one frozen empty
+   * object (one allocation less per message): copy it to add headers, e.g. `{ ...headers }`.
+   */
   headers: Record<string, Buffer | null>;
   /** As kafkajs: a decimal string. */
   offset: string;
@@ -492,22 +496,7 @@ export class Consumer {
 }
 
 function decodeChunk(c: PolledChunk): EachBatchPayload {
-  const messages: KafkaMessage[] = [];
-  for (const { pos } of iterateBatches(c.data)) {
-    for (const r of decodeRecords(c.data, pos)) {
-      if (r.offset < c.fromOffset) continue;
-      const headers: Record<string, Buffer | null> = {};
-      for (const h of r.headers) headers[h.key] = h.value ? Buffer.from(h.value.buffer, h.value.byteOffset, h.value.byteLength) : null;
-      messages.push({
-        key: r.key ? Buffer.from(r.key.buffer, r.key.byteOffset, r.key.byteLength) : null,
-        value: r.value ? Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength) : null,
-        headers,
-        offset: String(r.offset),
-        timestamp: String(r.timestamp),
-      });
-    }
-  }
-  return { batch: { topic: c.topic, partition: c.partition, highWatermark: String(c.highWatermark), messages } };
+  return { batch: { topic: c.topic, partition: c.partition, highWatermark: String(c.highWatermark), messages: decodeChunkMessages(c.data, c.fromOffset) } };
 }
 
 export class Admin {
