@@ -38,6 +38,8 @@ export const ControllerArgs = z.object({
 type Args = z.infer<typeof ControllerArgs>;
 /** Longest a replica counts as offline after its worker died without a restart event, ms. */
 const OFFLINE_REPLICA_MAX_MS = 30_000;
+/** Longest time between two looks at every partition (a safety net; changes are seen at once). */
+const FULL_SCAN_MS = 5_000;
 type Ctx = ActorContext<Args>;
 
 export class ControllerState {
@@ -54,6 +56,15 @@ export class ControllerState {
    * worker restarts; the expiry covers a lost restart event (events are at-most-once).
    */
   offlineReplicas = new Map<string, number>();
+  /**
+   * Partition keys changed (watch) since the last tick; a tick looks only at those unless a
+   * full scan is due: liveness or offline replicas changed, a time-based condition may have
+   * come true (a returned broker's preferred-leader delay, an offline replica's expiry), the
+   * preferred-move budget ran out, or FULL_SCAN_MS passed. Scanning 10,000 partitions every
+   * tick (200 ms) was a visible part of an idle controller broker's CPU.
+   */
+  dirtyPartitions = new Set<string>();
+  fullScanAt = 0;
   stopWatch: (() => void) | null = null;
   stopEvents: (() => void) | null = null;
 
@@ -117,12 +128,30 @@ export class ControllerState {
   // Periodic work -------------------------------------------------------------------------------
 
   async tick(): Promise<void> {
+    const wasActive = this.active;
     await this.maintainLease();
-    if (!this.active) return;
+    if (!this.active) {
+      this.dirtyPartitions.clear(); // a standby scans everything once it becomes active
+      return;
+    }
+    if (!wasActive) this.fullScanAt = 0; // a new controller looks at everything once
     await this.refreshLiveness();
+    const now = Date.now();
+    let entries: Versioned<PartitionState>[];
+    if (now >= this.fullScanAt) {
+      entries = [...this.partitions.values()];
+      this.fullScanAt = this.nextFullScan(now);
+    } else {
+      entries = [];
+      for (const key of this.dirtyPartitions) {
+        const entry = this.partitions.get(key);
+        if (entry) entries.push(entry);
+      }
+    }
+    this.dirtyPartitions.clear();
     let preferredMoves = 0;
     let confirmed = false;
-    for (const entry of [...this.partitions.values()]) {
+    for (const entry of entries) {
       const next = this.desiredState(entry.value, preferredMoves < this.args.maxPreferredMovesPerTick);
       if (!next) continue;
       if (!confirmed) {
@@ -132,6 +161,23 @@ export class ControllerState {
       if (next.leader !== entry.value.leader && entry.value.leader >= 0 && this.isUsable(entry.value.leader, entry.value)) preferredMoves++;
       await this.write(next, entry.revision);
     }
+    if (preferredMoves >= this.args.maxPreferredMovesPerTick) this.fullScanAt = 0; // more moves next tick
+  }
+
+  /** When the next full scan is due: the earliest time-based condition, at most FULL_SCAN_MS away. */
+  private nextFullScan(now: number): number {
+    let next = now + FULL_SCAN_MS;
+    for (const { since } of this.alive.values()) {
+      const eligible = since + this.args.preferredLeaderDelayMs;
+      if (eligible > now) next = Math.min(next, eligible);
+    }
+    for (const until of this.offlineReplicas.values()) if (until > now) next = Math.min(next, until);
+    return next;
+  }
+
+  /** Something that can change any partition's desired state happened: look at all of them next tick. */
+  private wantFullScan(): void {
+    this.fullScanAt = 0;
   }
 
   private async refreshLiveness(): Promise<void> {
@@ -139,11 +185,15 @@ export class ControllerState {
     const present = new Set<number>();
     for (const b of await this.meta.listBrokers()) {
       present.add(b.value.broker);
-      if (!this.alive.has(b.value.broker)) this.alive.set(b.value.broker, { since: now });
+      if (!this.alive.has(b.value.broker)) {
+        this.alive.set(b.value.broker, { since: now });
+        this.wantFullScan();
+      }
     }
     for (const b of [...this.alive.keys()]) {
       if (!present.has(b)) {
         this.alive.delete(b);
+        this.wantFullScan();
         console.warn(`skein: controller: broker ${b} is gone (no heartbeat)`);
       }
     }
@@ -204,6 +254,7 @@ export class ControllerState {
       const fresh = await this.meta.getPartition(next.topic, next.partition);
       if (fresh) {
         this.partitions.set(key, fresh);
+        this.dirtyPartitions.add(key); // look again next tick
         if (fresh.value.controllerEpoch > this.epoch) this.stepDown(`partition state written by newer controller epoch ${fresh.value.controllerEpoch}`);
       }
       return;
@@ -218,6 +269,7 @@ export class ControllerState {
       const m = /^replica\/(.+)\/(\d+)@(\d+)$/.exec(a);
       if (m) this.offlineReplicas.set(`${m[1]}/${m[2]}@${m[3]}`, Date.now() + OFFLINE_REPLICA_MAX_MS);
     }
+    this.wantFullScan();
   }
 
   /**
@@ -243,6 +295,7 @@ export class ControllerState {
       const m = /^replica\/(.+)\/(\d+)@(\d+)$/.exec(a);
       if (m) this.offlineReplicas.delete(`${m[1]}/${m[2]}@${m[3]}`);
     }
+    this.wantFullScan();
   }
 
   // Topic admin --------------------------------------------------------------------------------
@@ -382,7 +435,10 @@ export const ControllerActor = defineActor({
       if (value === null) state.partitions.delete(key);
       else {
         const known = state.partitions.get(key);
-        if (!known || known.revision < revision) state.partitions.set(key, { value, revision });
+        if (!known || known.revision < revision) {
+          state.partitions.set(key, { value, revision });
+          state.dirtyPartitions.add(key);
+        }
       }
     });
     const decoder = new TextDecoder();
