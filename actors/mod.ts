@@ -4,3 +4,5 @@ export { ControllerActor } from "./cluster/controller.js";
 export { ProducerActor } from "./client/producer.js";
 export { ConsumerActor } from "./client/consumer.js";
 export { GroupCoordinatorActor } from "./groups/coordinator.js";
+export { FetchServerActor } from "./cluster/fetch-server.js";
+export { FetcherActor } from "./cluster/fetcher.js";

@@ -10,6 +10,7 @@
 
 import { z } from "zod";
 import { escapeToken } from "./address.js";
+import { workerPinnedAddress } from "../runtime/placement.js";
 import { ErrorCode, SkeinError } from "./errors.js";
 
 export const TOPIC_NAME = /^[A-Za-z0-9._-]{1,249}$/;
@@ -37,6 +38,10 @@ export const CONTROLLER_KEY = "controller";
 export const PRODUCER_ID_KEY = "producer-id";
 export const replicaAddress = (topic: string, partition: number, broker: number) => `replica/${topic}/${partition}@${broker}`;
 export const controllerAddress = (broker: number) => `controller@${broker}`;
+/** The fetch server on worker `worker` of broker `broker` (which has `workers` workers). */
+export const fetchServerAddress = (broker: number, worker: number, workers: number) => workerPinnedAddress("fetch-server", worker, String(broker), workers);
+/** The fetcher on worker `worker` of broker `broker`. */
+export const fetcherAddress = (broker: number, worker: number, workers: number) => workerPinnedAddress("fetcher", worker, String(broker), workers);
 
 /** Per-topic configs, Kafka names. Values are validated by parseTopicConfigs. */
 export const TopicConfigs = z
@@ -118,6 +123,10 @@ export type BrokerRegistration = z.infer<typeof BrokerRegistration>;
 
 export const Acks = z.union([z.literal(0), z.literal(1), z.literal(-1)]);
 
+/** A fetch error as data (code, message, and the leader's log start for OFFSET_OUT_OF_RANGE). */
+export const FetchError = z.object({ code: z.string(), message: z.string(), logStartOffset: z.number().int().optional() });
+export type FetchError = z.infer<typeof FetchError>;
+
 /** Messages a partition replica accepts. */
 export const ReplicaMessages = {
   /** Client produce: one or more record batches; leader only. */
@@ -132,7 +141,7 @@ export const ReplicaMessages = {
   Fetch: z.object({
     fromOffset: z.number().int().min(0),
     maxBytes: z.number().int().min(1).max(64 * 1024 * 1024).default(1024 * 1024),
-    maxWaitMs: z.number().int().min(0).max(30_000).default(500),
+    maxWaitMs: z.number().int().min(0).max(300_000).default(500),
     /** Set by followers; consumers leave it out. */
     replicaId: BrokerId.optional(),
     /** The fetcher's view of the leader epoch; fenced when stale. */
@@ -162,6 +171,95 @@ export const ReplicaMessages = {
   }),
   /** Internal timer tick (ISR shrink check, long-poll expiry). */
   Tick: z.object({}),
+  /**
+   * From this worker's fetcher: what the leader answered for this follower (batches to append
+   * from `fromOffset`, or an error). Answers `{ logEndOffset, follow }`; follow=false takes the
+   * partition out of the fetcher's session until the replica sends Follow again.
+   */
+  FollowerData: z.object({
+    leaderEpoch: z.number().int(),
+    fromOffset: z.number().int().min(0),
+    data: z.instanceof(Uint8Array).optional(),
+    highWatermark: z.number().int().optional(),
+    error: FetchError.optional(),
+  }),
+};
+
+/** Replication fetch sessions: one request per (follower worker, leader worker) pair. */
+export const SessionPartition = z.object({
+  topic: z.string(),
+  partition: z.number().int().min(0),
+  fetchOffset: z.number().int().min(0),
+  leaderEpoch: z.number().int().min(-1),
+});
+export type SessionPartition = z.infer<typeof SessionPartition>;
+
+/** Messages of a fetch server: one per worker of a broker, serving the leaders on that worker. */
+export const FetchServerMessages = {
+  /**
+   * A follower worker's fetch for all partitions it follows whose leaders are on this worker.
+   * Answered when any partition
+   * has data or an error, or after maxWaitMs with nothing; a newer FetchMany of the same
+   * session answers a parked one at once, empty.
+   */
+  FetchMany: z.object({
+    session: z.string().min(1).max(300),
+    replicaId: BrokerId,
+    maxWaitMs: z.number().int().min(0).max(60_000),
+    maxBytes: z.number().int().min(1024).max(64 * 1024 * 1024),
+    /**
+     * full: `partitions` is the whole session (a new session, or after an error). Otherwise
+     * only what changed since the previous FetchMany: new or moved partitions in `partitions`,
+     * partitions that left in `removed` (Kafka's incremental fetch sessions, KIP-227). An
+     * incremental request for a session the server does not know gets FETCH_SESSION_NOT_FOUND.
+     */
+    full: z.boolean(),
+    partitions: z.array(SessionPartition).max(100_000),
+    removed: z.array(z.object({ topic: z.string(), partition: z.number().int().min(0) })).max(100_000).default([]),
+  }),
+  /** Internal: a local replica answered the server's fetch for one session partition. */
+  LocalFetched: z.object({
+    session: z.string(),
+    key: z.string(),
+    generation: z.number().int(),
+    data: z.instanceof(Uint8Array).optional(),
+    highWatermark: z.number().int().optional(),
+    error: FetchError.optional(),
+  }),
+  Tick: z.object({}),
+};
+
+/** A FetchMany answer: per partition a slice of `data` (start, length) or an error. */
+export interface FetchManyResult {
+  results: Array<{ topic: string; partition: number; fetchOffset: number; start: number; length: number; highWatermark?: number; error?: FetchError }>;
+  data: Uint8Array;
+}
+
+/** Messages of a fetcher: one per worker of a broker, fetching for the follower replicas on that worker. */
+export const FetcherMessages = {
+  /** A follower replica starts (or restarts) following `leader` from `fetchOffset`. */
+  Follow: z.object({
+    topic: z.string(),
+    partition: z.number().int().min(0),
+    leader: BrokerId,
+    leaderEpoch: z.number().int().min(-1),
+    fetchOffset: z.number().int().min(0),
+    replica: z.string(),
+  }),
+  /** The replica stopped following (leader now, offline, stopped); epoch -1: whatever epoch. */
+  Unfollow: z.object({ topic: z.string(), partition: z.number().int().min(0), leaderEpoch: z.number().int().min(-1).default(-1) }),
+  /** Internal: a session's FetchMany was answered (or failed). */
+  SessionAnswered: z.object({
+    session: z.string(),
+    seq: z.number().int(),
+    results: z
+      .array(z.object({ topic: z.string(), partition: z.number().int(), fetchOffset: z.number().int(), start: z.number().int(), length: z.number().int(), highWatermark: z.number().int().optional(), error: FetchError.optional() }))
+      .default([]),
+    data: z.instanceof(Uint8Array).optional(),
+    error: FetchError.optional(),
+  }),
+  /** Internal: retry a session after a failed request. */
+  Retry: z.object({ session: z.string() }),
 };
 
 export const ControllerMessages = {

@@ -28,6 +28,8 @@ export const ErrorCode = {
   STALE_CONTROLLER_EPOCH: "STALE_CONTROLLER_EPOCH",
   NOT_CONTROLLER: "NOT_CONTROLLER",
   OUT_OF_ORDER_SEQUENCE: "OUT_OF_ORDER_SEQUENCE",
+  /** A replication fetch session the leader's fetch server does not know (restarted): send the full list. */
+  FETCH_SESSION_NOT_FOUND: "FETCH_SESSION_NOT_FOUND",
   DUPLICATE_SEQUENCE: "DUPLICATE_SEQUENCE",
   INVALID_PRODUCER_EPOCH: "INVALID_PRODUCER_EPOCH",
   COORDINATOR_NOT_AVAILABLE: "COORDINATOR_NOT_AVAILABLE",
@@ -66,6 +68,7 @@ const RETRIABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   ErrorCode.NOT_COORDINATOR,
   ErrorCode.COORDINATOR_LOAD_IN_PROGRESS,
   ErrorCode.REBALANCE_IN_PROGRESS,
+  ErrorCode.FETCH_SESSION_NOT_FOUND,
 ]);
 
 /** Context that makes an error actionable: which actor, topic, partition or broker. */

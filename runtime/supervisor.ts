@@ -4,6 +4,7 @@
 // timeouts and leaks pending calls when a worker dies, so every call here races a timeout
 // and the worker's exit.
 
+import { placementOf } from "./placement.js";
 import { Worker } from "node:worker_threads";
 import { wrap, releaseProxy, transfer, type Endpoint, type Remote } from "comlink";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
@@ -262,12 +263,7 @@ export class Supervisor {
   }
 }
 
-/** Worker index for an address on a node with `workers` workers (FNV-1a of the address). */
-export function placementOf(address: string, workers: number): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < address.length; i++) h = Math.imul(h ^ address.charCodeAt(i), 0x01000193);
-  return (h >>> 0) % workers;
-}
+export { placementOf };
 
 /** comlink endpoint over a Node Worker (an EventEmitter, not an EventTarget). */
 function workerEndpoint(worker: Worker): Endpoint {

@@ -8,7 +8,7 @@ import { hostname } from "node:os";
 import { SkeinNode } from "../../runtime/node.js";
 import { bundlePath } from "../../runtime/paths.js";
 import type { NatsOptions } from "../../runtime/types.js";
-import { controllerAddress, partitionKey, replicaAddress, type PartitionState, type TopicRecord } from "../../protocol/cluster.js";
+import { controllerAddress, fetchServerAddress, fetcherAddress, partitionKey, replicaAddress, type PartitionState, type TopicRecord } from "../../protocol/cluster.js";
 import { MetadataStore } from "./metadata.js";
 import { unescapeToken } from "../../protocol/address.js";
 import { KafkaGateway } from "../gateway/gateway.js";
@@ -76,6 +76,11 @@ export class Broker {
         address: controllerAddress(options.id),
         args: { broker: options.id, offsetsTopicPartitions: options.offsetsTopicPartitions },
       });
+      // Replication fetch sessions: a fetch server and a fetcher on every worker.
+      for (let w = 0; w < node.workerCount; w++) {
+        await node.spawn({ kind: "fetch-server", module: broker.actorsModule, address: fetchServerAddress(options.id, w, node.workerCount), args: { broker: options.id } });
+        await node.spawn({ kind: "fetcher", module: broker.actorsModule, address: fetcherAddress(options.id, w, node.workerCount), args: { broker: options.id, worker: w } });
+      }
       broker.stopWatch = await meta.watchPartitions((key, state) => broker.enqueue(key, () => broker.onPartitionState(key, state)));
       if (options.kafka) {
         broker.gateway = await KafkaGateway.start({ ...options.kafka, brokerId: options.id, nats: options.nats, cluster: node.cluster });
@@ -158,6 +163,7 @@ export class Broker {
           dataDir: this.options.dataDir,
           configs: topic.configs,
           replicaLagTimeMaxMs: this.options.replicaLagTimeMaxMs ?? 5_000,
+          workers: this.node.workerCount,
         },
       });
       this.replicas.set(key, { topicId: state.topicId, address });

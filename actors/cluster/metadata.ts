@@ -168,6 +168,10 @@ export class MetadataStore {
     await this.live.delete(brokerKey(broker));
   }
 
+  async getBroker(broker: number): Promise<Versioned<BrokerRegistration> | null> {
+    return getJson(this.live, brokerKey(broker), BrokerRegistration);
+  }
+
   async listBrokers(): Promise<Versioned<BrokerRegistration>[]> {
     const out: Versioned<BrokerRegistration>[] = [];
     for (const key of await listKeys(this.live, "broker.*")) {

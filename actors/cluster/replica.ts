@@ -6,9 +6,10 @@
 // keeps HW = min LEO over the ISR (only ever forward), parks acks=all produces until HW
 // passes them, shrinks/expands the ISR by compare-and-set on the partition state.
 // Follower: on every new leader epoch asks the leader where its own latest epoch ends
-// (OffsetsForLeaderEpoch) and truncates there, then pulls with long-poll fetches.
-// Nothing here blocks the mailbox on the network: fetches and epoch queries complete by
-// telling this actor a FollowerFetched message.
+// (OffsetsForLeaderEpoch) and truncates there, then follows: the fetcher of this worker
+// (fetcher.ts) fetches for it in one session per leader worker and hands it what the leader
+// sends (FollowerData), which it appends. Nothing here blocks the mailbox on the network:
+// epoch queries complete by telling this actor a FollowerFetched message.
 
 import { join } from "node:path";
 import { z } from "zod";
@@ -17,6 +18,7 @@ import { ErrorCode, SkeinError } from "../../protocol/errors.js";
 import {
   ReplicaMessages,
   TopicConfigs,
+  fetcherAddress,
   replicaAddress,
   type FetchResult,
   type PartitionState,
@@ -26,6 +28,7 @@ import {
 import { PartitionLog } from "../log/log.js";
 import { iterateBatches, readBatchHeader } from "../../protocol/record-batch.js";
 import { ProducerStateTable } from "./producer-state.js";
+import { placementOf } from "../../runtime/placement.js";
 import { logConfigFor, metadataFor } from "./shared.js";
 import type { MetadataStore } from "./metadata.js";
 
@@ -38,17 +41,8 @@ export const ReplicaArgs = z.object({
   configs: TopicConfigs,
   /** A follower that has not caught up for this long leaves the ISR, ms. */
   replicaLagTimeMaxMs: z.number().int().min(100).default(5_000),
-  /** Bytes a follower asks for per fetch. */
-  replicaFetchMaxBytes: z.number().int().min(1024).default(4 * 1024 * 1024),
-  /**
-   * Long-poll wait of follower fetches, ms. New data answers a parked fetch at once, and a
-   * follower whose fetch is parked at the log end counts as caught up for the ISR, so the wait
-   * only sets how often an idle follower asks again (with thousands of partitions those asks
-   * were most of an idle broker's work: 1.5 s cost ~1 core at 10,000 replicas) and how long a
-   * lost fetch (dropped message, leader worker restarted without an epoch change) takes to be
-   * noticed: wait + 1 s. Kafka's replica.socket.timeout.ms, the same bound there, is 30 s.
-   */
-  replicaFetchWaitMs: z.number().int().min(1).default(10_000),
+  /** Worker threads of this broker (the follower's fetcher is the one on this replica's worker). */
+  workers: z.number().int().min(1).default(1),
 });
 export type ReplicaArgs = z.infer<typeof ReplicaArgs>;
 
@@ -77,8 +71,6 @@ interface PendingAck {
 }
 
 const RETRY_BACKOFF_MS = 100;
-/** Extra wait on top of a follower fetch's long poll before it counts as lost, ms. */
-const FETCH_MARGIN_MS = 1_000;
 /** Delay of the first tick after something starts waiting, ms. */
 const TICK_MS = 100;
 
@@ -92,7 +84,7 @@ export class ReplicaState {
   followers = new Map<number, FollowerProgress>();
   parkedFetches: ParkedFetch[] = [];
   pendingAcks: PendingAck[] = [];
-  /** A follower fetch (or epoch query) of leader epoch `fetchEpoch` is outstanding. */
+  /** Following leader epoch `fetchEpoch` through the fetcher, or its epoch query is outstanding. */
   fetchInFlight = false;
   fetchEpoch = -1;
   needsTruncation = false;
@@ -102,11 +94,16 @@ export class ReplicaState {
   cancelTick: (() => void) | null = null;
   readonly producers = new ProducerStateTable();
 
+  /** This worker's fetcher. */
+  readonly fetcher: string;
+
   constructor(
     readonly log: PartitionLog,
     readonly meta: MetadataStore,
     readonly args: ReplicaArgs,
-  ) {}
+  ) {
+    this.fetcher = fetcherAddress(args.broker, placementOf(replicaAddress(args.topic, args.partition, args.broker), args.workers), args.workers);
+  }
 
   get minInsync(): number {
     return this.args.configs["min.insync.replicas"] ?? 1;
@@ -137,6 +134,13 @@ export class ReplicaState {
     this.partitionState = state;
     if (sameEpoch) {
       if (this.role === "leader") this.updateIsr(new Set(state.isr), ctx);
+      else if (this.role === "follower" && !state.isr.includes(this.args.broker) && this.fetchInFlight && !this.needsTruncation) {
+        // Out of the ISR (the controller dropped us while our worker or broker was away): fetch
+        // anew, so the leader sees where we are and takes us back once caught up, also while
+        // the partition is idle (a fetch parked since before would not tell it).
+        this.fetchInFlight = false;
+        this.startFetching(ctx);
+      }
       return;
     }
     this.leaderEpoch = state.leaderEpoch;
@@ -145,6 +149,7 @@ export class ReplicaState {
   }
 
   private async becomeLeader(state: PartitionState, ctx: Ctx): Promise<void> {
+    this.stopFollowing(ctx);
     this.role = "leader";
     if (this.leaderEpoch > this.log.latestEpoch) await this.log.assignEpochStartOffset(this.leaderEpoch, this.log.logEndOffset);
     this.followers.clear();
@@ -174,7 +179,16 @@ export class ReplicaState {
       for (const f of this.parkedFetches.splice(0)) f.reply.reject(notLeader());
     }
     this.needsTruncation = true;
+    if (this.role !== "follower") this.stopFollowing(ctx);
     this.startFetching(ctx);
+  }
+
+  /** Takes this partition out of the fetcher's sessions. */
+  private stopFollowing(ctx: Ctx): void {
+    if (this.fetchEpoch < 0) return;
+    this.fetchInFlight = false;
+    this.fetchEpoch = -1;
+    ctx.tell(this.fetcher, "Unfollow", { topic: this.args.topic, partition: this.args.partition, leaderEpoch: -1 });
   }
 
   // Leader: produce ---------------------------------------------------------------------------
@@ -252,6 +266,14 @@ export class ReplicaState {
       );
     }
     if (m.fromOffset < limit || m.maxWaitMs === 0) return this.read(m);
+    if (m.replicaId !== undefined) {
+      // A follower has one fetch at a time: a newer one answers its older parked one (empty).
+      const older = this.parkedFetches.findIndex((f) => f.request.replicaId === m.replicaId);
+      if (older >= 0) {
+        const [f] = this.parkedFetches.splice(older, 1);
+        this.read(f.request).then(f.reply.resolve, f.reply.reject);
+      }
+    }
     const deadline = Date.now() + m.maxWaitMs;
     this.parkedFetches.push({ request: m, reply: ctx.deferReply<FetchResult>(), deadline });
     this.scheduleTick(ctx, deadline);
@@ -378,59 +400,47 @@ export class ReplicaState {
 
   startFetching(ctx: Ctx): void {
     // A fetch still waiting on the previous leader does not hold up the new one: that leader
-    // may be dead, and its fetch would only end with its timeout (wait + margin).
+    // may be dead, and its fetch would only end with its timeout.
     if (this.role !== "follower" || (this.fetchInFlight && this.fetchEpoch === this.leaderEpoch)) return;
     const leader = this.partitionState?.leader ?? -1;
     if (leader < 0) return;
     this.fetchInFlight = true;
     const epoch = this.leaderEpoch;
     this.fetchEpoch = epoch;
-    const leaderAddress = replicaAddress(this.args.topic, this.args.partition, leader);
     const fromOffset = this.log.logEndOffset;
-    const deliver = (body: { kind: "fetch" | "truncate"; data?: Uint8Array; highWatermark?: number; endOffset?: number; endEpoch?: number; error?: { code: string; message: string; logStartOffset?: number } }) =>
-      ctx.tell(ctx.self, "FollowerFetched", { ...body, epoch, fromOffset });
-    const fail = (e: unknown) => {
-      const err = e as SkeinError;
-      const logStartOffset = Number(err?.context?.logStartOffset ?? -1);
-      deliver({ kind: this.needsTruncation ? "truncate" : "fetch", error: { code: String(err?.code ?? "UNKNOWN"), message: String(err?.message ?? e), logStartOffset } });
-    };
     if (this.needsTruncation) {
       const latest = this.log.latestEpoch;
       if (latest < 0 || fromOffset === 0) {
         this.needsTruncation = false;
       } else {
+        const deliver = (body: { endOffset?: number; endEpoch?: number; error?: { code: string; message: string } }) =>
+          ctx.tell(ctx.self, "FollowerFetched", { kind: "truncate", ...body, epoch, fromOffset });
         ctx
-          .ask<{ epoch: number; endOffset: number }>(leaderAddress, "OffsetsForLeaderEpoch", { epoch: latest, replicaId: this.args.broker }, { timeoutMs: 5_000 })
-          .then((r) => deliver({ kind: "truncate", endOffset: r.endOffset, endEpoch: r.epoch }), fail);
+          .ask<{ epoch: number; endOffset: number }>(replicaAddress(this.args.topic, this.args.partition, leader), "OffsetsForLeaderEpoch", { epoch: latest, replicaId: this.args.broker }, { timeoutMs: 5_000 })
+          .then(
+            (r) => deliver({ endOffset: r.endOffset, endEpoch: r.epoch }),
+            (e) => deliver({ error: { code: String((e as SkeinError)?.code ?? "UNKNOWN"), message: String((e as Error)?.message ?? e) } }),
+          );
         return;
       }
     }
-    const waitMs = this.args.replicaFetchWaitMs;
-    const request = { fromOffset, maxBytes: this.args.replicaFetchMaxBytes, maxWaitMs: waitMs, replicaId: this.args.broker, leaderEpoch: epoch };
-    ctx
-      // A leader answers within its long-poll wait; a little more than that means it is gone.
-      .ask<FetchResult>(leaderAddress, "Fetch", request, { timeoutMs: waitMs + FETCH_MARGIN_MS })
-      .then((r) => deliver({ kind: "fetch", data: r.data, highWatermark: r.highWatermark }), fail);
+    ctx.tell(this.fetcher, "Follow", { topic: this.args.topic, partition: this.args.partition, leader, leaderEpoch: epoch, fetchOffset: fromOffset, replica: ctx.self });
   }
 
+  /** The answer to this follower's epoch query (truncation), or a retry after a failed fetch (epoch -2). */
   async onFollowerFetched(m: z.infer<typeof ReplicaMessages.FollowerFetched>, ctx: Ctx): Promise<void> {
-    // Only the outstanding fetch's answer frees the slot; one of a superseded epoch is dropped.
+    // Only the outstanding query's answer frees the slot; one of a superseded epoch is dropped.
     if (m.epoch === this.fetchEpoch) this.fetchInFlight = false;
     if (this.role !== "follower" || m.epoch !== this.leaderEpoch) {
       this.startFetching(ctx);
       return;
     }
-    if (m.error?.code === ErrorCode.OFFSET_OUT_OF_RANGE && (m.error.logStartOffset ?? -1) > this.log.logEndOffset) {
-      // Retention on the leader removed what we still need: restart the log at its start.
-      console.warn(`skein: ${this.args.topic}/${this.args.partition}@${this.args.broker} is behind the leader's log start ${m.error.logStartOffset}; restarting the log there`);
-      await this.log.truncateFullyAndStartAt(m.error.logStartOffset!);
-      this.producers.clear();
-      this.highWatermark = Math.max(this.highWatermark, m.error.logStartOffset!);
-    } else if (m.error) {
+    if (m.error) {
       // Leader not ready yet, fenced, or gone: the broker agent will tell us the new state.
       ctx.schedule(RETRY_BACKOFF_MS, "FollowerFetched", { kind: "fetch", epoch: -2, fromOffset: -1 });
       return;
-    } else if (m.kind === "truncate") {
+    }
+    if (m.kind === "truncate") {
       let endOffset = m.endOffset ?? -1;
       // The leader knows our epoch only up to an older one: both logs agree up to where that
       // epoch ends on both sides (KIP-279).
@@ -445,14 +455,39 @@ export class ReplicaState {
         await this.rebuildProducerState();
       }
       this.needsTruncation = false;
-    } else if (m.fromOffset === this.log.logEndOffset) {
-      if (m.data && m.data.length > 0) {
-        await this.log.appendAsFollower(m.data);
-        for (const { header } of iterateBatches(m.data, { verifyCrc: false })) this.producers.record(header);
-      }
-      if (m.highWatermark !== undefined) this.highWatermark = Math.max(this.highWatermark, Math.min(m.highWatermark, this.log.logEndOffset));
     }
     this.startFetching(ctx);
+  }
+
+  /**
+   * What the leader sent this follower, from the fetcher: batches to append at `fromOffset`, or
+   * an error. Answers the next fetch offset; follow=false takes the partition out of the
+   * fetcher's session (this replica follows again when it is ready to).
+   */
+  async onFollowerData(m: z.infer<typeof ReplicaMessages.FollowerData>, ctx: Ctx): Promise<{ logEndOffset: number; follow: boolean }> {
+    if (this.role !== "follower" || m.leaderEpoch !== this.leaderEpoch || !this.fetchInFlight || this.fetchEpoch !== m.leaderEpoch || this.needsTruncation) {
+      return { logEndOffset: this.log.logEndOffset, follow: false };
+    }
+    if (m.error?.code === ErrorCode.OFFSET_OUT_OF_RANGE && (m.error.logStartOffset ?? -1) > this.log.logEndOffset) {
+      // Retention on the leader removed what we still need: restart the log at its start.
+      console.warn(`skein: ${this.args.topic}/${this.args.partition}@${this.args.broker} is behind the leader's log start ${m.error.logStartOffset}; restarting the log there`);
+      await this.log.truncateFullyAndStartAt(m.error.logStartOffset!);
+      this.producers.clear();
+      this.highWatermark = Math.max(this.highWatermark, m.error.logStartOffset!);
+      return { logEndOffset: this.log.logEndOffset, follow: true };
+    }
+    if (m.error) {
+      // Leader not ready yet, fenced, or gone: follow again shortly (the broker agent tells us a new state).
+      this.fetchInFlight = false;
+      ctx.schedule(RETRY_BACKOFF_MS, "FollowerFetched", { kind: "fetch", epoch: -2, fromOffset: -1 });
+      return { logEndOffset: this.log.logEndOffset, follow: false };
+    }
+    if (m.fromOffset === this.log.logEndOffset && m.data && m.data.length > 0) {
+      await this.log.appendAsFollower(m.data);
+      for (const { header } of iterateBatches(m.data, { verifyCrc: false })) this.producers.record(header);
+    }
+    if (m.highWatermark !== undefined) this.highWatermark = Math.max(this.highWatermark, Math.min(m.highWatermark, this.log.logEndOffset));
+    return { logEndOffset: this.log.logEndOffset, follow: true };
   }
 
   /** Kafka semantics, including an epoch older than our earliest: it ended where our log's first epoch starts. */
@@ -590,6 +625,7 @@ export const ReplicaActor = defineActor({
       return { offset: offset === null ? s.highWatermark : Math.min(offset, s.highWatermark) };
     },
     FollowerFetched: (s, m, ctx) => (m.epoch === -2 ? s.startFetching(ctx) : s.onFollowerFetched(m, ctx)),
+    FollowerData: (s, m, ctx) => s.onFollowerData(m, ctx),
     Tick: (s, _m, ctx) => s.tick(ctx),
   },
 });

@@ -84,6 +84,7 @@ export const SKEIN_TO_KAFKA: Readonly<Record<string, KafkaErrorCode>> = {
   [ErrorCode.INVALID_TOPIC]: KafkaErrorCode.INVALID_TOPIC_EXCEPTION,
   [ErrorCode.OUT_OF_ORDER_SEQUENCE]: KafkaErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
   [ErrorCode.DUPLICATE_SEQUENCE]: KafkaErrorCode.DUPLICATE_SEQUENCE_NUMBER,
+  [ErrorCode.FETCH_SESSION_NOT_FOUND]: KafkaErrorCode.FETCH_SESSION_ID_NOT_FOUND,
   // Named by string so this table does not depend on when that code lands in protocol/errors.ts.
   FAULTS_NOT_ALLOWED: KafkaErrorCode.POLICY_VIOLATION,
   [ErrorCode.UNKNOWN]: KafkaErrorCode.UNKNOWN_SERVER_ERROR,

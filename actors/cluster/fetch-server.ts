@@ -1,0 +1,261 @@
+// The leader side of replication fetch sessions (Kafka: a fetch request per follower broker
+// covering all its partitions, and fetch sessions). One fetch server runs on every worker of
+// a broker and serves the leader replicas on that worker; each follower worker keeps one
+// session with it (see fetcher.ts). Without sessions every follower replica long-polled its
+// leader on its own: at 10,000 replicas an idle cluster spent most of a core on those polls.
+//
+// For each session partition the server keeps one fetch outstanding at the local leader
+// replica (an in-thread ask, long-polling there as a follower's fetch always did, so the
+// replica's high watermark and ISR logic see the follower's offset exactly as before). A
+// result with data or an error waits in the session until the follower's next FetchMany
+// takes it; a FetchMany with nothing ready parks until something is or its wait ends. A
+// partition's next local fetch is made once the follower reports a new fetch offset.
+
+import { z } from "zod";
+import { defineActor, type ActorContext, type ReplyHandle } from "../../runtime/actor.js";
+import { ErrorCode, SkeinError, isSkeinError } from "../../protocol/errors.js";
+import { FetchServerMessages, replicaAddress, type FetchError, type FetchManyResult, type FetchResult } from "../../protocol/cluster.js";
+
+export const FetchServerArgs = z.object({
+  broker: z.number().int().min(0),
+  /** Bytes per partition per local fetch. */
+  partitionMaxBytes: z.number().int().min(1024).default(1024 * 1024),
+  /** A session's results waiting for its follower, at most this many bytes (then local fetches pause). */
+  sessionBufferBytes: z.number().int().min(1024).default(16 * 1024 * 1024),
+});
+type Args = z.infer<typeof FetchServerArgs>;
+type Ctx = ActorContext<Args>;
+
+/**
+ * How long a local fetch long-polls at the replica, ms. In-thread and answered at once by new
+ * data, so it can be long: idle, each session partition costs one local ask per this period.
+ */
+const LOCAL_WAIT_MS = 120_000;
+/** A session nobody fetched for this long is dropped, ms. */
+const SESSION_IDLE_MS = 60_000;
+const TICK_MS = 1_000;
+const EMPTY = new Uint8Array(0);
+
+interface Entry {
+  topic: string;
+  partition: number;
+  fetchOffset: number;
+  leaderEpoch: number;
+  /** Bumped when the offset or epoch changes: an older local fetch's answer is then ignored. */
+  generation: number;
+  outstanding: boolean;
+  /** When the outstanding (or last) local fetch was made. */
+  issuedAt: number;
+  ready: { data?: Uint8Array; highWatermark?: number; error?: FetchError } | null;
+}
+
+interface Session {
+  key: string;
+  replicaId: number;
+  entries: Map<string, Entry>;
+  /** Entries with a result waiting for the follower. */
+  ready: Set<Entry>;
+  /** Entries that need a local fetch started (held back while the buffer is full). */
+  waiting: Set<Entry>;
+  parked: { reply: ReplyHandle<FetchManyResult>; deadline: number; maxBytes: number } | null;
+  bufferedBytes: number;
+  lastSeenAt: number;
+}
+
+const entryKey = (topic: string, partition: number) => `${topic}/${partition}`;
+
+export class FetchServerState {
+  readonly sessions = new Map<string, Session>();
+  private earlyEmpty = 0;
+
+  constructor(readonly args: Args) {}
+
+  fetchMany(m: z.infer<typeof FetchServerMessages.FetchMany>, ctx: Ctx): FetchManyResult | undefined {
+    let s = this.sessions.get(m.session);
+    if (s && s.replicaId !== m.replicaId) s = undefined;
+    if (!s) {
+      if (!m.full) {
+        throw new SkeinError(ErrorCode.FETCH_SESSION_NOT_FOUND, `no fetch session ${m.session} on broker ${this.args.broker}; send the full list`, { broker: String(this.args.broker) });
+      }
+      s = { key: m.session, replicaId: m.replicaId, entries: new Map(), ready: new Set(), waiting: new Set(), parked: null, bufferedBytes: 0, lastSeenAt: 0 };
+      this.sessions.set(m.session, s);
+    }
+    s.lastSeenAt = Date.now();
+    if (s.parked) {
+      // Superseded by this request (the follower added a partition): the old one goes back empty.
+      s.parked.reply.resolve({ results: [], data: EMPTY });
+      s.parked = null;
+    }
+    const listed = m.full ? new Set<string>() : null;
+    for (const p of m.partitions) {
+      const key = entryKey(p.topic, p.partition);
+      listed?.add(key);
+      let e = s.entries.get(key);
+      if (!e) {
+        e = { topic: p.topic, partition: p.partition, fetchOffset: p.fetchOffset, leaderEpoch: p.leaderEpoch, generation: 0, outstanding: false, issuedAt: 0, ready: null };
+        s.entries.set(key, e);
+      } else if (e.fetchOffset !== p.fetchOffset || e.leaderEpoch !== p.leaderEpoch || e.ready?.data === undefined) {
+        // Listed again: the follower moved on, followed anew (a restart, or it found itself out
+        // of the ISR) or resynced. Its next local fetch starts now, so the leader sees it fetch
+        // from here (and can take it back into the ISR); an older one still parked is dropped.
+        this.clearReady(s, e);
+        e.fetchOffset = p.fetchOffset;
+        e.leaderEpoch = p.leaderEpoch;
+        e.generation++;
+        e.outstanding = false;
+      }
+      if (!e.outstanding && e.ready === null) s.waiting.add(e);
+    }
+    const drop = (key: string) => {
+      const e = s!.entries.get(key);
+      if (!e) return;
+      this.clearReady(s!, e);
+      s!.waiting.delete(e);
+      s!.entries.delete(key);
+    };
+    if (listed) for (const key of [...s.entries.keys()]) if (!listed.has(key)) drop(key);
+    for (const r of m.removed) drop(entryKey(r.topic, r.partition));
+    this.fill(s, ctx);
+    if (s.ready.size > 0) return this.take(s, m.maxBytes);
+    if (m.maxWaitMs === 0) return { results: [], data: EMPTY };
+    s.parked = { reply: ctx.deferReply<FetchManyResult>(), deadline: Date.now() + m.maxWaitMs, maxBytes: m.maxBytes };
+    return undefined;
+  }
+
+  /** Starts local fetches for the entries waiting for one (none outstanding, nothing ready), while the buffer allows. */
+  private fill(s: Session, ctx: Ctx): void {
+    for (const e of s.waiting) {
+      if (s.bufferedBytes >= this.args.sessionBufferBytes) return;
+      s.waiting.delete(e);
+      if (!e.outstanding && e.ready === null) this.fetchLocal(s, e, ctx);
+    }
+  }
+
+  private fetchLocal(s: Session, e: Entry, ctx: Ctx): void {
+    e.outstanding = true;
+    e.issuedAt = Date.now();
+    const key = entryKey(e.topic, e.partition);
+    const generation = e.generation;
+    const request = { fromOffset: e.fetchOffset, maxBytes: this.args.partitionMaxBytes, maxWaitMs: LOCAL_WAIT_MS, replicaId: s.replicaId, leaderEpoch: e.leaderEpoch };
+    ctx
+      .ask<FetchResult>(replicaAddress(e.topic, e.partition, this.args.broker), "Fetch", request, { timeoutMs: LOCAL_WAIT_MS + 5_000 })
+      .then(
+        (r) => ctx.tell(ctx.self, "LocalFetched", { session: s.key, key, generation, data: r.data, highWatermark: r.highWatermark }),
+        (err) => ctx.tell(ctx.self, "LocalFetched", { session: s.key, key, generation, error: asFetchError(err) }),
+      );
+  }
+
+  localFetched(m: z.infer<typeof FetchServerMessages.LocalFetched>, ctx: Ctx): void {
+    const s = this.sessions.get(m.session);
+    const e = s?.entries.get(m.key);
+    if (!s || !e || e.generation !== m.generation) return; // left the session, or moved on meanwhile
+    e.outstanding = false;
+    if (m.error) {
+      e.ready = { error: m.error };
+      s.ready.add(e);
+    } else if (m.data && m.data.length > 0) {
+      e.ready = { data: m.data, highWatermark: m.highWatermark };
+      s.ready.add(e);
+      s.bufferedBytes += m.data.length;
+    } else {
+      // The long poll ended with nothing new: poll again while the session is alive. An empty
+      // answer well before the wait ended means another fetch of this follower superseded it
+      // (the replica keeps one per follower): no immediate retry, which could chase the other
+      // one forever; the next FetchMany or tick starts it again.
+      const early = Date.now() - e.issuedAt < LOCAL_WAIT_MS / 2;
+      if (early) {
+        s.waiting.add(e);
+        this.earlyEmpty++;
+        if (this.earlyEmpty % 1000 === 1) console.warn(`skein fetch server ${this.args.broker}: local fetch of ${m.key} for session ${s.key} answered early with nothing (${this.earlyEmpty} so far)`);
+      } else if (Date.now() - s.lastSeenAt < SESSION_IDLE_MS) this.fetchLocal(s, e, ctx);
+      return;
+    }
+    if (s.parked) {
+      const parked = s.parked;
+      s.parked = null;
+      parked.reply.resolve(this.take(s, parked.maxBytes));
+    }
+  }
+
+  /** Hands out waiting results, at least one and up to maxBytes of data in total. */
+  private take(s: Session, maxBytes: number): FetchManyResult {
+    const results: FetchManyResult["results"] = [];
+    const pieces: Uint8Array[] = [];
+    let bytes = 0;
+    for (const e of s.ready) {
+      const r = e.ready;
+      if (r === null) continue;
+      const length = r.data?.length ?? 0;
+      if (bytes > 0 && bytes + length > maxBytes) continue;
+      results.push({ topic: e.topic, partition: e.partition, fetchOffset: e.fetchOffset, start: bytes, length, highWatermark: r.highWatermark, error: r.error });
+      if (r.data) pieces.push(r.data);
+      bytes += length;
+      this.clearReady(s, e);
+      // Its next local fetch starts when the follower reports where it is now (next FetchMany);
+      // an error stays out until the replica follows again.
+    }
+    return { results, data: pieces.length === 1 ? pieces[0] : concat(pieces, bytes) };
+  }
+
+  private clearReady(s: Session, e: Entry): void {
+    if (e.ready?.data) s.bufferedBytes -= e.ready.data.length;
+    e.ready = null;
+    s.ready.delete(e);
+  }
+
+  tick(ctx: Ctx): void {
+    const now = Date.now();
+    for (const [key, s] of this.sessions) {
+      if (s.parked && s.parked.deadline <= now) {
+        s.parked.reply.resolve({ results: [], data: EMPTY });
+        s.parked = null;
+      }
+      if (!s.parked && now - s.lastSeenAt > SESSION_IDLE_MS) this.sessions.delete(key);
+      else if (s.bufferedBytes < this.args.sessionBufferBytes) this.fill(s, ctx);
+    }
+  }
+
+  close(): void {
+    const gone = new SkeinError(ErrorCode.NOT_LEADER_OR_FOLLOWER, `fetch server on broker ${this.args.broker} stopped`, { broker: String(this.args.broker) });
+    for (const s of this.sessions.values()) s.parked?.reply.reject(gone);
+    this.sessions.clear();
+  }
+}
+
+function concat(pieces: Uint8Array[], bytes: number): Uint8Array {
+  const out = new Uint8Array(bytes);
+  let at = 0;
+  for (const p of pieces) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+export function asFetchError(e: unknown): FetchError {
+  if (isSkeinError(e)) {
+    const logStartOffset = Number(e.context?.logStartOffset ?? NaN);
+    return { code: e.code, message: e.message, ...(Number.isInteger(logStartOffset) ? { logStartOffset } : {}) };
+  }
+  return { code: ErrorCode.UNKNOWN, message: String((e as Error)?.message ?? e) };
+}
+
+export const FetchServerActor = defineActor({
+  kind: "fetch-server",
+  args: FetchServerArgs,
+  messages: FetchServerMessages,
+  mailboxCapacity: 100_000,
+  init: (ctx) => new FetchServerState(ctx.args),
+  started(_s, ctx) {
+    ctx.schedule(TICK_MS, "Tick", {});
+  },
+  stopped: (s) => s.close(),
+  handlers: {
+    FetchMany: (s, m, ctx) => s.fetchMany(m, ctx),
+    LocalFetched: (s, m, ctx) => s.localFetched(m, ctx),
+    Tick: (s, _m, ctx) => {
+      s.tick(ctx);
+      ctx.schedule(TICK_MS, "Tick", {});
+    },
+  },
+});
