@@ -95,7 +95,12 @@ test("the ready line and Metadata advertise every broker's gateway and the parti
   await admin.createTopics({ topics: [{ topic: "orders", numPartitions: 3, replicationFactor: 3 }] });
   const wire = await KafkaWireClient.connect(basePort + 2);
   try {
-    const m = await wire.send(Metadata, 6, { topics: ["orders", "nope"] });
+    // Brokers are listed from their live registrations; on a loaded machine one may be between
+    // heartbeats right after start-up, so ask until all three are there (bounded).
+    const m = await waitFor(async () => {
+      const r = await wire.send(Metadata, 6, { topics: ["orders", "nope"] });
+      return r.brokers.length === 3 ? r : null;
+    }, 10_000, "all three brokers registered").then((r) => r!);
     assert.equal(m.brokers.map((b) => [b.nodeId, b.host, b.port]), [1, 2, 3].map((id) => [id, "127.0.0.1", basePort + id - 1]));
     assert.is(m.controllerId, (await client.status()).controller!.broker);
     const skein = await client.describeTopic("orders");
