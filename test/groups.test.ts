@@ -78,6 +78,7 @@ async function startMember(id: string, extra: Record<string, unknown> = {}): Pro
   const m: Member = { consumer, id, seen: new Map(), events: [], count: 0 };
   consumer.on("group.join", (e) => m.events.push(e));
   consumer.on("group.revoke", (e) => m.events.push(e));
+  consumer.on("group.fenced", (e) => m.events.push(e));
   await consumer.connect();
   await consumer.subscribe({ topics: [TOPIC], fromBeginning: true });
   await consumer.run({
@@ -99,6 +100,7 @@ function ownedOf(events: GroupEvent[]): number[] {
   for (const e of events) {
     if (e.type === "group.join") set = new Set(e.partitions.map((p) => p.partition));
     if (e.type === "group.revoke") for (const p of e.partitions) set.delete(p.partition);
+    if (e.type === "group.fenced") set = new Set(); // fenced: it owns nothing until its next join
   }
   return [...set].sort();
 }
@@ -230,6 +232,10 @@ test("adding partitions to a subscribed topic triggers a rebalance that assigns 
     const view = members.map((m) => `${m.id}: [${owned(m)}] (${m.events.length} events)`).join("; ");
     throw new Error(`${(e as Error).message}\n  members: ${view}\n  group: ${JSON.stringify(d)}`);
   });
+  // Every rebalance of this suite so far is a handful of generations; a rebalance storm (stale
+  // heartbeat/commit answers taken as fencing) once reached thousands.
+  const { generation } = await admin.describeGroup("workers");
+  assert.ok(generation < 200, `generation ${generation}: no rebalance storm`);
 });
 
 test("members leave cleanly; an empty group can be reset and deleted", async () => {

@@ -148,6 +148,15 @@ export class GroupMembership {
   }
 
   onStep(m: { step: StepName; generation: number; body?: unknown; error?: { code: string; message: string } }, ctx: Ctx): void {
+    if (m.error && m.generation !== this.generation && (m.step === "heartbeat" || m.step === "committed" || m.step === "offsets" || m.step === "synced")) {
+      // The answer to a request of an earlier generation (a heartbeat or auto-commit sent just
+      // before a rebalance): it says nothing about the current one. Treating its
+      // ILLEGAL_GENERATION as being fenced made the member rejoin, which started another
+      // rebalance, which made the next in-flight commit stale: a rebalance storm (thousands of
+      // generations seen in a test). Kafka's consumer also ignores these when its generation moved.
+      if (m.step === "heartbeat") this.heartbeatInFlight = false;
+      return;
+    }
     if (m.error) return this.onError(m.step, m.error, ctx);
     switch (m.step) {
       case "joined":
