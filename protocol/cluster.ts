@@ -10,7 +10,7 @@
 
 import { z } from "zod";
 import { escapeToken } from "./address.js";
-import { workerPinnedAddress } from "../runtime/placement.js";
+import { workerPinnedAddress } from "./placement.js";
 import { ErrorCode, SkeinError } from "./errors.js";
 
 export const TOPIC_NAME = /^[A-Za-z0-9._-]{1,249}$/;

@@ -4,7 +4,7 @@
 // timeouts and leaks pending calls when a worker dies, so every call here races a timeout
 // and the worker's exit.
 
-import { placementOf } from "./placement.js";
+import { placementOf } from "../protocol/placement.js";
 import { Worker } from "node:worker_threads";
 import { wrap, releaseProxy, transfer, type Endpoint, type Remote } from "comlink";
 import { MessageChannel, type MessagePort } from "node:worker_threads";

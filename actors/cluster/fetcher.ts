@@ -11,7 +11,7 @@
 
 import { z } from "zod";
 import { defineActor, type ActorContext } from "../../runtime/actor.js";
-import { placementOf } from "../../runtime/placement.js";
+import { placementOf } from "../../protocol/placement.js";
 import { ErrorCode } from "../../protocol/errors.js";
 import { FetcherMessages, fetchServerAddress, replicaAddress, type FetchManyResult, type SessionPartition } from "../../protocol/cluster.js";
 import { asFetchError } from "./fetch-server.js";

@@ -28,7 +28,7 @@ import {
 import { PartitionLog } from "../log/log.js";
 import { iterateBatches, readBatchHeader } from "../../protocol/record-batch.js";
 import { ProducerStateTable } from "./producer-state.js";
-import { placementOf } from "../../runtime/placement.js";
+import { placementOf } from "../../protocol/placement.js";
 import { logConfigFor, metadataFor } from "./shared.js";
 import type { MetadataStore } from "./metadata.js";
 
