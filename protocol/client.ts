@@ -100,6 +100,8 @@ export const ConsumerMessages = {
   GroupStep: z.object({
     step: z.enum(["joined", "synced", "heartbeat", "offsets", "committed", "coordinator", "metadata"]),
     generation: z.number().int(),
+    /** Which JoinGroup a "joined" step answers (a member sends a newer one when it must rejoin). */
+    joinSeq: z.number().int().optional(),
     body: z.unknown().optional(),
     error: z.object({ code: z.string(), message: z.string() }).optional(),
   }),

@@ -49,6 +49,8 @@ export class GroupMembership {
   partitionCounts = new Map<string, number>();
   lastMetadataCheckAt = 0;
   metadataCheckInFlight = false;
+  /** Number of the latest JoinGroup sent; answers to older ones are stale. */
+  joinSeq = 0;
 
   constructor(
     private readonly state: ConsumerState,
@@ -110,11 +112,12 @@ export class GroupMembership {
 
   private run(ctx: Ctx, step: StepName, work: () => Promise<unknown>): void {
     const generation = this.generation;
+    const joinSeq = this.joinSeq;
     work().then(
-      (body) => ctx.tell(ctx.self, "GroupStep", { step, generation, body }),
+      (body) => ctx.tell(ctx.self, "GroupStep", { step, generation, joinSeq, body }),
       (e) => {
         const err = isSkeinError(e) ? e : new SkeinError(ErrorCode.UNKNOWN, String((e as Error)?.message ?? e));
-        ctx.tell(ctx.self, "GroupStep", { step, generation, error: { code: err.code, message: err.message } });
+        ctx.tell(ctx.self, "GroupStep", { step, generation, joinSeq, error: { code: err.code, message: err.message } });
       },
     );
   }
@@ -125,6 +128,7 @@ export class GroupMembership {
   }
 
   private join(ctx: Ctx): void {
+    this.joinSeq++;
     this.phase = "joining";
     this.rejoinWanted = false;
     const metadata = toBase64Json({ topics: this.topics, owned: this.cooperative ? this.owned : [] } satisfies ConsumerSubscription);
@@ -147,7 +151,8 @@ export class GroupMembership {
     );
   }
 
-  onStep(m: { step: StepName; generation: number; body?: unknown; error?: { code: string; message: string } }, ctx: Ctx): void {
+  onStep(m: { step: StepName; generation: number; joinSeq?: number; body?: unknown; error?: { code: string; message: string } }, ctx: Ctx): void {
+    if (m.step === "joined" && m.joinSeq !== this.joinSeq) return; // a JoinGroup this member has since replaced
     if (m.error && m.generation !== this.generation && (m.step === "heartbeat" || m.step === "committed" || m.step === "offsets" || m.step === "synced")) {
       // The answer to a request of an earlier generation (a heartbeat or auto-commit sent just
       // before a rebalance): it says nothing about the current one. Treating its
@@ -267,6 +272,9 @@ export class GroupMembership {
       return;
     }
     if (step === "heartbeat" && error.code !== ErrorCode.REBALANCE_IN_PROGRESS) return; // try again next interval
+    // A heartbeat told of a rebalance this member is already joining: a second JoinGroup would
+    // supersede the first, whose refusal would start a third (a rebalance storm under load).
+    if (step === "heartbeat" && (this.phase === "joining" || this.phase === "syncing")) return;
     if (step === "offsets") {
       this.retryAt = Date.now() + 200;
       this.run(ctx, "offsets", () => this.ask(ctx, "OffsetFetch", { groupId: this.cfg.groupId, partitions: this.owned.filter((tp) => !this.state.assigned.has(key(tp))) }, 10_000));
