@@ -12,9 +12,10 @@
 // epoch queries complete by telling this actor a FollowerFetched message.
 
 import { join } from "node:path";
+import { rename } from "node:fs/promises";
 import { z } from "zod";
 import { defineActor, type ActorContext, type ReplyHandle } from "../../runtime/actor.js";
-import { ErrorCode, SkeinError } from "../../protocol/errors.js";
+import { ErrorCode, SkeinError, isSkeinError } from "../../protocol/errors.js";
 import {
   ReplicaMessages,
   TopicConfigs,
@@ -587,6 +588,35 @@ export class ReplicaState {
   }
 }
 
+/**
+ * A replica whose log cannot be opened (a damaged segment that recovery must not cut) is
+ * rebuilt from its leader when that is safe: another broker leads the partition, and this
+ * one is first taken out of the ISR (compare-and-set on the partition state), so an empty
+ * replica is never elected before it has caught up. The damaged directory is kept aside as
+ * `<dir>.corrupt-<time>` for inspection, and the replica starts empty and follows. Otherwise
+ * (it leads, nobody does, or the state cannot be changed) the storage error stands: the
+ * replica stays offline and the broker keeps serving its other partitions.
+ */
+async function rebuildFromLeader(dir: string, error: SkeinError, meta: MetadataStore, a: ReplicaArgs): Promise<PartitionLog> {
+  const where = `${a.topic}/${a.partition}@${a.broker}`;
+  const refuse = (why: string) =>
+    new SkeinError(ErrorCode.KAFKA_STORAGE_ERROR, `${error.message}; not rebuilt from the leader: ${why}`, { ...error.context, topic: a.topic, partition: a.partition }, { cause: error });
+  for (let attempt = 0; ; attempt++) {
+    const current = await meta.getPartition(a.topic, a.partition);
+    if (!current || current.value.topicId !== a.topicId) throw refuse("the partition is gone");
+    const state = current.value;
+    if (state.leader < 0 || state.leader === a.broker) throw refuse(state.leader < 0 ? "the partition has no leader" : "this replica is its leader");
+    if (!state.isr.includes(a.broker)) break;
+    const isr = state.isr.filter((b) => b !== a.broker);
+    if ((await meta.casPartition({ ...state, isr }, current.revision)) !== null) break;
+    if (attempt >= 10) throw refuse("could not take this replica out of the ISR");
+  }
+  const aside = `${dir}.corrupt-${Date.now()}`;
+  await rename(dir, aside);
+  console.warn(`skein: ${where}: ${error.message}; moved the damaged log to ${aside} and rebuilding it from the leader`);
+  return PartitionLog.open(dir, logConfigFor(a.configs), { topic: a.topic, partition: a.partition });
+}
+
 export function partitionDir(dataDir: string, topic: string, partition: number): string {
   return join(dataDir, `${topic}-${partition}`);
 }
@@ -599,8 +629,15 @@ export const ReplicaActor = defineActor({
   mailboxCapacity: 50_000,
   async init(ctx) {
     const a = ctx.args;
-    const log = await PartitionLog.open(partitionDir(a.dataDir, a.topic, a.partition), logConfigFor(a.configs), { topic: a.topic, partition: a.partition });
     const meta = await metadataFor(ctx.nats, ctx.cluster);
+    const dir = partitionDir(a.dataDir, a.topic, a.partition);
+    let log: PartitionLog;
+    try {
+      log = await PartitionLog.open(dir, logConfigFor(a.configs), { topic: a.topic, partition: a.partition });
+    } catch (e) {
+      if (!isSkeinError(e) || e.code !== ErrorCode.KAFKA_STORAGE_ERROR) throw e;
+      log = await rebuildFromLeader(dir, e, meta, a);
+    }
     return new ReplicaState(log, meta, a);
   },
   async started(state, ctx) {
