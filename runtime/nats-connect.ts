@@ -36,7 +36,29 @@ export async function connectNats(options: NatsOptions, name: string): Promise<N
     );
   }
   void reportConnectionChanges(nc, name);
+  guardDisconnectRejections();
   return nc;
+}
+
+let guarded = false;
+
+/**
+ * nats.js rejects the pending PINGs of a connection when it drops (with a `RequestError:
+ * connection disconnected`), and on a restart of nats-server one such rejection was seen
+ * reaching no handler, which crashed the whole process (a broker would lose every partition
+ * it hosts). That one rejection is logged instead; any other unhandled rejection still ends
+ * the thread, as Node does by default.
+ */
+function guardDisconnectRejections(): void {
+  if (guarded) return;
+  guarded = true;
+  process.on("unhandledRejection", (reason) => {
+    if (reason instanceof Error && reason.name === "RequestError" && reason.message === "connection disconnected") {
+      console.warn("skein: a NATS request was cut off by a disconnect before anyone waited for it; carrying on");
+      return;
+    }
+    throw reason;
+  });
 }
 
 /** A lost or regained NATS connection is reported once per change, with the connection's name. */
