@@ -20,7 +20,7 @@ import { pathToFileURL } from "node:url";
 import { Kafka, logLevel, type Producer } from "kafkajs";
 import { startLocalCluster, type LocalCluster } from "../bin/broker-cmd.js";
 import { ClusterClient } from "../actors/cluster/admin.js";
-import { isPortFree } from "../actors/gateway/ports.js";
+import { freePortRange } from "../actors/gateway/ports.js";
 import { KafkaWireClient } from "../actors/gateway/wire-client.js";
 import { Fetch } from "../protocol/kafka/fetch.js";
 import { Produce } from "../protocol/kafka/produce.js";
@@ -106,15 +106,6 @@ function makeRecords(count: number, bytes: number): { key: string; value: Buffer
   return Array.from({ length: count }, (_, i) => ({ key: `key-${i % 10_000}`, value }));
 }
 
-async function freePortRange(count: number): Promise<number> {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 40_000);
-    let free = true;
-    for (let i = 0; i < count && free; i++) free = await isPortFree(base + i);
-    if (free) return base;
-  }
-  throw new Error("kafka bench: no free port range");
-}
 
 async function startRig(): Promise<Rig> {
   const basePort = await freePortRange(3);

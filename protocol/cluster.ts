@@ -157,18 +157,16 @@ export const ReplicaMessages = {
   Describe: z.object({}),
   /** Earliest / latest / by timestamp. */
   ListOffset: z.object({ timestamp: z.number().int() /* -2 earliest, -1 latest */ }),
-  /** Internal: the result of a follower's fetch or epoch query, delivered to itself. */
-  FollowerFetched: z.object({
-    kind: z.enum(["fetch", "truncate"]),
-    /** The leader epoch the request was made in; a result from an older epoch is dropped. */
+  /** Internal: the leader's answer to this follower's OffsetsForLeaderEpoch, delivered to itself. */
+  EpochAnswered: z.object({
+    /** The leader epoch the query was made in; an answer from an older epoch is dropped. */
     epoch: z.number().int(),
-    fromOffset: z.number().int(),
-    data: z.instanceof(Uint8Array).optional(),
-    highWatermark: z.number().int().optional(),
     endOffset: z.number().int().optional(),
     endEpoch: z.number().int().optional(),
-    error: z.object({ code: z.string(), message: z.string(), logStartOffset: z.number().int().optional() }).optional(),
+    error: z.object({ code: z.string(), message: z.string() }).optional(),
   }),
+  /** Internal: follow again (a while after a failed epoch query or fetch). */
+  FollowAgain: z.object({}),
   /** Internal timer tick (ISR shrink check, long-poll expiry). */
   Tick: z.object({}),
   /**
@@ -229,9 +227,19 @@ export const FetchServerMessages = {
   Tick: z.object({}),
 };
 
-/** A FetchMany answer: per partition a slice of `data` (start, length) or an error. */
+/** One partition of a FetchMany answer: a slice of the answer's `data` (start, length) or an error. */
+export const FetchManyEntry = z.object({
+  topic: z.string(),
+  partition: z.number().int(),
+  fetchOffset: z.number().int(),
+  start: z.number().int(),
+  length: z.number().int(),
+  highWatermark: z.number().int().optional(),
+  error: FetchError.optional(),
+});
+
 export interface FetchManyResult {
-  results: Array<{ topic: string; partition: number; fetchOffset: number; start: number; length: number; highWatermark?: number; error?: FetchError }>;
+  results: Array<z.infer<typeof FetchManyEntry>>;
   data: Uint8Array;
 }
 
@@ -246,15 +254,13 @@ export const FetcherMessages = {
     fetchOffset: z.number().int().min(0),
     replica: z.string(),
   }),
-  /** The replica stopped following (leader now, offline, stopped); epoch -1: whatever epoch. */
-  Unfollow: z.object({ topic: z.string(), partition: z.number().int().min(0), leaderEpoch: z.number().int().min(-1).default(-1) }),
+  /** The replica stopped following (leader now, offline, stopped). */
+  Unfollow: z.object({ topic: z.string(), partition: z.number().int().min(0) }),
   /** Internal: a session's FetchMany was answered (or failed). */
   SessionAnswered: z.object({
     session: z.string(),
     seq: z.number().int(),
-    results: z
-      .array(z.object({ topic: z.string(), partition: z.number().int(), fetchOffset: z.number().int(), start: z.number().int(), length: z.number().int(), highWatermark: z.number().int().optional(), error: FetchError.optional() }))
-      .default([]),
+    results: z.array(FetchManyEntry).default([]),
     data: z.instanceof(Uint8Array).optional(),
     error: FetchError.optional(),
   }),

@@ -4,30 +4,13 @@
 // SKEIN_CRC32C=js forces the library (to compare, or if the native file misbehaves).
 
 import { crc32c as libraryCrc32c } from "@node-rs/crc32";
-import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { findNearBundle } from "./bundle-files.js";
 
 type Crc32c = (data: Uint8Array, initial?: number) => number;
 
 function findNative(): string | null {
-  const override = process.env.SKEIN_CRC32C_NATIVE;
-  if (override) return override;
-  let dir: string;
-  try {
-    dir = dirname(fileURLToPath(import.meta.url));
-  } catch {
-    return null;
-  }
-  // Bundles live in dist/, dist/test/ or dist/bench/; the addon in dist/native/.
-  for (let i = 0; i < 5; i++) {
-    for (const candidate of [join(dir, "native", "crc32c.node"), join(dir, "dist", "native", "crc32c.node")]) {
-      if (existsSync(candidate)) return candidate;
-    }
-    dir = dirname(dir);
-  }
-  return null;
+  return process.env.SKEIN_CRC32C_NATIVE || findNearBundle("native/crc32c.node");
 }
 
 function load(): { crc32c: Crc32c; implementation: "native" | "@node-rs/crc32" } {

@@ -4,6 +4,7 @@
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { findNearBundle } from "../protocol/bundle-files.js";
 
 export function workerBundlePath(): string {
   const override = process.env.SKEIN_WORKER_BUNDLE;
@@ -28,13 +29,7 @@ export function bundlePath(file: string): string {
 }
 
 function findUp(file: string): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    const candidate = join(dir, file);
-    if (existsSync(candidate)) return candidate;
-    const inDist = join(dir, "dist", file);
-    if (existsSync(inDist)) return inDist;
-    dir = dirname(dir);
-  }
-  throw new Error(`cannot find the ${file} bundle near ${fileURLToPath(import.meta.url)}; run "npm run build" first`);
+  const found = findNearBundle(file);
+  if (found === null) throw new Error(`cannot find the ${file} bundle near ${fileURLToPath(import.meta.url)}; run "npm run build" first`);
+  return found;
 }

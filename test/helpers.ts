@@ -2,6 +2,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { connect } from "node:net";
 import { startNatsServer, type NatsServerHandle } from "../runtime/nats-server.js";
 
 export { startNatsServer, type NatsServerHandle };
@@ -38,4 +39,21 @@ export function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** Opens a raw socket, writes `bytes`, and resolves when the server has closed it (or after `ms`). */
+export function hostile(port: number, bytes: Uint8Array, ms = 3_000): Promise<"closed" | "open"> {
+  return new Promise((resolve) => {
+    const s = connect({ port, host: "127.0.0.1" }, () => s.write(bytes));
+    const timer = setTimeout(() => {
+      s.destroy();
+      resolve("open");
+    }, ms);
+    s.on("error", () => undefined);
+    s.on("close", () => {
+      clearTimeout(timer);
+      resolve("closed");
+    });
+    s.resume();
+  });
 }

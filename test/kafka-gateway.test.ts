@@ -6,16 +6,15 @@
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = "1";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { connect } from "node:net";
 import { CompressionTypes, Kafka, logLevel, type Admin, type Producer } from "kafkajs";
 import { startLocalCluster, type LocalCluster } from "../bin/broker-cmd.js";
 import { ClusterClient } from "../actors/cluster/admin.js";
 import { KafkaWireClient } from "../actors/gateway/wire-client.js";
-import { isPortFree } from "../actors/gateway/ports.js";
+import { freePortRange } from "../actors/gateway/ports.js";
 import { partitionForKey } from "../protocol/murmur2.js";
 import { BatchAttributes, CompressionCodec, decodeRecords, encodeBatch, iterateBatches, type DecodedRecord } from "../protocol/record-batch.js";
 import { ApiKey, ApiVersions, Fetch, KafkaErrorCode, ListOffsets, Metadata, Produce, type KafkaReader } from "../protocol/kafka/mod.js";
-import { isAlive, tempDir, waitFor } from "./helpers.js";
+import { hostile, isAlive, tempDir, waitFor } from "./helpers.js";
 
 const CLUSTER = "kg";
 const data = tempDir("skein-kafka-");
@@ -27,16 +26,6 @@ let kafka: Kafka;
 let admin: Admin;
 let basePort = 0;
 
-/** Three consecutive free ports at a random place (the brokers bind base, base+1, base+2). */
-async function freePortRange(count: number): Promise<number> {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 40_000);
-    let free = true;
-    for (let i = 0; i < count && free; i++) free = await isPortFree(base + i);
-    if (free) return base;
-  }
-  throw new Error("no free port range found");
-}
 
 test.before(async () => {
   basePort = await freePortRange(3);
@@ -348,22 +337,6 @@ test("produce errors come back per partition with Kafka codes", async () => {
   }
 });
 
-/** Opens a raw socket, writes `bytes`, and resolves when the gateway has closed it (or after `ms`). */
-function hostile(port: number, bytes: Uint8Array, ms = 3_000): Promise<"closed" | "open"> {
-  return new Promise((resolve) => {
-    const s = connect({ port, host: "127.0.0.1" }, () => s.write(bytes));
-    const timer = setTimeout(() => {
-      s.destroy();
-      resolve("open");
-    }, ms);
-    s.on("error", () => undefined);
-    s.on("close", () => {
-      clearTimeout(timer);
-      resolve("closed");
-    });
-    s.resume();
-  });
-}
 
 function frame(body: Uint8Array, size = body.length): Uint8Array {
   const out = Buffer.alloc(4 + body.length);

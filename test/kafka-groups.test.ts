@@ -6,7 +6,6 @@
 // rebalance holds up only its own connection; malformed group requests leave everyone served.
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = "1";
 import { spawn, type ChildProcess } from "node:child_process";
-import { connect } from "node:net";
 import { createRequire } from "node:module";
 import * as fc from "fast-check";
 import { test } from "uvu";
@@ -16,7 +15,7 @@ import { startLocalCluster, type LocalCluster } from "../bin/broker-cmd.js";
 import { ClusterClient } from "../actors/cluster/admin.js";
 import { Skein } from "../actors/client/skein.js";
 import { KafkaWireClient } from "../actors/gateway/wire-client.js";
-import { isPortFree } from "../actors/gateway/ports.js";
+import { freePortRange } from "../actors/gateway/ports.js";
 import { ErrorCode, SkeinError } from "../protocol/errors.js";
 import { OFFSETS_TOPIC, partitionForGroup } from "../protocol/groups.js";
 import { ApiKey } from "../protocol/kafka/api-keys.js";
@@ -37,7 +36,7 @@ import { OffsetFetch } from "../protocol/kafka/offset-fetch.js";
 import { KafkaWriter } from "../protocol/kafka/primitives.js";
 import { decodeExact, type KafkaType } from "../protocol/kafka/schema.js";
 import { SyncGroup } from "../protocol/kafka/sync-group.js";
-import { isAlive, tempDir, waitFor } from "./helpers.js";
+import { hostile, isAlive, tempDir, waitFor } from "./helpers.js";
 
 const GROUP_APIS = [FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, DescribeGroups, ListGroups, DeleteGroups];
 
@@ -230,16 +229,6 @@ let admin: Admin;
 let basePort = 0;
 const children = new Set<ChildProcess>();
 
-/** Three consecutive free ports at a random place (the brokers bind base, base+1, base+2). */
-async function freePortRange(count: number): Promise<number> {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 40_000);
-    let free = true;
-    for (let i = 0; i < count && free; i++) free = await isPortFree(base + i);
-    if (free) return base;
-  }
-  throw new Error("no free port range found");
-}
 
 test.before(async () => {
   basePort = await freePortRange(3);
@@ -501,22 +490,6 @@ test("a JoinGroup parked for a rebalance holds up only its own connection; metad
   }
 });
 
-/** Opens a raw socket, writes `bytes`, and resolves when the gateway has closed it (or after `ms`). */
-function hostile(port: number, bytes: Uint8Array, ms = 3_000): Promise<"closed" | "open"> {
-  return new Promise((resolve) => {
-    const s = connect({ port, host: "127.0.0.1" }, () => s.write(bytes));
-    const timer = setTimeout(() => {
-      s.destroy();
-      resolve("open");
-    }, ms);
-    s.on("error", () => undefined);
-    s.on("close", () => {
-      clearTimeout(timer);
-      resolve("closed");
-    });
-    s.resume();
-  });
-}
 
 /** A request frame: size, header v1 (client id null), body. */
 function frame(apiKey: number, apiVersion: number, body: Uint8Array): Uint8Array {

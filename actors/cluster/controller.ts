@@ -134,7 +134,7 @@ export class ControllerState {
       this.dirtyPartitions.clear(); // a standby scans everything once it becomes active
       return;
     }
-    if (!wasActive) this.fullScanAt = 0; // a new controller looks at everything once
+    if (!wasActive) this.wantFullScan(); // a new controller looks at everything once
     await this.refreshLiveness();
     const now = Date.now();
     let entries: Versioned<PartitionState>[];
@@ -161,7 +161,7 @@ export class ControllerState {
       if (next.leader !== entry.value.leader && entry.value.leader >= 0 && this.isUsable(entry.value.leader, entry.value)) preferredMoves++;
       await this.write(next, entry.revision);
     }
-    if (preferredMoves >= this.args.maxPreferredMovesPerTick) this.fullScanAt = 0; // more moves next tick
+    if (preferredMoves >= this.args.maxPreferredMovesPerTick) this.wantFullScan(); // more moves next tick
   }
 
   /** When the next full scan is due: the earliest time-based condition, at most FULL_SCAN_MS away. */

@@ -112,9 +112,7 @@ export class FetcherState {
   }
 
   unfollow(m: z.infer<typeof FetcherMessages.Unfollow>): void {
-    const key = partKey(m.topic, m.partition);
-    const f = this.sessionOf.get(key)?.partitions.get(key);
-    if (f && (m.leaderEpoch < 0 || f.leaderEpoch === m.leaderEpoch)) this.remove(key);
+    this.remove(partKey(m.topic, m.partition));
   }
 
   private remove(key: string): void {

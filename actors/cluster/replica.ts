@@ -9,7 +9,7 @@
 // (OffsetsForLeaderEpoch) and truncates there, then follows: the fetcher of this worker
 // (fetcher.ts) fetches for it in one session per leader worker and hands it what the leader
 // sends (FollowerData), which it appends. Nothing here blocks the mailbox on the network:
-// epoch queries complete by telling this actor a FollowerFetched message.
+// epoch queries complete by telling this actor an EpochAnswered message.
 
 import { join } from "node:path";
 import { rename } from "node:fs/promises";
@@ -189,7 +189,7 @@ export class ReplicaState {
     if (this.fetchEpoch < 0) return;
     this.fetchInFlight = false;
     this.fetchEpoch = -1;
-    ctx.tell(this.fetcher, "Unfollow", { topic: this.args.topic, partition: this.args.partition, leaderEpoch: -1 });
+    ctx.tell(this.fetcher, "Unfollow", { topic: this.args.topic, partition: this.args.partition });
   }
 
   // Leader: produce ---------------------------------------------------------------------------
@@ -415,7 +415,7 @@ export class ReplicaState {
         this.needsTruncation = false;
       } else {
         const deliver = (body: { endOffset?: number; endEpoch?: number; error?: { code: string; message: string } }) =>
-          ctx.tell(ctx.self, "FollowerFetched", { kind: "truncate", ...body, epoch, fromOffset });
+          ctx.tell(ctx.self, "EpochAnswered", { ...body, epoch });
         ctx
           .ask<{ epoch: number; endOffset: number }>(replicaAddress(this.args.topic, this.args.partition, leader), "OffsetsForLeaderEpoch", { epoch: latest, replicaId: this.args.broker }, { timeoutMs: 5_000 })
           .then(
@@ -428,8 +428,8 @@ export class ReplicaState {
     ctx.tell(this.fetcher, "Follow", { topic: this.args.topic, partition: this.args.partition, leader, leaderEpoch: epoch, fetchOffset: fromOffset, replica: ctx.self });
   }
 
-  /** The answer to this follower's epoch query (truncation), or a retry after a failed fetch (epoch -2). */
-  async onFollowerFetched(m: z.infer<typeof ReplicaMessages.FollowerFetched>, ctx: Ctx): Promise<void> {
+  /** The leader's answer to this follower's epoch query: truncate where the logs diverge, then follow. */
+  async onEpochAnswered(m: z.infer<typeof ReplicaMessages.EpochAnswered>, ctx: Ctx): Promise<void> {
     // Only the outstanding query's answer frees the slot; one of a superseded epoch is dropped.
     if (m.epoch === this.fetchEpoch) this.fetchInFlight = false;
     if (this.role !== "follower" || m.epoch !== this.leaderEpoch) {
@@ -438,25 +438,23 @@ export class ReplicaState {
     }
     if (m.error) {
       // Leader not ready yet, fenced, or gone: the broker agent will tell us the new state.
-      ctx.schedule(RETRY_BACKOFF_MS, "FollowerFetched", { kind: "fetch", epoch: -2, fromOffset: -1 });
+      ctx.schedule(RETRY_BACKOFF_MS, "FollowAgain", {});
       return;
     }
-    if (m.kind === "truncate") {
-      let endOffset = m.endOffset ?? -1;
-      // The leader knows our epoch only up to an older one: both logs agree up to where that
-      // epoch ends on both sides (KIP-279).
-      if (endOffset >= 0 && m.endEpoch !== undefined && m.endEpoch >= 0 && m.endEpoch < this.log.latestEpoch) {
-        const ours = this.log.endOffsetForEpoch(m.endEpoch).endOffset;
-        if (ours >= 0) endOffset = Math.min(endOffset, ours);
-      }
-      if (endOffset >= 0 && endOffset < this.log.logEndOffset) {
-        console.warn(`skein: ${this.args.topic}/${this.args.partition}@${this.args.broker} truncating ${this.log.logEndOffset - endOffset} records from ${endOffset} (diverged from leader epoch ${this.leaderEpoch})`);
-        await this.log.truncateTo(endOffset);
-        this.highWatermark = Math.min(this.highWatermark, endOffset);
-        await this.rebuildProducerState();
-      }
-      this.needsTruncation = false;
+    let endOffset = m.endOffset ?? -1;
+    // The leader knows our epoch only up to an older one: both logs agree up to where that
+    // epoch ends on both sides (KIP-279).
+    if (endOffset >= 0 && m.endEpoch !== undefined && m.endEpoch >= 0 && m.endEpoch < this.log.latestEpoch) {
+      const ours = this.log.endOffsetForEpoch(m.endEpoch).endOffset;
+      if (ours >= 0) endOffset = Math.min(endOffset, ours);
     }
+    if (endOffset >= 0 && endOffset < this.log.logEndOffset) {
+      console.warn(`skein: ${this.args.topic}/${this.args.partition}@${this.args.broker} truncating ${this.log.logEndOffset - endOffset} records from ${endOffset} (diverged from leader epoch ${this.leaderEpoch})`);
+      await this.log.truncateTo(endOffset);
+      this.highWatermark = Math.min(this.highWatermark, endOffset);
+      await this.rebuildProducerState();
+    }
+    this.needsTruncation = false;
     this.startFetching(ctx);
   }
 
@@ -480,7 +478,7 @@ export class ReplicaState {
     if (m.error) {
       // Leader not ready yet, fenced, or gone: follow again shortly (the broker agent tells us a new state).
       this.fetchInFlight = false;
-      ctx.schedule(RETRY_BACKOFF_MS, "FollowerFetched", { kind: "fetch", epoch: -2, fromOffset: -1 });
+      ctx.schedule(RETRY_BACKOFF_MS, "FollowAgain", {});
       return { logEndOffset: this.log.logEndOffset, follow: false };
     }
     if (m.fromOffset === this.log.logEndOffset && m.data && m.data.length > 0) {
@@ -661,7 +659,8 @@ export const ReplicaActor = defineActor({
       const offset = await s.log.offsetForTime(m.timestamp);
       return { offset: offset === null ? s.highWatermark : Math.min(offset, s.highWatermark) };
     },
-    FollowerFetched: (s, m, ctx) => (m.epoch === -2 ? s.startFetching(ctx) : s.onFollowerFetched(m, ctx)),
+    EpochAnswered: (s, m, ctx) => s.onEpochAnswered(m, ctx),
+    FollowAgain: (s, _m, ctx) => s.startFetching(ctx),
     FollowerData: (s, m, ctx) => s.onFollowerData(m, ctx),
     Tick: (s, _m, ctx) => s.tick(ctx),
   },

@@ -18,3 +18,17 @@ export async function firstBusyPort(ports: number[], host = "127.0.0.1"): Promis
   for (const port of ports) if (!(await isPortFree(port, host))) return port;
   return null;
 }
+
+/**
+ * The first of `count` consecutive free ports at a random place in 20000-59999 (tests and
+ * benchmarks start brokers' gateways on base, base + 1, …).
+ */
+export async function freePortRange(count: number, host = "127.0.0.1"): Promise<number> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 40_000);
+    let free = true;
+    for (let i = 0; i < count && free; i++) free = await isPortFree(base + i, host);
+    if (free) return base;
+  }
+  throw new Error(`no ${count} consecutive free ports found`);
+}
