@@ -9,9 +9,9 @@ import { availableParallelism } from "node:os";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { LoadSpec } from "./fixtures/load-client.js";
-import { cpuMsOf, JETSTREAM_API_TIMEOUT_MS, startJetStreamR1, startJetStreamR3, startRawNats, startSkeinCluster, type JetStreamPeer } from "./fixtures/servers.js";
+import { cpuMsOf, JETSTREAM_API_TIMEOUT_MS, type JetStreamPeer } from "./fixtures/servers.js";
 import { runLoad, type LoadRun } from "./load.js";
-import { spread } from "./produce.js";
+import { spread, startProduceEnv } from "./produce.js";
 import { median } from "./stats.js";
 import type { BenchOptions, SuiteResult, Target } from "./report.js";
 
@@ -40,15 +40,7 @@ export async function runConsumeBench(options: BenchOptions): Promise<SuiteResul
   const runs = new Map<string, Measured[]>();
   const wanted = (key: string) => !options.filter || key.includes(options.filter);
   try {
-    const skein = await startSkeinCluster();
-    cleanup.push(() => skein.stop());
-    const raw = await startRawNats();
-    cleanup.push(() => raw.stop());
-    const js1 = await startJetStreamR1();
-    cleanup.push(() => js1.stop());
-    const js3 = await startJetStreamR3();
-    cleanup.push(() => js3.stop());
-    const pids = () => [skein.natsPid, ...skein.brokerPids().values(), raw.pid, ...js1.pids, ...js3.pids];
+    const { skein, raw, js1, js3, serverPids: pids } = await startProduceEnv(options, cleanup);
     const measure = async (run: () => Promise<LoadRun>): Promise<Measured> => {
       const before = cpuMsOf(pids());
       const r = await run();

@@ -93,7 +93,7 @@ export interface ProduceEnv {
   serverPids(): number[];
 }
 
-/** Starts the Skein cluster and every peer (all idle between runs). */
+/** Starts the Skein cluster and every peer (all idle between runs); the consume suite uses it too. */
 export async function startProduceEnv(options: BenchOptions, cleanup: Array<() => Promise<unknown>>): Promise<ProduceEnv> {
   const skein = await startSkeinCluster();
   cleanup.push(() => skein.stop());
