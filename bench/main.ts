@@ -42,6 +42,11 @@ const SUITES: Record<string, Suite> = {
   kafka: { about: "Kafka gateway: kafkajs and raw Kafka requests vs ClusterClient (only when named)", load: () => optionalSuite("./kafka.js", "runKafkaBench"), optIn: true },
 };
 
+/** Names that stand for several suites (issue 5 asks for `npm run bench -- clients`). */
+const ALIASES: Record<string, string[]> = {
+  clients: ["produce", "consume"],
+};
+
 async function optionalSuite(bundle: string, exportName: string): Promise<SuiteRunner | null> {
   const url = new URL(bundle, import.meta.url);
   if (!existsSync(url)) return null;
@@ -54,6 +59,9 @@ const USAGE = `usage: npm run bench -- [suite…] [--quick] [--json FILE] [--out
 suites (default: all that this build has, except the ones run only when named):
 ${Object.entries(SUITES)
   .map(([name, s]) => `  ${name.padEnd(10)} ${s.about}`)
+  .join("\n")}
+${Object.entries(ALIASES)
+  .map(([name, suites]) => `  ${name.padEnd(10)} the same as: ${suites.join(" ")} (producer and consumer through the public API)`)
   .join("\n")}
 
   --quick        small sizes, one repetition (every suite together < 2 min): checks that results are well-formed
@@ -92,7 +100,8 @@ function parseArgs(argv: string[]): Args {
     else if (a === "--filter") args.filter = value(++i, "--filter");
     else if (a === "--profile") args.profile = value(++i, "--profile");
     else if (a.startsWith("-")) fail(`unknown option ${a}`);
-    else if (!(a in SUITES)) fail(`unknown suite "${a}" (known: ${Object.keys(SUITES).join(", ")})`);
+    else if (a in ALIASES) for (const s of ALIASES[a]) !args.suites.includes(s) && args.suites.push(s);
+    else if (!(a in SUITES)) fail(`unknown suite "${a}" (known: ${[...Object.keys(SUITES), ...Object.keys(ALIASES)].join(", ")})`);
     else if (!args.suites.includes(a)) args.suites.push(a);
   }
   return args;
