@@ -64,12 +64,20 @@ interface PartitionQueue {
   inFlight: SealedBatch | null;
   nextSequence: number;
   leader: PartitionState | null;
+  /** When `leader` was read from the KV (acks=0 re-reads it after ACKS0_METADATA_MAX_AGE_MS). */
+  leaderReadAt: number;
   /** The send() whose records are being added to `open` right now (membership bookkeeping). */
   touchedBy: PendingSend | null;
 }
 
 /** How often a produce request that is still waiting checks whether its leader moved, ms. */
 const LEADER_CHECK_MS = 250;
+/**
+ * acks=0 never hears NOT_LEADER_OR_FOLLOWER (the leader does not answer), so it re-reads the
+ * partition's leader at least this often instead of sending to a moved leader forever, ms
+ * (Kafka's producer refreshes metadata on a timer for the same reason).
+ */
+const ACKS0_METADATA_MAX_AGE_MS = 1_000;
 /** Room past batchBytes in a batch's buffer: the record that crosses batchBytes still fits. */
 const BATCH_SLACK_BYTES = 64 * 1024;
 
@@ -91,7 +99,10 @@ export class ProducerState {
   ) {}
 
   async initProducerId(ctx: Ctx): Promise<void> {
-    if (!this.args.idempotent) return;
+    // acks=0 gets no answers, so sequences cannot be kept: a lost batch would leave a gap the
+    // leader refuses every later batch for, silently. Kafka likewise requires acks=all for
+    // idempotence; here acks=0 simply sends without a producer id.
+    if (!this.args.idempotent || this.args.acks === 0) return;
     const deadline = Date.now() + 15_000;
     for (;;) {
       try {
@@ -187,7 +198,7 @@ export class ProducerState {
     const key = `${topic}/${partition}`;
     let q = this.queues.get(key);
     if (!q) {
-      q = { key, topic, partition, open: null, sealed: [], inFlight: null, nextSequence: 0, leader: null, touchedBy: null };
+      q = { key, topic, partition, open: null, sealed: [], inFlight: null, nextSequence: 0, leader: null, leaderReadAt: 0, touchedBy: null };
       this.queues.set(key, q);
       this.queuesOf(topic)[partition] = q;
     }
@@ -251,13 +262,22 @@ export class ProducerState {
       ctx.tell(ctx.self, "Sent", { key, batchId: batch.id, ...body });
     };
     try {
-      if (!q.leader || q.leader.leader < 0 || attempt > 1) {
+      const stale = this.args.acks === 0 && Date.now() - q.leaderReadAt > ACKS0_METADATA_MAX_AGE_MS;
+      if (!q.leader || q.leader.leader < 0 || attempt > 1 || stale) {
         const fresh = await this.meta.getPartition(q.topic, q.partition);
         if (!fresh) throw new SkeinError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `unknown partition ${key}`, { topic: q.topic, partition: q.partition });
         q.leader = fresh.value;
+        q.leaderReadAt = Date.now();
         if (fresh.value.leader < 0) throw new SkeinError(ErrorCode.LEADER_NOT_AVAILABLE, `${key} has no leader`, { topic: q.topic, partition: q.partition });
       }
       const leader = q.leader;
+      if (this.args.acks === 0) {
+        // Fire and forget, as Kafka's acks=0: a tell, so the leader has nowhere to answer and
+        // nothing here waits for it. A lost batch is lost; that is what acks=0 means.
+        ctx.tell(replicaAddress(q.topic, q.partition, leader.leader), "Produce", { batches: batch.bytes, acks: 0 });
+        settle({ baseOffset: -1 });
+        return;
+      }
       const timeoutMs = this.args.requestTimeoutMs;
       if (this.producerId >= 0) void this.watchLeader(q, leader, () => settled || batch.attempts !== attempt, settle);
       const r = await ctx.ask<ProduceResult>(
@@ -266,7 +286,7 @@ export class ProducerState {
         { batches: batch.bytes, acks: this.args.acks, timeoutMs },
         { timeoutMs: timeoutMs + 1_000 },
       );
-      settle({ baseOffset: this.args.acks === 0 ? -1 : r.baseOffset });
+      settle({ baseOffset: r.baseOffset });
     } catch (e) {
       const err = isSkeinError(e) ? e : new SkeinError(ErrorCode.UNKNOWN, String((e as Error)?.message ?? e));
       settle({ error: { code: err.code, message: err.message, retriable: err.retriable } });

@@ -33,9 +33,12 @@ export interface SkeinConfig {
 }
 
 export interface ProducerConfig {
-  /** "all" (default), 1 or 0; -1 means all. */
+  /**
+   * "all" (default), 1 or 0; -1 means all. 0 is fire and forget: send() resolves once the
+   * batch is handed to the leader, with baseOffset -1, and never learns whether it arrived.
+   */
   acks?: "all" | 0 | 1 | -1;
-  /** Default true. */
+  /** Default true; ignored with acks 0 (no answers, so no sequences to keep). */
   idempotent?: boolean;
   /** Default 5 ms. */
   lingerMs?: number;

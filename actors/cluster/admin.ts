@@ -260,6 +260,8 @@ export class ClusterClient {
    * Produce batches to the partition leader; retries leader moves until `timeoutMs`. Each
    * attempt waits at most `requestTimeoutMs` (also the leader's acks=all wait). Without an
    * idempotent producer a retried attempt may duplicate the batch (at another offset).
+   * acks=0 is fire and forget: a tell to the leader (which therefore cannot answer), resolved
+   * at once with offsets -1; only finding the leader can fail.
    */
   produce(topic: string, partition: number, batches: Uint8Array, options: { acks?: 0 | 1 | -1; timeoutMs?: number; requestTimeoutMs?: number } = {}): Promise<ProduceResult> {
     const timeoutMs = options.timeoutMs ?? 30_000;
@@ -268,6 +270,10 @@ export class ClusterClient {
     return this.retrying(timeoutMs, `produce to ${topic}/${partition}`, async () => {
       const leader = await this.leaderOf(topic, partition, refresh);
       refresh = true;
+      if (options.acks === 0) {
+        this.system.tell(replicaAddress(topic, partition, leader.leader), "Produce", { batches, acks: 0 });
+        return { baseOffset: -1, lastOffset: -1, logAppendTime: -1 };
+      }
       const r = await this.system.ask<ProduceResult>(
         replicaAddress(topic, partition, leader.leader),
         "Produce",

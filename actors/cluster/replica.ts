@@ -218,7 +218,11 @@ export class ReplicaState {
     return this.acknowledge(result, m, ctx);
   }
 
-  /** Answers now (acks 0/1, or already below HW) or parks the reply until HW passes it. */
+  /**
+   * Answers now (acks 0/1, or already below HW) or parks the reply until HW passes it. acks=0
+   * arrives as a tell (clients and the Kafka gateway never ask with it), so the host has no
+   * reply inbox and nothing goes back to the producer, as in Kafka.
+   */
   private acknowledge(result: ProduceResult, m: z.infer<typeof ReplicaMessages.Produce>, ctx: Ctx): ProduceResult | undefined {
     if (m.acks !== -1 || this.highWatermark > result.lastOffset) return result;
     const pending = { lastOffset: result.lastOffset, result, reply: ctx.deferReply<ProduceResult>(), deadline: Date.now() + m.timeoutMs };
