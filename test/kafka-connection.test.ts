@@ -126,6 +126,29 @@ test("a client that sends faster than requests are served is paused, not buffere
   assert.ok(maxBuffered < payload.length / 2);
 });
 
+test("running pipelined requests count toward maxRequestBytes: reading pauses instead of holding more", async () => {
+  const maxRequestBytes = 256 * 1024;
+  const frameBytes = 16 * 1024;
+  // Every request may overlap (like Produce) and takes a while, so only the byte bound keeps
+  // the running ones from reaching maxInFlightRequests (32 × 16 KiB = twice the byte bound).
+  let runningBytes = 0;
+  let maxRunningBytes = 0;
+  const h = await harness({ maxRequestBytes, maxInFlightRequests: 32 }, () => 50, (frame) => {
+    runningBytes += frame.length;
+    maxRunningBytes = Math.max(maxRunningBytes, runningBytes);
+    setTimeout(() => (runningBytes -= frame.length), 50);
+    return null;
+  }, () => true);
+  const c = await client(h.port);
+  const count = 100;
+  c.socket.write(Buffer.concat(Array.from({ length: count }, (_, i) => request(i, frameBytes - 10))));
+  await waitFor(() => c.ids.length === count, 20_000, `${count} responses`);
+  assert.equal(c.ids, Array.from({ length: count }, (_, i) => i));
+  // The bound plus one socket read (64 KiB), which is in memory before it can be refused.
+  assert.ok(maxRunningBytes <= maxRequestBytes + 64 * 1024, `${maxRunningBytes} bytes of requests running at once, bound ${maxRequestBytes}`);
+  assert.ok(maxRunningBytes >= maxRequestBytes / 2, `requests still overlap (${maxRunningBytes} bytes at once)`);
+});
+
 test("a bad size prefix: the frames before it are answered, then the connection closes", async () => {
   const h = await harness({ maxRequestBytes: 4096 });
   const c = await client(h.port);

@@ -7,13 +7,16 @@
 // it sent them; responses are still written in request order; anything else (a Metadata, a
 // Fetch after a Produce) waits until everything before it has been answered.
 //
-// Bounds: at most `maxInFlightRequests` requests are queued or running, and at most
-// `maxRequestBytes` of them wait (then the socket is paused, so TCP pushes back on the
-// client); a partial frame holds at most `maxRequestBytes`; a response waits for the socket
-// to drain before the next one is written. So one connection holds about 2 × maxRequestBytes
-// at worst. A bad size prefix answers what came before it and then closes; a request the
-// dispatcher refuses closes at once. Nothing a client sends can throw out of this class: one
-// bad client never affects another.
+// Bounds: at most `maxInFlightRequests` requests are queued or running. Request bytes held
+// (frames queued or running, whose response is not written yet, plus a partial frame) stay
+// within `maxRequestBytes`: while any request is held and that sum reaches the bound, the
+// socket is paused, so TCP pushes back on the client; with nothing held, a partial frame
+// may grow to the bound (the decoder refuses larger size prefixes). So one connection holds
+// at most maxRequestBytes of requests plus one socket read (a frame is a view of the reads it
+// arrived in, so a small frame can keep up to one read alive). A response waits for the socket
+// to drain before the next one is written. A bad size prefix answers what came before it and
+// then closes; a request the dispatcher refuses closes at once. Nothing a client sends can
+// throw out of this class: one bad client never affects another.
 
 import type { Socket } from "node:net";
 import { FrameDecoder } from "../../protocol/kafka/framing.js";
@@ -38,7 +41,8 @@ const CLOSE_GRACE_MS = 5_000;
 export class KafkaConnection {
   private readonly decoder: FrameDecoder;
   private readonly queue: Uint8Array[] = [];
-  private queuedBytes = 0;
+  /** Bytes of the frames queued or running whose response is not written yet. */
+  private heldBytes = 0;
   private pumping = false;
   private paused = false;
   /** Requests dispatched whose response is not written yet. */
@@ -71,7 +75,7 @@ export class KafkaConnection {
     socket.once("close", () => {
       this.ended = true;
       this.queue.length = 0;
-      this.queuedBytes = 0;
+      this.heldBytes = 0;
       this.onClose(this.endReason);
     });
   }
@@ -83,9 +87,9 @@ export class KafkaConnection {
     void this.pump();
   }
 
-  /** Moves whole frames from the decoder to the queue, up to the in-flight bound. */
+  /** Moves whole frames from the decoder to the queue, up to the in-flight bound; pauses reading at a bound. */
   private fill(): void {
-    while (this.endReason === null && !this.queueFull()) {
+    while (this.endReason === null && this.queue.length + this.inFlight < this.limits.maxInFlightRequests) {
       let frame: Uint8Array | null;
       try {
         frame = this.decoder.next();
@@ -95,16 +99,17 @@ export class KafkaConnection {
       }
       if (frame === null) break;
       this.queue.push(frame);
-      this.queuedBytes += frame.length;
+      this.heldBytes += frame.length;
     }
-    const full = this.queueFull() || this.endReason !== null;
+    const full = this.endReason !== null || this.queue.length + this.inFlight >= this.limits.maxInFlightRequests || this.bytesFull();
     if (full && !this.paused) this.socket.pause();
     else if (!full && this.paused) this.socket.resume();
     this.paused = full;
   }
 
-  private queueFull(): boolean {
-    return this.queue.length + this.inFlight >= this.limits.maxInFlightRequests || this.queuedBytes >= this.limits.maxRequestBytes;
+  /** With a request held, no more bytes are read once held and partial bytes reach maxRequestBytes. */
+  private bytesFull(): boolean {
+    return this.heldBytes > 0 && this.heldBytes + this.decoder.bufferedBytes >= this.limits.maxRequestBytes;
   }
 
   private async pump(): Promise<void> {
@@ -121,7 +126,6 @@ export class KafkaConnection {
           continue;
         }
         this.queue.shift();
-        this.queuedBytes -= frame.length;
         this.start(frame, overlap);
         if (!overlap) await this.responses;
       }
@@ -145,6 +149,7 @@ export class KafkaConnection {
         if (o.kind === "close") this.close(o.reason);
         else if (o.kind === "response") await this.write(o.chunks);
       }
+      this.heldBytes -= frame.length;
       if (--this.inFlight === 0) this.overlapAllowed = true;
       if (this.ended) return;
       this.fill(); // room again: resume reading
@@ -175,14 +180,14 @@ export class KafkaConnection {
     this.ended = true;
     this.endReason ??= reason;
     this.queue.length = 0;
-    this.queuedBytes = 0;
+    this.heldBytes = 0;
     this.socket.pause();
     this.socket.end();
     setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS).unref();
   }
 
-  /** Bytes buffered toward requests not yet answered (partial frame plus queued frames). */
+  /** Request bytes received and not yet answered (partial frame plus queued and running requests). */
   get bufferedBytes(): number {
-    return this.decoder.bufferedBytes + this.queuedBytes;
+    return this.decoder.bufferedBytes + this.heldBytes;
   }
 }
