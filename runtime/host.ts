@@ -32,7 +32,11 @@ export interface HostOptions {
   worker: number;
   transport: NatsTransport;
   onEvent(event: RuntimeEvent): void;
-  /** Called when an actor's supervision strategy is "escalate" and it failed. */
+  /**
+   * Called after an actor whose supervision strategy is "escalate" failed and was stopped: a
+   * worker thread ends itself (its supervisor restarts it with all its actors); a process's
+   * main thread logs.
+   */
   escalate(address: string, error: unknown): void;
 }
 
@@ -70,7 +74,7 @@ export class ActorHost {
     try {
       await cell.start();
     } catch (e) {
-      this.cells.delete(address);
+      if (this.cells.get(address) === cell) this.cells.delete(address);
       throw toSkeinError(e, { address });
     }
     return cell.info();
@@ -217,6 +221,8 @@ class ActorCell {
   async start(): Promise<void> {
     this.state = await this.def.init(this.ctx);
     if (this.def.started) await this.def.started(this.state, this.ctx);
+    // Stopped while init ran (its spawn timed out and was taken back): it must not come alive.
+    if (this.stopped) throw new SkeinError(ErrorCode.ACTOR_NOT_FOUND, `${this.address} was stopped before it finished starting`, { address: this.address });
     this.ready = true;
     if (!this.running && this.head < this.queue.length) this.drain();
     this.subscription = this.host.options.transport.subscribe(
@@ -351,6 +357,9 @@ class ActorCell {
     while (this.restartTimes.length && this.restartTimes[0] < now - this.supervision.withinMs) this.restartTimes.shift();
     const overBudget = this.restartTimes.length > this.supervision.maxRestarts;
     if (this.supervision.strategy === "escalate") {
+      // Stopped first, so no message reaches the failed state; the host then decides (a worker
+      // ends and is restarted with all its actors; a main thread has nobody above and logs).
+      await this.host.stop(this.address, `escalated: ${(error as Error)?.message ?? error}`);
       this.host.options.escalate(this.address, error);
       return;
     }
@@ -380,6 +389,8 @@ class ActorCell {
     }
     this.queue = [];
     this.head = 0;
+    // An actor whose init never finished has no state to release and was never announced.
+    if (!this.ready) return;
     try {
       if (this.def.stopped) await this.def.stopped(this.state, this.ctx);
     } catch (e) {

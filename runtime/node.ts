@@ -24,6 +24,10 @@ export interface NodeOptions {
   workers?: number;
   /** Upper bound of control calls to workers, ms. Default 15000. */
   controlTimeoutMs?: number;
+  /** First delay before restarting a worker that exited, ms; doubles per consecutive failure. Default 50. */
+  restartInitialMs?: number;
+  /** Cap of the worker restart delay, ms. Default 5000. */
+  restartMaxMs?: number;
   /**
    * Accept transport fault rules (drop, delay, duplicate, isolate; runtime/faults.ts) through
    * the node agent. Default false: fault requests are refused with FAULTS_NOT_ALLOWED.
@@ -58,6 +62,8 @@ export class SkeinNode {
       workers: options.workers ?? availableParallelism(),
       nats: options.nats,
       controlTimeoutMs: options.controlTimeoutMs,
+      restartInitialMs: options.restartInitialMs,
+      restartMaxMs: options.restartMaxMs,
       allowFaults: options.allowFaults ?? false,
       onEvent: publish,
     });
@@ -67,7 +73,8 @@ export class SkeinNode {
       worker: -1,
       transport,
       onEvent: publish,
-      escalate: (address, error) => console.error(`skein: ${address} escalated:`, error),
+      // Nothing supervises a process's main thread: the escalating actor stays stopped.
+      escalate: (address, error) => console.error(`skein: ${address} escalated a failure on the main thread of ${options.id}; it stays stopped:`, error),
     });
     let faults: NodeFaults | null = null;
     if (options.allowFaults) {

@@ -9,7 +9,7 @@ import { Worker } from "node:worker_threads";
 import { wrap, releaseProxy, transfer, type Endpoint, type Remote } from "comlink";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
 import "./comlink-errors.js";
-import { ErrorCode, SkeinError } from "../protocol/errors.js";
+import { ErrorCode, SkeinError, isSkeinError } from "../protocol/errors.js";
 import { parseAddress } from "../protocol/address.js";
 import { workerBundlePath } from "./paths.js";
 import type { WorkerControl } from "./worker-entry.js";
@@ -48,6 +48,8 @@ interface WorkerSlot {
   specs: Map<string, SpawnSpec>;
   failures: number;
   startedAt: number;
+  /** When the last running worker of this slot exited (worker.restarted reports the time since). */
+  lostAt: number;
   state: "starting" | "running" | "restarting" | "stopped";
 }
 
@@ -86,7 +88,15 @@ export class Supervisor {
     }
     const slot = this.slots[this.placement(spec.address)];
     await this.withTimeout(slot.ready, `worker ${slot.index} to be ready`);
-    const info = await this.call(slot, (r) => r.spawn(spec), `spawn ${spec.address}`);
+    let info: ActorInfo;
+    try {
+      info = await this.call(slot, (r) => r.spawn(spec), `spawn ${spec.address}`);
+    } catch (e) {
+      // A spawn that timed out may still be starting in the worker (an init that does not
+      // end): take it back, or it would come alive unsupervised and refuse a retried spawn.
+      if (isSkeinError(e, ErrorCode.TIMEOUT)) await this.call(slot, (r) => r.stop(spec.address), `stop ${spec.address} after its spawn timed out`).catch(() => undefined);
+      throw e;
+    }
     slot.specs.set(spec.address, spec);
     return info;
   }
@@ -104,10 +114,13 @@ export class Supervisor {
     return lists.flat();
   }
 
-  async stats(): Promise<Array<WorkerStats | { worker: number; state: string }>> {
+  /** Stats of running workers; for the others their state and the exits since they last ran long enough to reset the backoff. */
+  async stats(): Promise<Array<WorkerStats | { worker: number; state: string; consecutiveExits: number }>> {
     return Promise.all(
       this.slots.map((s) =>
-        s.state === "running" ? this.call(s, (r) => r.stats(), "stats").catch(() => ({ worker: s.index, state: "unreachable" })) : { worker: s.index, state: s.state },
+        s.state === "running"
+          ? this.call(s, (r) => r.stats(), "stats").catch(() => ({ worker: s.index, state: "unreachable", consecutiveExits: s.failures }))
+          : { worker: s.index, state: s.state, consecutiveExits: s.failures },
       ),
     );
   }
@@ -168,7 +181,7 @@ export class Supervisor {
   }
 
   private newSlot(index: number): WorkerSlot {
-    const slot = { index, worker: null, remote: null, specs: new Map(), failures: 0, startedAt: 0, state: "starting" } as unknown as WorkerSlot;
+    const slot = { index, worker: null, remote: null, specs: new Map(), failures: 0, startedAt: 0, lostAt: 0, state: "starting" } as unknown as WorkerSlot;
     this.resetPromises(slot);
     return slot;
   }
@@ -186,6 +199,19 @@ export class Supervisor {
     slot.startedAt = Date.now();
     worker.on("error", (e) => console.error(`skein: worker ${slot.index} of ${this.options.node} failed:`, e));
     worker.once("exit", (code) => this.onExit(slot, worker, code));
+    try {
+      await this.initWorker(slot);
+    } catch (e) {
+      // A worker whose start failed (NATS unreachable, a timeout) would otherwise sit idle and
+      // never exit, and only an exit schedules the next attempt: end it, so its exit does.
+      if (slot.worker === worker) await worker.terminate();
+      throw e;
+    }
+    slot.state = "running";
+    slot.markReady();
+  }
+
+  private async initWorker(slot: WorkerSlot): Promise<void> {
     const faults = this.options.allowFaults ? this.faultRules : null;
     await this.call(
       slot,
@@ -198,12 +224,13 @@ export class Supervisor {
       const rules = given;
       await this.call(slot, (r) => r.setFaults(rules), "set faults");
     }
-    slot.state = "running";
-    slot.markReady();
   }
 
   private onExit(slot: WorkerSlot, worker: Worker, code: number): void {
     if (slot.worker !== worker) return;
+    // A worker that never finished starting (a failed restart attempt) hosted nothing new:
+    // its actors were reported lost when the worker before it exited.
+    const wasRunning = slot.state === "running";
     slot.worker = null;
     const remote = slot.remote;
     slot.remote = null;
@@ -211,23 +238,25 @@ export class Supervisor {
     slot.markLost(new SkeinError(ErrorCode.WORKER_LOST, `worker ${slot.index} of ${this.options.node} exited (code ${code})`, { broker: this.options.node }));
     if (this.shuttingDown) return;
     const exitedAt = Date.now();
+    if (wasRunning) slot.lostAt = exitedAt;
     const actors = [...slot.specs.keys()];
-    this.options.onEvent({ type: "worker.exited", node: this.options.node, worker: slot.index, code, actors, at: exitedAt });
+    if (wasRunning) this.options.onEvent({ type: "worker.exited", node: this.options.node, worker: slot.index, code, actors, at: exitedAt });
     if (exitedAt - slot.startedAt > (this.options.restartResetAfterMs ?? 30_000)) slot.failures = 0;
     const delay = Math.min(this.options.restartMaxMs ?? 5_000, (this.options.restartInitialMs ?? 50) * 2 ** slot.failures);
     slot.failures++;
     slot.state = "restarting";
     this.resetPromises(slot);
-    setTimeout(() => void this.restart(slot, exitedAt), delay).unref();
+    setTimeout(() => void this.restart(slot), delay).unref();
   }
 
-  private async restart(slot: WorkerSlot, exitedAt: number): Promise<void> {
+  private async restart(slot: WorkerSlot): Promise<void> {
     if (this.shuttingDown) return;
     try {
       await this.startWorker(slot);
     } catch (e) {
-      console.error(`skein: restarting worker ${slot.index} failed:`, (e as Error).message);
-      return; // its exit handler schedules the next attempt
+      // startWorker ended the half-started worker; its exit schedules the next attempt.
+      console.error(`skein: restarting worker ${slot.index} of ${this.options.node} failed (attempt ${slot.failures}, retrying with backoff):`, (e as Error).message);
+      return;
     }
     const respawned: string[] = [];
     for (const spec of slot.specs.values()) {
@@ -240,7 +269,7 @@ export class Supervisor {
         else console.error(`skein: could not re-create ${spec.address}:`, (e as Error).message);
       }
     }
-    this.options.onEvent({ type: "worker.restarted", node: this.options.node, worker: slot.index, actors: respawned, afterMs: Date.now() - exitedAt, at: Date.now() });
+    this.options.onEvent({ type: "worker.restarted", node: this.options.node, worker: slot.index, actors: respawned, afterMs: Date.now() - slot.lostAt, at: Date.now() });
   }
 
   private call<T>(slot: WorkerSlot, fn: (remote: Remote<WorkerControl>) => Promise<T> | T, what: string): Promise<T> {

@@ -48,6 +48,8 @@ let transport: NatsTransport | null = null;
 let workerIndex = -1;
 let faults: FaultInjector | null = null;
 const encoder = new TextEncoder();
+/** Longest an escalating worker waits for its last NATS sends before it ends, ms. */
+const ESCALATE_FLUSH_MS = 1_000;
 
 function requireHost(): ActorHost {
   if (!host) throw new Error("worker not started");
@@ -71,8 +73,11 @@ const control: WorkerControl = {
       transport,
       onEvent: (event: RuntimeEvent) => nc?.publish(subject, encoder.encode(JSON.stringify(event))),
       escalate: (address, error) => {
-        console.error(`skein: ${address} escalated a failure; ending worker ${init.worker}:`, error);
-        endThisWorker(70);
+        console.error(`skein: ${address} escalated a failure; ending worker ${init.worker} (its supervisor restarts it with all its actors):`, error);
+        // The failed ask's answer and the actor.stopped event leave first; a dead connection
+        // must not keep the worker alive, hence the bound.
+        const flushed = nc && !nc.isClosed() ? nc.flush() : Promise.resolve();
+        void Promise.race([flushed, new Promise((r) => setTimeout(r, ESCALATE_FLUSH_MS))]).catch(() => undefined).finally(() => endThisWorker(70));
       },
     });
   },

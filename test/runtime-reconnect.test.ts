@@ -8,11 +8,17 @@ import { startNatsServer, waitFor, type NatsServerHandle } from "./helpers.js";
 let server: NatsServerHandle;
 let node: SkeinNode;
 let system: ActorSystem;
+let lonely: NatsServerHandle;
+let workerNode: SkeinNode;
+let workerSystem: ActorSystem;
 
 test.after(async () => {
   await system?.close();
   await node?.shutdown();
   await server?.stop();
+  await workerSystem?.close();
+  await workerNode?.shutdown();
+  await lonely?.stop();
 });
 
 test("actors answer again after nats-server restarts on the same port", async () => {
@@ -29,6 +35,30 @@ test("actors answer again after nats-server restarts on the same port", async ()
   server = await startNatsServer({ port });
   const answer = await waitFor(() => system.ask<{ address: string }>("p/1@rc", "Ping", {}, { timeoutMs: 500 }).catch(() => null), 20_000, "an answer after NATS came back");
   assert.is(answer!.address, "p/1@rc");
+});
+
+test("a worker killed while NATS is down keeps retrying its start and comes back with its actors", async () => {
+  lonely = await startNatsServer();
+  const port = lonely.port;
+  const nats = { servers: lonely.url, reconnectTimeWaitMs: 100 };
+  // A short backoff cap keeps the test quick; the default (5 s) behaves the same, slower.
+  workerNode = await SkeinNode.start({ id: "wk", cluster: "wk", nats, workers: 1, restartMaxMs: 400 });
+  workerSystem = await ActorSystem.connect({ nats, cluster: "wk" });
+  await workerSystem.spawn({ node: "wk", kind: "$ping", address: "p/1@wk" });
+  assert.ok(await workerSystem.ask("p/1@wk", "Ping", {}));
+  await lonely.stop();
+  await workerNode.killWorker(0);
+  // First exit, then at least two restart attempts that could not reach NATS.
+  await waitFor(async () => {
+    const [w] = (await workerNode.stats()) as Array<{ state?: string; consecutiveExits?: number }>;
+    return w.state === "restarting" && (w.consecutiveExits ?? 0) >= 3;
+  }, 20_000, "restart attempts that fail while NATS is down");
+  lonely = await startNatsServer({ port });
+  const answer = await waitFor(() => workerSystem.ask<{ address: string }>("p/1@wk", "Ping", {}, { timeoutMs: 500 }).catch(() => null), 20_000, "the actor answering after NATS came back");
+  assert.is(answer!.address, "p/1@wk");
+  const [w] = (await workerNode.stats()) as Array<{ natsConnected?: boolean; actors?: number }>;
+  assert.is(w.natsConnected, true);
+  assert.is(w.actors, 1);
 });
 
 test.run();
