@@ -1,14 +1,17 @@
 // kafkajs, unchanged, against a real 3-broker Skein cluster through the Kafka gateways:
 // admin, keyed and idempotent producers, gzip, records crossing between kafkajs and Skein's
-// own client in both directions, long-poll fetches, and hostile clients that must not disturb
-// anyone else. kafkajs consumers need consumer groups, which the gateway does not serve yet,
-// so Skein-written records are read back with raw Fetch requests through Skein's codec.
+// own client in both directions, long-poll fetches, Fetch memory bounds, and hostile clients
+// that must not disturb anyone else. Skein-written records are read back here with raw Fetch
+// requests through Skein's codec, to check the bytes served; kafkajs consumers (groups) are
+// in kafka-groups.test.ts.
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = "1";
+import { readFileSync } from "node:fs";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { CompressionTypes, Kafka, logLevel, type Admin, type Producer } from "kafkajs";
 import { startLocalCluster, type LocalCluster } from "../bin/broker-cmd.js";
 import { ClusterClient } from "../actors/cluster/admin.js";
+import { Skein } from "../actors/client/skein.js";
 import { KafkaWireClient } from "../actors/gateway/wire-client.js";
 import { freePortRange } from "../actors/gateway/ports.js";
 import { partitionForKey } from "../protocol/murmur2.js";
@@ -180,8 +183,8 @@ test("kafkajs keyed producer: each key lands where Skein's murmur2 puts it; head
   assert.is(nullKeys, 1);
 });
 
-test("idempotent kafkajs producer: a producer id, sequences per partition, nothing duplicated", async () => {
-  await admin.createTopics({ topics: [{ topic: "idem", numPartitions: 2, replicationFactor: 3 }] });
+test("idempotent kafkajs producer: a producer id, sequences per partition, nothing duplicated; keys land where Skein's producer puts them", async () => {
+  await admin.createTopics({ topics: [{ topic: "idem", numPartitions: 2, replicationFactor: 3 }, { topic: "idem-native", numPartitions: 2, replicationFactor: 3 }] });
   const sent = 200;
   await withProducer({ idempotent: true, maxInFlightRequests: 1 }, async (p) => {
     for (let i = 0; i < sent; i += 20) {
@@ -207,6 +210,30 @@ test("idempotent kafkajs producer: a producer id, sequences per partition, nothi
   }
   assert.is(values.length, sent);
   assert.is(new Set(values).size, sent);
+  // The same keys through Skein's own producer, to a topic with as many partitions.
+  const skein = new Skein({ clientId: "idem-native", nats: cluster.natsUrl, cluster: CLUSTER });
+  const native = skein.producer({ idempotent: true });
+  await native.connect();
+  try {
+    await native.send({ topic: "idem-native", messages: Array.from({ length: 7 }, (_, k) => ({ key: `k${k}`, value: `native-${k}` })) });
+  } finally {
+    await native.disconnect();
+  }
+  const partitionsOfKeys = async (topic: string) => {
+    const out = new Map<string, Set<number>>();
+    for (const partition of [0, 1]) {
+      for (const r of (await skeinRecords(topic, partition)).records) {
+        const key = text(r.key)!;
+        (out.get(key) ?? out.set(key, new Set()).get(key)!).add(partition);
+      }
+    }
+    return new Map([...out].map(([k, ps]) => [k, [...ps]]));
+  };
+  const viaKafkajs = await partitionsOfKeys("idem");
+  const viaSkein = await partitionsOfKeys("idem-native");
+  assert.is(viaSkein.size, 7);
+  for (const [key, partitions] of viaSkein) assert.equal(viaKafkajs.get(key), partitions, `key ${key}: kafkajs vs Skein's producer`);
+  assert.is(new Set([...viaSkein.values()].map(([p]) => p)).size, 2, "the keys spread over both partitions");
 });
 
 test("gzip batches from kafkajs are stored as they are and read by Skein and by Fetch", async () => {
@@ -397,6 +424,79 @@ test("malformed and hostile frames close only their own connection; everyone els
   await after.close();
 });
 
+/** Peak resident memory of a process so far (VmHWM), bytes. */
+function peakRssBytes(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return Number(m![1]) * 1024;
+}
+
+test("one Fetch naming a partition 10,000 times with a huge max_bytes is answered once, within bounds; others keep producing", async () => {
+  await admin.createTopics({ topics: [{ topic: "bulk", numPartitions: 3, replicationFactor: 2 }] });
+  await client.waitForLeaders("bulk");
+  // 3 MiB per partition, in batches of 5 × 100 KiB.
+  const value = new Uint8Array(100 * 1024).fill(0x62);
+  for (const partition of [0, 1, 2]) {
+    for (let b = 0; b < 6; b++) await client.produce("bulk", partition, encodeBatch(Array.from({ length: 5 }, () => ({ value }))), { acks: -1 });
+  }
+  let producing = true;
+  let acked = 0;
+  const producer = withProducer({}, async (p) => {
+    while (producing) {
+      await p.send({ topic: "orders", messages: [{ key: `bulk-${acked}`, value: "x" }] });
+      acked++;
+    }
+  });
+  const gatewayPid = cluster.brokers.get(1)!.pid;
+  const peakBefore = peakRssBytes(gatewayPid);
+  const wire = await KafkaWireClient.connect(basePort);
+  try {
+    const huge = 0x7fffffff;
+    const fetchOf = (partitions: number[], maxBytes: number) => ({
+      replicaId: -1,
+      maxWaitMs: 0,
+      minBytes: 1,
+      maxBytes,
+      isolationLevel: 0,
+      topics: [{ topic: "bulk", partitions: partitions.map((partition) => ({ partition, fetchOffset: 0, partitionMaxBytes: huge })) }],
+    });
+    const copies = Array.from({ length: 10_000 }, () => 0);
+    const started = Date.now();
+    const dup = await wire.send(Fetch, 11, fetchOf(copies, huge));
+    console.log(`  measured: Fetch naming bulk/0 ${copies.length} times answered in ${Date.now() - started} ms`);
+    assert.is(dup.responses.length, 1);
+    assert.is(dup.responses[0].partitions.length, 1, "one answer per distinct partition");
+    const only = dup.responses[0].partitions[0];
+    assert.equal([only.partitionIndex, only.errorCode, only.highWatermark], [0, 0, 30]);
+    // At most the partition's 30 records of 100 KiB (one read, bounded by the NATS payload), not 10,000 of them.
+    assert.ok(only.records!.length > 0 && only.records!.length <= 31 * value.length, `${only.records!.length} bytes served`);
+    // The same topic listed twice, and 10,000 distinct partitions of which 3 exist.
+    const spread = await wire.send(Fetch, 11, {
+      ...fetchOf(Array.from({ length: 10_000 }, (_, i) => i), huge),
+      topics: [...fetchOf([2, 1], huge).topics, ...fetchOf(Array.from({ length: 10_000 }, (_, i) => i), huge).topics],
+    });
+    assert.is(spread.responses.length, 1, "a topic listed twice is answered once");
+    const ps = spread.responses[0].partitions;
+    assert.is(ps.length, 10_000);
+    assert.equal(ps.slice(0, 3).map((p) => [p.partitionIndex, p.errorCode]), [[2, 0], [1, 0], [0, 0]], "request order, first entry wins");
+    assert.ok(ps.slice(3).every((p) => p.errorCode === KafkaErrorCode.UNKNOWN_TOPIC_OR_PARTITION));
+    // max_bytes holds across partitions (after the first non-empty one, which is whole).
+    const limited = await wire.send(Fetch, 11, fetchOf([0, 1, 2], 1536 * 1024));
+    const sizes = limited.responses[0].partitions.map((p) => p.records!.length);
+    assert.ok(sizes[0] > 0 && sizes[0] + sizes[1] + sizes[2] <= 1536 * 1024, `partition sizes ${sizes}`);
+    assert.ok(limited.responses[0].partitions.every((p) => p.errorCode === 0));
+    const grew = peakRssBytes(gatewayPid) - peakBefore;
+    console.log(`  measured: gateway broker's peak RSS grew ${(grew / (1 << 20)).toFixed(0)} MiB`);
+    assert.ok(grew < 256 * 1024 * 1024, `peak RSS grew ${grew} bytes`);
+    const before = acked;
+    await waitFor(() => acked > before + 5, 10_000, "the other client keeps producing");
+  } finally {
+    producing = false;
+    await wire.close();
+    await producer;
+  }
+  for (const b of cluster.brokers.values()) assert.ok(isAlive(b.pid), `broker pid ${b.pid} died`);
+});
+
 test("SIGKILL of the partition leader during kafkajs production loses no acknowledged record", async () => {
   await admin.createTopics({ topics: [{ topic: "failover", numPartitions: 1, replicationFactor: 3, configEntries: [{ name: "min.insync.replicas", value: "2" }] }] });
   const acked = new Set<string>();
@@ -426,7 +526,10 @@ test("SIGKILL of the partition leader during kafkajs production loses no acknowl
   for (const r of (await skeinRecords("failover", 0)).records) stored.set(text(r.value)!, (stored.get(text(r.value)!) ?? 0) + 1);
   for (const value of acked) assert.ok(stored.has(value), `acknowledged ${value} is missing`);
   const duplicated = [...stored.values()].filter((n) => n > 1).length;
-  console.log(`  ${acked.size} acknowledged records all stored; ${duplicated} stored twice (retries across the failover)`);
+  console.log(`  ${acked.size} acknowledged records all stored; ${duplicated} stored twice`);
+  // The producer is idempotent: a batch retried across the failover carries its sequence, and
+  // the new leader (whose producer state followed the log) answers it with its first offsets.
+  assert.is(duplicated, 0, "records stored twice by an idempotent producer");
   await cluster.startBroker(leader);
 });
 

@@ -56,6 +56,8 @@ function resolveOptions(o: KafkaGatewayOptions): ResolvedGatewayOptions {
     maxConnections: o.maxConnections ?? 1024,
     connectionsMaxIdleMs: o.connectionsMaxIdleMs ?? 600_000,
     fetchConcurrency: o.fetchConcurrency ?? 16,
+    fetchMaxBytes: o.fetchMaxBytes ?? 50 * MIB,
+    fetchLongPollPartitions: o.fetchLongPollPartitions ?? 1000,
     defaultPartitions: o.defaultPartitions ?? 1,
     defaultReplicationFactor: o.defaultReplicationFactor ?? 3,
     startTimeoutMs: o.startTimeoutMs ?? 15_000,

@@ -22,16 +22,24 @@ export interface KafkaGatewayOptions {
    * so all brokers are advertised on this host.)
    */
   advertisedHost?: string;
-  /** Largest request frame accepted, bytes; a larger size prefix closes the connection. Default 100 MiB. */
+  /** Largest request frame accepted, bytes (a larger size prefix closes the connection), and the most request bytes one connection holds queued, running or partial (at the bound, reading pauses). Default 100 MiB. */
   maxRequestBytes?: number;
   /** Requests received and not yet answered per connection; at the limit, reading pauses. Default 32. */
   maxInFlightRequestsPerConnection?: number;
-  /** Open connections at once; more are refused at accept. Memory for requests is bounded by about maxConnections × 2 × maxRequestBytes. Default 1024. */
+  /** Open connections at once; more are refused at accept. Memory for requests is bounded by about maxConnections × maxRequestBytes, for responses by about maxConnections × fetchMaxBytes. Default 1024. */
   maxConnections?: number;
   /** A connection without traffic and without a request in flight is closed after this long, ms. Default 600000 (Kafka's connections.max.idle.ms). */
   connectionsMaxIdleMs?: number;
-  /** Partitions one Fetch request reads at once (bounds its memory to this × the partition max bytes). Default 16. */
+  /** Partitions one Fetch request reads at once. Default 16. */
   fetchConcurrency?: number;
+  /**
+   * Largest Fetch response, bytes: a client's max_bytes is clamped to it, and reads stop once
+   * the response is full (its first non-empty partition stays whole, KIP-74). Default 50 MiB
+   * (Kafka's broker fetch.max.bytes is 55 MB).
+   */
+  fetchMaxBytes?: number;
+  /** Partitions one Fetch long-polls at once; a request naming more waits on the first ones only. Default 1000. */
+  fetchLongPollPartitions?: number;
   /** Partitions of a topic created with num_partitions = -1. Default 1. */
   defaultPartitions?: number;
   /** Replication factor of a topic created with replication_factor = -1, capped by the live brokers. Default 3. */
