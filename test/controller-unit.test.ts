@@ -40,8 +40,28 @@ class FakeMetadata {
     this.partitionWrites.push(state);
     return ++this.revision;
   }
-  async getPartition() {
-    return null;
+  // Topic deletion: one topic record and its partition states, deleted by revision.
+  topic: Versioned<TopicRecord> | null = null;
+  parts = new Map<number, Versioned<PartitionState>>();
+  /** Called after each partition read: a leader changing the ISR between read and delete. */
+  onPartitionRead: (p: number) => void = () => undefined;
+  async getTopicVersioned() {
+    return this.topic;
+  }
+  async getPartition(_topic: string, p: number) {
+    const v = this.parts.get(p) ?? null;
+    this.onPartitionRead(p);
+    return v;
+  }
+  async deletePartition(_topic: string, p: number, revision: number) {
+    if (this.parts.get(p)?.revision !== revision) return false;
+    this.parts.delete(p);
+    return true;
+  }
+  async deleteTopicRecord(_name: string, revision: number) {
+    if (this.topic?.revision !== revision) return false;
+    this.topic = null;
+    return true;
   }
 }
 
@@ -180,6 +200,28 @@ test("a controller within its TTL whose lease was taken over finds out by CAS be
   assert.is(e.code, ErrorCode.NOT_CONTROLLER);
   assert.is(c.active, false);
   assert.equal(meta.partitionWrites, []);
+});
+
+test("deleting a topic is compare-and-set: a state changed meanwhile is re-read, a re-created topic's state is kept", async () => {
+  const meta = new FakeMetadata();
+  const c = controller(meta);
+  await c.tick();
+  meta.topic = { value: { ...topic({}), partitions: 2 }, revision: 10 };
+  meta.parts.set(0, { value: partition({ controllerEpoch: c.epoch }), revision: 11 });
+  // Partition 1 already belongs to a re-creation of the topic (another id): not ours to delete.
+  meta.parts.set(1, { value: partition({ partition: 1, topicId: "id-new" }), revision: 12 });
+  let raced = false;
+  meta.onPartitionRead = (p) => {
+    if (p !== 0 || raced) return;
+    raced = true; // the leader shrinks the ISR right after our read
+    meta.parts.set(0, { value: partition({ isr: [1, 2] }), revision: 13 });
+  };
+  const r = await c.deleteTopic("t");
+  assert.equal(r, { name: "t", partitions: 2 });
+  assert.ok(raced);
+  assert.is(meta.parts.has(0), false, "deleted after re-reading the changed state");
+  assert.is(meta.parts.get(1)?.value.topicId, "id-new", "the re-created topic's state is kept");
+  assert.is(meta.topic, null);
 });
 
 test.run();

@@ -38,6 +38,8 @@ export const ControllerArgs = z.object({
 type Args = z.infer<typeof ControllerArgs>;
 /** Longest a replica counts as offline after its worker died without a restart event, ms. */
 const OFFLINE_REPLICA_MAX_MS = 30_000;
+/** Compare-and-set attempts to delete one partition state whose ISR keeps changing. */
+const MAX_DELETE_ATTEMPTS = 20;
 /** Longest time between two looks at every partition (a safety net; changes are seen at once). */
 const FULL_SCAN_MS = 5_000;
 type Ctx = ActorContext<Args>;
@@ -335,15 +337,30 @@ export class ControllerState {
   async deleteTopic(name: string): Promise<{ name: string; partitions: number }> {
     await this.confirmLease();
     validateTopicName(name);
-    const topic = await this.meta.getTopic(name);
+    const topic = await this.meta.getTopicVersioned(name);
     if (!topic) throw new SkeinError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `topic ${name} does not exist`, { topic: name });
-    for (let p = 0; p < topic.partitions; p++) {
-      await this.meta.deletePartition(name, p);
+    for (let p = 0; p < topic.value.partitions; p++) {
+      await this.deletePartitionState(topic.value, p);
       this.partitions.delete(partitionKey(name, p));
     }
-    await this.meta.deleteTopicRecord(name);
+    if (!(await this.meta.deleteTopicRecord(name, topic.revision))) {
+      throw new SkeinError(ErrorCode.INVALID_REQUEST, `topic ${name} changed while it was being deleted; retry`, { topic: name });
+    }
     this.topics.delete(name);
-    return { name, partitions: topic.partitions };
+    return { name, partitions: topic.value.partitions };
+  }
+
+  /**
+   * Deletes one partition state of `topic` by compare-and-set, re-reading when its leader
+   * changed the ISR meanwhile; a state of another topic id (a re-creation) is left alone.
+   */
+  private async deletePartitionState(topic: TopicRecord, partition: number): Promise<void> {
+    for (let attempt = 0; attempt < MAX_DELETE_ATTEMPTS; attempt++) {
+      const current = await this.meta.getPartition(topic.name, partition);
+      if (!current || current.value.topicId !== topic.id) return;
+      if (await this.meta.deletePartition(topic.name, partition, current.revision)) return;
+    }
+    throw new SkeinError(ErrorCode.INVALID_REQUEST, `${topic.name}/${partition} kept changing while it was being deleted; retry`, { topic: topic.name, partition });
   }
 
   async createPartitions(name: string, totalCount: number): Promise<{ name: string; assignment: number[][] }> {

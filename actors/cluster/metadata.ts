@@ -1,5 +1,7 @@
-// Cluster metadata in JetStream KV (see protocol/cluster.ts for the keys). Every write of a
-// partition state is compare-and-set on the KV revision; the KV stream is the metadata log.
+// Cluster metadata in JetStream KV (see protocol/cluster.ts for the keys). Every write and
+// delete of a topic record or partition state is compare-and-set on the KV revision; the KV
+// stream is the metadata log. The live bucket's broker keys are the exception: each is
+// written only by its own broker (see heartbeat).
 
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Kvm, type KV, type KvEntry } from "@nats-io/kv";
@@ -50,7 +52,11 @@ export class MetadataStore {
   // Topics -----------------------------------------------------------------------------------
 
   async getTopic(name: string): Promise<TopicRecord | null> {
-    return (await getJson(this.meta, topicKey(name), TopicRecord))?.value ?? null;
+    return (await this.getTopicVersioned(name))?.value ?? null;
+  }
+
+  async getTopicVersioned(name: string): Promise<Versioned<TopicRecord> | null> {
+    return getJson(this.meta, topicKey(name), TopicRecord);
   }
 
   async listTopics(): Promise<TopicRecord[]> {
@@ -74,8 +80,12 @@ export class MetadataStore {
     }
   }
 
-  async deleteTopicRecord(name: string): Promise<void> {
-    await this.meta.delete(topicKey(name));
+  /**
+   * Deletes a topic record by compare-and-set on `revision`; false when it changed meanwhile
+   * (deleted, or re-created by another controller: never delete a successor's record).
+   */
+  async deleteTopicRecord(name: string, revision: number): Promise<boolean> {
+    return casDelete(this.meta, topicKey(name), revision);
   }
 
   /** Replaces a topic record by compare-and-set; false when it changed meanwhile. */
@@ -138,8 +148,9 @@ export class MetadataStore {
     }
   }
 
-  async deletePartition(topic: string, partition: number): Promise<void> {
-    await this.meta.delete(partitionKey(topic, partition));
+  /** Deletes a partition state by compare-and-set on `revision`; false when it changed meanwhile. */
+  async deletePartition(topic: string, partition: number, revision: number): Promise<boolean> {
+    return casDelete(this.meta, partitionKey(topic, partition), revision);
   }
 
   /** Calls `onChange` for every current partition state, then for every change (null = deleted). */
@@ -160,10 +171,16 @@ export class MetadataStore {
 
   // Liveness ---------------------------------------------------------------------------------
 
+  /**
+   * A plain put, not compare-and-set: `broker.<B>` is written only by broker B itself (its
+   * heartbeat and its removal on shutdown), so there is no other writer to race with, and a
+   * restarted broker must be able to overwrite what its previous process left before the TTL.
+   */
   async heartbeat(reg: BrokerRegistration): Promise<void> {
     await this.live.put(brokerKey(reg.broker), encoder.encode(JSON.stringify(reg)));
   }
 
+  /** Plain delete, for the same reason as heartbeat: only broker B touches `broker.<B>`. */
   async removeBroker(broker: number): Promise<void> {
     await this.live.delete(brokerKey(broker));
   }
@@ -240,6 +257,16 @@ function parseJson(bytes: Uint8Array): unknown {
     return JSON.parse(decoder.decode(bytes));
   } catch {
     return undefined;
+  }
+}
+
+async function casDelete(kv: KV, key: string, revision: number): Promise<boolean> {
+  try {
+    await kv.delete(key, { previousSeq: revision });
+    return true;
+  } catch (e) {
+    if (isWrongRevision(e)) return false;
+    throw e;
   }
 }
 
