@@ -98,7 +98,7 @@ export const ConsumerMessages = {
   Leave: z.object({}),
   /** Internal: the group protocol's asynchronous steps report back here. */
   GroupStep: z.object({
-    step: z.enum(["joined", "synced", "heartbeat", "offsets", "committed", "coordinator", "metadata"]),
+    step: z.enum(["joined", "synced", "heartbeat", "offsets", "committed", "revoked", "coordinator", "metadata"]),
     generation: z.number().int(),
     /** Which JoinGroup a "joined" step answers (a member sends a newer one when it must rejoin). */
     joinSeq: z.number().int().optional(),

@@ -384,7 +384,10 @@ export class CoordinatorState {
       if (g.members.size > 0) throw new SkeinError(ErrorCode.NON_EMPTY_GROUP, `group ${c.groupId} has active members; only they may commit`, { group: c.groupId });
     } else {
       this.member(g, c.memberId, c.generation);
-      if (g.state === GroupState.PREPARING_REBALANCE) throw new SkeinError(ErrorCode.REBALANCE_IN_PROGRESS, `group ${g.groupId} is rebalancing`, { group: g.groupId });
+      // As Kafka: members of the current generation may commit while the group prepares a
+      // rebalance (they still own their partitions, and commit what they processed before
+      // giving any up); between join and sync the generation is new and nobody owns anything yet.
+      if (g.state === GroupState.COMPLETING_REBALANCE) throw new SkeinError(ErrorCode.REBALANCE_IN_PROGRESS, `group ${g.groupId} is completing a rebalance`, { group: g.groupId });
     }
     const reply = ctx.deferReply();
     const now = Date.now();

@@ -20,12 +20,14 @@ import type { ConsumerState } from "../client/consumer.js";
 
 type GroupConfig = NonNullable<ConsumerArgs["group"]>;
 type Ctx = ActorContext<ConsumerArgs>;
-type StepName = "joined" | "synced" | "heartbeat" | "offsets" | "committed" | "coordinator" | "metadata";
+type StepName = "joined" | "synced" | "heartbeat" | "offsets" | "committed" | "revoked" | "coordinator" | "metadata";
 
 const TICK_MS = 100;
 /** How often members look for partitions added to their topics, ms (Kafka: metadata.max.age). */
 const METADATA_CHECK_MS = 2_000;
 const key = (tp: TopicPartition) => `${tp.topic}/${tp.partition}`;
+/** `metadata`: an application string stored with the offset (Kafka's commit metadata). */
+type OffsetToCommit = TopicPartition & { offset: number; metadata?: string };
 
 export class GroupMembership {
   memberId = "";
@@ -51,6 +53,8 @@ export class GroupMembership {
   metadataCheckInFlight = false;
   /** Number of the latest JoinGroup sent; answers to older ones are stale. */
   joinSeq = 0;
+  /** Commits of revoked partitions not yet answered: no rejoin until they are. */
+  revokeCommitsInFlight = 0;
 
   constructor(
     private readonly state: ConsumerState,
@@ -97,14 +101,24 @@ export class GroupMembership {
   onFacadeIdle(ctx: Ctx): void {
     if (this.revokePending.length === 0) return;
     const revoked = this.revokePending.splice(0);
-    this.commitProcessed(ctx, revoked);
+    const offsets = this.uncommitted(revoked);
     this.state.unassign(revoked);
     const gone = new Set(revoked.map(key));
     this.owned = this.owned.filter((tp) => !gone.has(key(tp)));
     this.state.events.push({ type: "group.revoke", generation: this.generation, memberId: this.memberId, partitions: revoked, at: Date.now() });
     this.eagerRevokeBeforeJoin = false;
-    this.rejoinWanted = true;
     this.state.answerPolls();
+    if (offsets.length === 0) return this.afterRevoke(ctx);
+    // Rejoin only once the commit is durable (Kafka commits synchronously in
+    // onPartitionsRevoked for the same reason): the new owner fetches the committed offset as
+    // soon as the rebalance completes, and a commit still being written then made it start
+    // from an older offset and process records twice (seen in the at-least-once test).
+    this.revokeCommitsInFlight++;
+    this.run(ctx, "revoked", () => this.sendCommit(ctx, offsets));
+  }
+
+  private afterRevoke(ctx: Ctx): void {
+    this.rejoinWanted = true;
     this.tick(ctx, false);
   }
 
@@ -153,6 +167,13 @@ export class GroupMembership {
 
   onStep(m: { step: StepName; generation: number; joinSeq?: number; body?: unknown; error?: { code: string; message: string } }, ctx: Ctx): void {
     if (m.step === "joined" && m.joinSeq !== this.joinSeq) return; // a JoinGroup this member has since replaced
+    if (m.step === "revoked") {
+      this.revokeCommitsInFlight--;
+      // Refused or failed, the partitions are gone all the same; their next owner starts from
+      // the previous commit (at-least-once).
+      if (m.error) console.warn(`skein consumer ${this.cfg.groupId}: commit of revoked partitions failed: ${m.error.message}`);
+      return this.afterRevoke(ctx);
+    }
     if (m.error && m.generation !== this.generation && (m.step === "heartbeat" || m.step === "committed" || m.step === "offsets" || m.step === "synced")) {
       // The answer to a request of an earlier generation (a heartbeat or auto-commit sent just
       // before a rebalance): it says nothing about the current one. Treating its
@@ -305,11 +326,12 @@ export class GroupMembership {
     if (reschedule) ctx.schedule(TICK_MS, "GroupTick", {});
     if (this.phase === "left" || this.topics.length === 0) return;
     const now = Date.now();
-    if (this.phase === "idle" && this.rejoinWanted && !this.eagerRevokeBeforeJoin && this.revokePending.length === 0 && now >= this.retryAt) {
+    const revoking = this.revokePending.length > 0 || this.revokeCommitsInFlight > 0;
+    if (this.phase === "idle" && this.rejoinWanted && !this.eagerRevokeBeforeJoin && !revoking && now >= this.retryAt) {
       this.join(ctx);
       return;
     }
-    if (this.phase === "stable" && this.rejoinWanted && this.revokePending.length === 0) {
+    if (this.phase === "stable" && this.rejoinWanted && !revoking) {
       this.join(ctx);
       return;
     }
@@ -325,7 +347,11 @@ export class GroupMembership {
       this.metadataCheckInFlight = true;
       this.run(ctx, "metadata", () => this.partitionCountsChanged());
     }
-    if (this.cfg.autoCommit && this.phase === "stable" && now - this.lastAutoCommitAt >= this.cfg.autoCommitIntervalMs) {
+    // A cooperative member keeps its partitions while it rejoins, and may wait there a whole
+    // session timeout for a dead member: it keeps committing (the coordinator accepts commits
+    // of the current generation until the join completes).
+    const mayCommit = this.phase === "stable" || (this.phase === "joining" && this.cooperative && this.generation >= 0);
+    if (this.cfg.autoCommit && mayCommit && now - this.lastAutoCommitAt >= this.cfg.autoCommitIntervalMs) {
       this.lastAutoCommitAt = now;
       this.commitProcessed(ctx, this.owned);
     }
@@ -344,28 +370,32 @@ export class GroupMembership {
 
   /** Commits processed offsets of `partitions` that moved forward since the last commit. */
   private commitProcessed(ctx: Ctx, partitions: TopicPartition[], reply?: ReplyHandle<unknown>): void {
-    const offsets: Array<{ topic: string; partition: number; offset: number }> = [];
+    const offsets = this.uncommitted(partitions);
+    if (offsets.length === 0) {
+      reply?.resolve({ committed: [] });
+      return;
+    }
+    if (reply) this.sendCommit(ctx, offsets).then(reply.resolve, reply.reject);
+    else this.run(ctx, "committed", () => this.sendCommit(ctx, offsets));
+  }
+
+  /** Offsets of `partitions` processed beyond what was last committed. */
+  private uncommitted(partitions: TopicPartition[]): OffsetToCommit[] {
+    const offsets: OffsetToCommit[] = [];
     for (const tp of partitions) {
       const done = this.state.processed.get(key(tp));
       if (done === undefined || done <= (this.lastCommitted.get(key(tp)) ?? -1)) continue;
       offsets.push({ topic: tp.topic, partition: tp.partition, offset: done });
     }
-    if (offsets.length === 0) {
-      reply?.resolve({ committed: [] });
-      return;
-    }
-    this.sendCommit(ctx, offsets, reply);
+    return offsets;
   }
 
-  /** Sends a commit; `lastCommitted` moves only once the coordinator has it durably. */
-  private sendCommit(ctx: Ctx, offsets: Array<{ topic: string; partition: number; offset: number }>, reply?: ReplyHandle<unknown>): void {
+  /** Commits; `lastCommitted` moves only once the coordinator has it durably. */
+  private async sendCommit(ctx: Ctx, offsets: OffsetToCommit[]): Promise<{ committed: OffsetToCommit[] }> {
     const body = { groupId: this.cfg.groupId, generation: this.generation, memberId: this.memberId, offsets };
-    const p = this.ask(ctx, "OffsetCommit", body, 10_000).then(() => {
-      for (const o of offsets) this.lastCommitted.set(key(o), o.offset);
-      return { committed: offsets };
-    });
-    if (reply) p.then(reply.resolve, reply.reject);
-    else this.run(ctx, "committed", () => p);
+    await this.ask(ctx, "OffsetCommit", body, 10_000);
+    for (const o of offsets) this.lastCommitted.set(key(o), o.offset);
+    return { committed: offsets };
   }
 
   /** Explicit commit: the given offsets (may go backwards after a seek) or everything processed. */
@@ -375,7 +405,7 @@ export class GroupMembership {
       reply.reject(new SkeinError(ErrorCode.REBALANCE_IN_PROGRESS, `consumer of group ${this.cfg.groupId} is rebalancing; commit again after it`, { group: this.cfg.groupId }));
       return undefined;
     }
-    if (offsets) this.sendCommit(ctx, offsets, reply);
+    if (offsets) this.sendCommit(ctx, offsets).then(reply.resolve, reply.reject);
     else this.commitProcessed(ctx, this.owned, reply);
     return undefined;
   }
