@@ -6,6 +6,9 @@ import { ActorSystem } from "../runtime/system.js";
 import { SkeinNode } from "../runtime/node.js";
 import { placementOf } from "../runtime/supervisor.js";
 import { ErrorCode, isSkeinError, SkeinError } from "../protocol/errors.js";
+import { ActorHost } from "../runtime/host.js";
+import { NatsTransport } from "../runtime/transport.js";
+import { Escalating } from "./fixtures/counter.js";
 import type { RuntimeEvent } from "../runtime/types.js";
 import { fixture, startNatsServer, waitFor, type NatsServerHandle } from "./helpers.js";
 import type { Counter } from "./fixtures/counter.js";
@@ -13,18 +16,22 @@ import type { Counter } from "./fixtures/counter.js";
 let server: NatsServerHandle;
 let node: SkeinNode;
 let system: ActorSystem;
+/** A node with a short control-call timeout. */
+let quick: SkeinNode;
 const events: RuntimeEvent[] = [];
 const counterModule = fixture("counter");
 
 test.before(async () => {
   server = await startNatsServer();
   node = await SkeinNode.start({ id: "n1", cluster: "rt", nats: { servers: server.url }, workers: 2 });
+  quick = await SkeinNode.start({ id: "n2", cluster: "rt", nats: { servers: server.url }, workers: 1, controlTimeoutMs: 800 });
   system = await ActorSystem.connect({ nats: { servers: server.url }, cluster: "rt" });
   system.events("*", (e) => events.push(e));
 });
 
 test.after(async () => {
   await system?.close();
+  await quick?.shutdown();
   await node?.shutdown();
   await server?.stop();
 });
@@ -137,6 +144,103 @@ test("spawn validates its input", async () => {
   await expectError(system.spawn({ node: "n1", kind: "counter", module: counterModule, address: "x/2@n1", args: { start: "z" } }), ErrorCode.INVALID_REQUEST);
   await system.spawn({ node: "n1", kind: "counter", module: counterModule, address: "x/3@n1" });
   await expectError(system.spawn({ node: "n1", kind: "counter", module: counterModule, address: "x/3@n1" }), ErrorCode.INVALID_REQUEST);
+});
+
+test("a spawn whose init never finishes fails with TIMEOUT and is taken back", async () => {
+  const started = Date.now();
+  const e = await expectError(system.spawn({ node: "n2", kind: "stuck", module: counterModule, address: "stuck/1@n2" }), ErrorCode.TIMEOUT);
+  assert.match(e.message, /control call "spawn stuck\/1@n2" on n2 timed out after 800 ms/);
+  assert.ok(Date.now() - started < 10_000, "the control timeout, not the ask's 20 s, ended it");
+  // Taken back: the address is free for another spawn, and the stuck actor never answers.
+  await system.spawn({ node: "n2", kind: "counter", module: counterModule, address: "stuck/1@n2", args: { start: 3 } });
+  assert.is((await system.ask<{ value: number }>("stuck/1@n2", "Get", {})).value, 3);
+});
+
+test("killing a worker fails its pending control calls with WORKER_LOST", async () => {
+  const mark = events.length;
+  const address = findAddress("stuck/dies", 0);
+  const spawning = node.spawn({ kind: "stuck", module: counterModule, address });
+  const started = Date.now();
+  await node.killWorker(0);
+  const e = await expectError(spawning, ErrorCode.WORKER_LOST);
+  assert.match(e.message, /worker 0 of n1 exited/);
+  assert.ok(Date.now() - started < 10_000, "failed by the exit, not by the 15 s control timeout");
+  await waitFor(() => events.slice(mark).find((x) => x.type === "worker.restarted" && x.node === "n1" && x.worker === 0), 10_000, "worker.restarted");
+  assert.not.ok((await system.list("n1")).some((a) => a.address === address), "a spawn that failed is not re-created");
+});
+
+test("supervision: escalate ends the worker, which comes back with all its actors", async () => {
+  const mark = events.length;
+  const escalating = findAddress("escalating/a", 1);
+  const sibling = findAddress("counter/sibling", 1);
+  await system.spawn({ node: "n1", kind: "escalating", module: counterModule, address: escalating });
+  await system.spawn({ node: "n1", kind: "counter", module: counterModule, address: sibling, args: { start: 5 } });
+  assert.is(await system.ask(sibling, "Add", { n: 1 }), 6);
+  const before = await system.ask<{ bornAt: number }>(escalating, "Get", {});
+  await expectError(system.ask(escalating, "Fail", {}), ErrorCode.ACTOR_FAILED);
+  const since = () => events.slice(mark);
+  const stopped = await waitFor(() => since().find((x) => x.type === "actor.stopped" && x.address === escalating), 5_000, "actor.stopped");
+  assert.match((stopped as { reason: string }).reason, /^escalated: escalating broke/);
+  const exited = await waitFor(() => since().find((x) => x.type === "worker.exited" && x.node === "n1" && x.worker === 1), 5_000, "worker.exited");
+  assert.is((exited as { code: number }).code, 70);
+  const restarted = await waitFor(() => since().find((x) => x.type === "worker.restarted" && x.node === "n1" && x.worker === 1), 10_000, "worker.restarted");
+  assert.ok((restarted as { actors: string[] }).actors.includes(escalating));
+  assert.ok((restarted as { actors: string[] }).actors.includes(sibling));
+  const after = await system.ask<{ bornAt: number; worker: number }>(escalating, "Get", {});
+  assert.is(after.worker, 1);
+  assert.ok(after.bornAt >= before.bornAt, "re-created");
+  assert.is((await system.ask<{ value: number }>(sibling, "Get", {})).value, 5, "the sibling was re-created from its spawn args");
+});
+
+test("supervision: escalate on a main thread stops the actor and hands the failure to the host", async () => {
+  const escalated: Array<{ address: string; error: string; stillHosted: boolean }> = [];
+  const mainEvents: RuntimeEvent[] = [];
+  const host: ActorHost = new ActorHost({
+    node: "main-test",
+    worker: -1,
+    transport: new NatsTransport(system.nc, "rt", 1024 * 1024),
+    onEvent: (e) => mainEvents.push(e),
+    escalate: (address, error) => escalated.push({ address, error: (error as Error).message, stillHosted: host.has(address) }),
+  });
+  await host.spawnDefinition(Escalating, "escalating/main@main-test", undefined);
+  await expectError(host.ask(null, "escalating/main@main-test", "Fail", {}), ErrorCode.ACTOR_FAILED);
+  await waitFor(() => escalated.length === 1, 5_000, "escalation");
+  assert.equal(escalated[0], { address: "escalating/main@main-test", error: "escalating broke", stillHosted: false });
+  assert.ok(mainEvents.some((e) => e.type === "actor.stopped" && /^escalated/.test(e.reason)));
+  await expectError(system.ask("escalating/main@main-test", "Get", {}, { timeoutMs: 1_000 }), ErrorCode.ACTOR_NOT_FOUND);
+});
+
+test("started/stopped hooks and the actor.started event", async () => {
+  const mark = events.length;
+  const address = findAddress("hooked/h", 1);
+  const hooks: Array<{ hook: string; handled: number }> = [];
+  const sub = system.nc.subscribe(`hooks.${address.replace(/[^A-Za-z0-9_-]/g, "_")}`, {
+    callback: (_err, msg) => {
+      hooks.push(JSON.parse(new TextDecoder().decode(msg.data)));
+    },
+  });
+  await system.nc.flush();
+  try {
+    const info = await system.spawn({ node: "n1", kind: "hooked", module: counterModule, address });
+    const started = await waitFor(() => events.slice(mark).find((e) => e.type === "actor.started" && e.address === address), 5_000, "actor.started");
+    assert.equal({ ...started, at: 0 }, { type: "actor.started", node: "n1", worker: 1, address, kind: "hooked", at: 0 });
+    assert.is(info.worker, 1);
+    const first = await system.ask<{ startedRan: boolean; handled: number }>(address, "Get", {});
+    assert.equal(first, { startedRan: true, handled: 1 }, "started ran before the first message");
+    await waitFor(() => hooks.length === 1, 5_000, "the started hook");
+    await expectError(system.ask(address, "Fail", {}), ErrorCode.ACTOR_FAILED);
+    await waitFor(() => hooks.length === 2, 5_000, "started again after the restart");
+    assert.equal(await system.ask(address, "Get", {}), { startedRan: true, handled: 1 }, "fresh state, started hook ran again");
+    assert.ok(await system.stop("n1", address));
+    await waitFor(() => hooks.length === 3, 5_000, "the stopped hook");
+    assert.equal(hooks, [
+      { hook: "started", handled: 0 },
+      { hook: "started", handled: 0 },
+      { hook: "stopped", handled: 1 },
+    ], "no stopped hook on a crash; one on stop, with the state it had");
+  } finally {
+    sub.unsubscribe();
+  }
 });
 
 function findAddress(prefix: string, worker: number): string {
