@@ -69,13 +69,28 @@ test("topics, produce and consume against `skein up`", async () => {
   assert.is((await skein(["groups", "delete", "readers", ...common])).code, 0);
 
   const described = await skein(["topics", "describe", "lines", "--json", ...common]);
+  assert.is(described.stdout.trim().split("\n").length, 1, "describe --json prints one line");
   const d = JSON.parse(described.stdout);
+  assert.equal(Object.keys(d).sort(), ["configs", "partitions", "topic"]);
   assert.is(d.topic, "lines");
   assert.is(d.partitions.length, 2);
+  for (const p of d.partitions) {
+    assert.equal(Object.keys(p).sort(), ["highWatermark", "isr", "leader", "leaderEpoch", "logEndOffset", "logStartOffset", "partition", "replicas"]);
+    for (const k of ["partition", "leader", "leaderEpoch", "highWatermark", "logStartOffset", "logEndOffset"]) assert.type(p[k], "number", `${k} is a number`);
+    assert.is(p.replicas.length, 2);
+    assert.ok(p.replicas.includes(p.leader) && p.isr.includes(p.leader), "the leader is an assigned, in-sync replica");
+    assert.ok(p.logStartOffset <= p.highWatermark && p.highWatermark <= p.logEndOffset);
+  }
+  assert.equal(d.partitions.map((p: { partition: number }) => p.partition), [0, 1]);
   assert.is(d.partitions.reduce((n: number, p: { highWatermark: number }) => n + p.highWatermark, 0), 5003);
   assert.is(d.configs["retention.ms"], 60000);
   const status = JSON.parse((await skein(["cluster", "status", "--json", ...common])).stdout);
+  assert.equal(Object.keys(status).sort(), ["brokers", "cluster", "controller"]);
+  assert.is(status.cluster, "cli");
+  assert.equal(Object.keys(status.controller).sort(), ["broker", "epoch"]);
   assert.is(status.brokers.length, 2);
+  assert.ok(status.brokers.some((b: { broker: number }) => b.broker === status.controller.broker), "the controller is a live broker");
+  for (const b of status.brokers) for (const k of ["broker", "pid", "host", "workers", "startedAt", "heartbeatAt"]) assert.ok(k in b, `broker entry has ${k}`);
   assert.ok(status.controller.epoch > 0);
   assert.is((await skein(["topics", "delete", "lines", ...common])).code, 0);
   const left = JSON.parse((await skein(["topics", "list", "--json", ...common])).stdout).map((t: { topic: string }) => t.topic);
