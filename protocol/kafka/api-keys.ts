@@ -1,6 +1,6 @@
 // Kafka API keys (https://kafka.apache.org/protocol#protocol_api_keys). All are listed so logs
 // and errors can name a request Skein does not implement; which ones are served, and at which
-// versions, is the gateway's handler table (actors/gateway/handlers.ts), and ApiVersions
+// versions, is the gateway's handler table (actors/gateway/handlers/index.ts), and ApiVersions
 // advertises exactly that table.
 
 export const ApiKey = {
