@@ -9,7 +9,7 @@ import { firstBusyPort } from "../actors/gateway/ports.js";
 import { startNatsServer, type NatsServerHandle } from "../runtime/nats-server.js";
 import { startSkeinProcess, type ChildHandle } from "../runtime/child-process.js";
 import { runDemo } from "./demo.js";
-import { addConnectionFlags, intOption, natsOptions, onShutdownSignal, requireNats, type ConnectionFlags } from "./common.js";
+import { addConnectionFlags, connectionEnv, intOption, natsOptions, onShutdownSignal, requireNats, type ConnectionFlags } from "./common.js";
 
 export function registerBrokerCommands(program: Command): void {
   addConnectionFlags(
@@ -75,7 +75,7 @@ export function registerBrokerCommands(program: Command): void {
     console.log(`cluster ready: brokers=${flags.brokers} nats=${cluster.natsUrl} cluster=${flags.cluster} data=${cluster.dataDir}${kafka}`);
     console.log(`  in another shell: export SKEIN_NATS=${cluster.natsUrl}; skein topics list; skein consume demo --from-beginning`);
     if (!flags.demo) return;
-    const r = await runDemo({ natsUrl: cluster.natsUrl, cluster: flags.cluster, brokers: flags.brokers, seconds: flags.demoSeconds });
+    const r = await runDemo({ nats: natsOptions(flags, cluster.natsUrl), cluster: flags.cluster, brokers: flags.brokers, seconds: flags.demoSeconds });
     if (flags.exitAfterDemo) {
       await cluster.stop();
       process.exit(r.consumed >= r.produced && r.produced > 0 ? 0 : 1);
@@ -109,11 +109,12 @@ export async function startLocalCluster(
   const startBroker = async (id: number) => {
     const child = await startSkeinProcess(
       [
-        ...["broker", "--id", String(id), "--data", join(dataDir, `broker-${id}`), "--workers", String(flags.workers), "--nats", url!, "--cluster", flags.cluster],
+        ...["broker", "--id", String(id), "--data", join(dataDir, `broker-${id}`), "--workers", String(flags.workers), "--cluster", flags.cluster],
         ...(flags.kafkaPort ? ["--kafka-port", String(flags.kafkaPort + id - 1)] : []),
         ...(options.extraBrokerArgs ?? []),
       ],
-      { echoPrefix: options.echo ? `[broker ${id}] ` : undefined },
+      // URL and credentials travel in the environment: a command line is readable by every user.
+      { echoPrefix: options.echo ? `[broker ${id}] ` : undefined, env: connectionEnv(flags, url!) },
     );
     brokers.set(id, child);
     return child;

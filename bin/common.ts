@@ -1,5 +1,5 @@
 // Options every command shares: where NATS is and which cluster namespace to use.
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
 import type { NatsOptions } from "../runtime/types.js";
 
 export interface ConnectionFlags {
@@ -15,21 +15,55 @@ export interface ConnectionFlags {
 }
 
 export function addConnectionFlags(cmd: Command, natsHelp = "NATS server URL(s), comma-separated (env SKEIN_NATS)"): Command {
+  // Credentials come from the environment as well as flags, so that a parent (doctor, `up`)
+  // hands them to its children without putting them on a command line every user can read
+  // in `ps`; Option.env also keeps their values out of --help.
+  const secret = (flags: string, help: string, env: string) => new Option(flags, help).env(env);
   return cmd
     .option("--nats <url>", natsHelp, process.env.SKEIN_NATS)
-    .option("--cluster <name>", "cluster namespace (env SKEIN_CLUSTER)", process.env.SKEIN_CLUSTER ?? "default")
-    .option("--token <token>", "NATS token (env SKEIN_NATS_TOKEN)", process.env.SKEIN_NATS_TOKEN)
-    .option("--user <user>", "NATS user")
-    .option("--pass <password>", "NATS password")
-    .option("--creds <file>", "NATS credentials file")
-    .option("--tls-ca <file>", "TLS CA certificate (PEM)")
-    .option("--tls-cert <file>", "TLS client certificate (PEM)")
-    .option("--tls-key <file>", "TLS client key (PEM)");
+    .addOption(new Option("--cluster <name>", "cluster namespace").env("SKEIN_CLUSTER").default("default"))
+    .addOption(secret("--token <token>", "NATS token", CONNECTION_ENV.token))
+    .addOption(secret("--user <user>", "NATS user", CONNECTION_ENV.user))
+    .addOption(secret("--pass <password>", "NATS password", CONNECTION_ENV.pass))
+    .addOption(secret("--creds <file>", "NATS credentials file", CONNECTION_ENV.creds))
+    .addOption(secret("--tls-ca <file>", "TLS CA certificate (PEM)", CONNECTION_ENV.tlsCa))
+    .addOption(secret("--tls-cert <file>", "TLS client certificate (PEM)", CONNECTION_ENV.tlsCert))
+    .addOption(secret("--tls-key <file>", "TLS client key (PEM)", CONNECTION_ENV.tlsKey));
+}
+
+/** Environment variable of every connection flag. */
+export const CONNECTION_ENV = {
+  nats: "SKEIN_NATS",
+  token: "SKEIN_NATS_TOKEN",
+  user: "SKEIN_NATS_USER",
+  pass: "SKEIN_NATS_PASS",
+  creds: "SKEIN_NATS_CREDS",
+  tlsCa: "SKEIN_NATS_TLS_CA",
+  tlsCert: "SKEIN_NATS_TLS_CERT",
+  tlsKey: "SKEIN_NATS_TLS_KEY",
+} as const;
+
+/**
+ * The environment a child Skein process (a node or broker started by the doctor or `up`)
+ * needs to reach NATS as this one does: URL, credentials and TLS files. A variable this
+ * process has but the flags do not (unset by the caller) is blanked, never inherited.
+ */
+export function connectionEnv(flags: ConnectionFlags, url: string): Record<string, string> {
+  return {
+    [CONNECTION_ENV.nats]: url,
+    [CONNECTION_ENV.token]: flags.token ?? "",
+    [CONNECTION_ENV.user]: flags.user ?? "",
+    [CONNECTION_ENV.pass]: flags.pass ?? "",
+    [CONNECTION_ENV.creds]: flags.creds ?? "",
+    [CONNECTION_ENV.tlsCa]: flags.tlsCa ?? "",
+    [CONNECTION_ENV.tlsCert]: flags.tlsCert ?? "",
+    [CONNECTION_ENV.tlsKey]: flags.tlsKey ?? "",
+  };
 }
 
 export function natsOptions(flags: ConnectionFlags, url: string): NatsOptions {
-  const tls = flags.tlsCa || flags.tlsCert || flags.tlsKey ? { caFile: flags.tlsCa, certFile: flags.tlsCert, keyFile: flags.tlsKey } : undefined;
-  return { servers: url.split(","), token: flags.token, user: flags.user, pass: flags.pass, credsFile: flags.creds, tls };
+  const tls = flags.tlsCa || flags.tlsCert || flags.tlsKey ? { caFile: flags.tlsCa || undefined, certFile: flags.tlsCert || undefined, keyFile: flags.tlsKey || undefined } : undefined;
+  return { servers: url.split(","), token: flags.token || undefined, user: flags.user || undefined, pass: flags.pass || undefined, credsFile: flags.creds || undefined, tls };
 }
 
 export function requireNats(flags: ConnectionFlags): string {

@@ -1,9 +1,11 @@
 // The demo `skein up --demo` (and `npm start`) runs on the fresh cluster: a topic, an
 // idempotent acks=all producer and a consumer, printing throughput every second.
 import { Skein } from "../actors/client/skein.js";
+import type { NatsOptions } from "../runtime/types.js";
 
 export interface DemoOptions {
-  natsUrl: string;
+  /** How to reach NATS: the cluster's URL with the same credentials and TLS as its brokers. */
+  nats: NatsOptions;
   cluster: string;
   brokers: number;
   seconds: number;
@@ -11,7 +13,7 @@ export interface DemoOptions {
 }
 
 export async function runDemo(o: DemoOptions): Promise<{ produced: number; consumed: number; seconds: number }> {
-  const skein = new Skein({ clientId: "demo", nats: o.natsUrl, cluster: o.cluster });
+  const skein = new Skein({ clientId: "demo", nats: o.nats, cluster: o.cluster });
   const admin = skein.admin();
   await admin.connect();
   const rf = Math.min(3, o.brokers);

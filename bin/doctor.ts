@@ -9,7 +9,8 @@ import { startNatsServer, type NatsServerHandle } from "../runtime/nats-server.j
 import { startSkeinProcess, type ChildHandle } from "../runtime/child-process.js";
 import { placementOf } from "../runtime/supervisor.js";
 import type { RuntimeEvent } from "../runtime/types.js";
-import { addConnectionFlags, natsOptions, type ConnectionFlags } from "./common.js";
+import { runtimeName } from "../runtime/node.js";
+import { addConnectionFlags, connectionEnv, natsOptions, type ConnectionFlags } from "./common.js";
 
 interface DoctorResult {
   ok: boolean;
@@ -23,6 +24,10 @@ interface DoctorResult {
   workerRestartMs: number;
   jetstream: boolean;
   natsUrl: string;
+  /** Cluster namespace the doctor's nodes joined. */
+  cluster: string;
+  /** Runtime of this process and of each node process, e.g. "node v20.19.0" or "deno 2.9.6". */
+  runtimes: string[];
   error?: string;
 }
 
@@ -37,8 +42,11 @@ export function registerDoctorCommand(program: Command): void {
       .description("check NATS, start 2 processes x 2 workers, ask actors across them, kill a worker and check it comes back")
       .option("--json", "print one final JSON line with the results"),
     "NATS URL; without it the doctor starts its own nats-server",
-  ).action(async (flags: ConnectionFlags & { json?: boolean }) => {
-    const result = await runDoctor(flags, (line) => {
+  ).action(async (flags: ConnectionFlags & { json?: boolean }, cmd: Command) => {
+    // Without --cluster (or SKEIN_CLUSTER) the doctor keeps to a namespace of its own, so it
+    // cannot disturb a cluster sharing the NATS server.
+    const cluster = cmd.getOptionValueSource("cluster") === "default" ? `doctor-${process.pid}-${Date.now().toString(36)}` : flags.cluster;
+    const result = await runDoctor({ ...flags, cluster }, (line) => {
       if (!flags.json) console.log(line);
       else console.error(line);
     });
@@ -47,10 +55,12 @@ export function registerDoctorCommand(program: Command): void {
   });
 }
 
+/** Runs every check in namespace `flags.cluster`. */
 export async function runDoctor(flags: ConnectionFlags, say: (line: string) => void): Promise<DoctorResult> {
+  const cluster = flags.cluster;
   const result: DoctorResult = {
     ok: false, processes: 0, workers: 0, actors: 0, asksOk: 0, asksFailed: 0,
-    askCrossProcessP50Us: 0, askCrossProcessP99Us: 0, workerRestartMs: 0, jetstream: false, natsUrl: "",
+    askCrossProcessP50Us: 0, askCrossProcessP99Us: 0, workerRestartMs: 0, jetstream: false, natsUrl: "", cluster, runtimes: [runtimeName()],
   };
   let server: NatsServerHandle | null = null;
   const children: ChildHandle[] = [];
@@ -63,7 +73,6 @@ export async function runDoctor(flags: ConnectionFlags, say: (line: string) => v
       url = server.url;
     }
     result.natsUrl = url;
-    const cluster = `doctor-${process.pid}-${Date.now().toString(36)}`;
     system = await ActorSystem.connect({ nats: natsOptions(flags, url), cluster, name: "skein:doctor" });
     say(`✓ NATS reachable at ${url}`);
     const jsm = await jetstreamManager(system.nc);
@@ -78,13 +87,15 @@ export async function runDoctor(flags: ConnectionFlags, say: (line: string) => v
       events.push(e);
       eventWaiters.splice(0).forEach((w) => w());
     });
-    const extra = flagsToArgs(flags);
+    // URL and credentials travel in the environment: a command line is readable by every user.
+    const env = connectionEnv(flags, url);
     for (const id of nodeIds) {
-      children.push(await startSkeinProcess(["node", "--id", id, "--workers", String(WORKERS), "--nats", url, "--cluster", cluster, ...extra]));
+      children.push(await startSkeinProcess(["node", "--id", id, "--workers", String(WORKERS), "--cluster", cluster], { env }));
     }
     result.processes = children.length;
     result.workers = PROCESSES * WORKERS;
-    say(`✓ started ${PROCESSES} processes x ${WORKERS} workers (pids ${children.map((c) => c.pid).join(", ")})`);
+    for (const id of nodeIds) result.runtimes.push(((await system.stats(id)) as { runtime: string }).runtime);
+    say(`✓ started ${PROCESSES} processes x ${WORKERS} workers in cluster namespace ${cluster} (pids ${children.map((c) => c.pid).join(", ")}; runtimes ${result.runtimes.join(", ")})`);
 
     const addresses: string[] = [];
     for (const node of nodeIds) {
@@ -173,16 +184,4 @@ function waitForEvent(events: RuntimeEvent[], waiters: Array<() => void>, match:
     };
     check();
   });
-}
-
-function flagsToArgs(flags: ConnectionFlags): string[] {
-  const out: string[] = [];
-  if (flags.token) out.push("--token", flags.token);
-  if (flags.user) out.push("--user", flags.user);
-  if (flags.pass) out.push("--pass", flags.pass);
-  if (flags.creds) out.push("--creds", flags.creds);
-  if (flags.tlsCa) out.push("--tls-ca", flags.tlsCa);
-  if (flags.tlsCert) out.push("--tls-cert", flags.tlsCert);
-  if (flags.tlsKey) out.push("--tls-key", flags.tlsKey);
-  return out;
 }

@@ -27,17 +27,23 @@ export async function connectNats(options: NatsOptions, name: string): Promise<N
       noAsyncTraces: true,
     });
   } catch (e) {
-    throw new SkeinError(
-      ErrorCode.NOT_CONNECTED,
-      `cannot connect to NATS at ${servers.join(",")}: ${(e as Error).message}. ` +
-        `Is nats-server running? (Debian: apt-get install nats-server; start it with: nats-server -js)`,
-      {},
-      { cause: e },
-    );
+    throw new SkeinError(ErrorCode.NOT_CONNECTED, `cannot connect to NATS at ${servers.join(",")}: ${(e as Error).message}. ${connectHint(e, options)}`, {}, { cause: e });
   }
   void reportConnectionChanges(nc, name);
   guardDisconnectRejections();
   return nc;
+}
+
+/** What to do about a failed first connect: the server refused us, or is not there. */
+function connectHint(e: unknown, options: NatsOptions): string {
+  if ((e as Error)?.name === "AuthorizationError") {
+    const given = options.credsFile ? "a creds file" : options.token ? "a token" : options.user ? "a user and password" : "no credentials";
+    return (
+      `The server wants credentials and refused ${given}: give --token, --user/--pass or --creds ` +
+      `(or SKEIN_NATS_TOKEN, SKEIN_NATS_USER/SKEIN_NATS_PASS, SKEIN_NATS_CREDS).`
+    );
+  }
+  return "Is nats-server running? (Debian: apt-get install nats-server; start it with: nats-server -js)";
 }
 
 let guarded = false;

@@ -28,6 +28,8 @@ export interface NatsServerOptions {
   maxPayloadBytes?: number;
   /** How long to wait for "Server is ready", ms. Default 15000. */
   readyTimeoutMs?: number;
+  /** Clients must authenticate: with this token, or with this user and password. Default: no authentication. */
+  auth?: { token: string } | { user: string; pass: string };
 }
 
 export const NATS_INSTALL_HINT =
@@ -48,7 +50,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   const ownStore = options.storeDir === undefined;
   const storeDir = options.storeDir ?? mkdtempSync(join(tmpdir(), "skein-nats-"));
   const configPath = join(storeDir, "nats.conf");
-  writeFileSync(configPath, `max_payload: ${options.maxPayloadBytes ?? 8 * 1024 * 1024}\n`);
+  writeFileSync(configPath, `max_payload: ${options.maxPayloadBytes ?? 8 * 1024 * 1024}\n${authConfig(options.auth)}`, { mode: 0o600 });
   const child = spawn(binary, ["-a", "127.0.0.1", "-p", String(options.port ?? -1), "-js", "-sd", storeDir, "-c", configPath], {
     stdio: ["ignore", "ignore", "pipe"],
   });
@@ -79,6 +81,13 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
       return stopped;
     },
   };
+}
+
+/** The config's authorization block; JSON strings are valid quoted strings in NATS config. */
+function authConfig(auth: NatsServerOptions["auth"]): string {
+  if (!auth) return "";
+  if ("token" in auth) return `authorization { token: ${JSON.stringify(auth.token)} }\n`;
+  return `authorization { user: ${JSON.stringify(auth.user)}, password: ${JSON.stringify(auth.pass)} }\n`;
 }
 
 function waitForReady(child: ChildProcess, timeoutMs: number): Promise<number> {

@@ -160,11 +160,17 @@ function nodeAgent(node: SkeinNode) {
       Spawn: (_s, m) => node.spawn(m),
       Stop: async (_s, m) => ({ stopped: await node.stop(m.address) }),
       List: async () => ({ actors: await node.list() }),
-      Stats: async () => ({ node: node.id, pid: process.pid, workers: await node.stats(), memory: process.memoryUsage() }),
+      Stats: async () => ({ node: node.id, pid: process.pid, runtime: runtimeName(), workers: await node.stats(), memory: process.memoryUsage() }),
       KillWorker: async (_s, m) => ({ worker: m.worker, actors: await node.killWorker(m.worker) }),
       InjectFault: async (_s, m) => ({ rule: await node.injectFault(m) }),
       ClearFaults: async (_s, m) => ({ cleared: await node.clearFaults(m.ids) }),
       ListFaults: (_s, _m) => node.listFaults(),
     },
   });
+}
+
+/** "node v20.19.0", or "deno 2.9.6" under Deno (which sets process.versions.node too). */
+export function runtimeName(): string {
+  const deno = (process.versions as Record<string, string | undefined>).deno;
+  return deno ? `deno ${deno}` : `node ${process.version}`;
 }
