@@ -109,6 +109,29 @@ export class ActorSystem {
     });
   }
 
+  /** False from the moment NATS is lost until it is back (asks fail fast with NOT_CONNECTED meanwhile). */
+  get connected(): boolean {
+    return this.transport.isConnected;
+  }
+
+  /**
+   * Tells dropped while NATS was disconnected, beyond `maxBufferedBytesWhileDisconnected`
+   * (core NATS is at-most-once: nothing retries them).
+   */
+  get droppedWhileDisconnected(): number {
+    return this.transport.droppedWhileDisconnected;
+  }
+
+  /** Bytes of tells waiting for NATS to come back; 0 while connected. */
+  get bufferedBytesWhileDisconnected(): number {
+    return this.transport.bufferedBytesWhileDisconnected;
+  }
+
+  /** Calls `listener(false)` when NATS is lost and `listener(true)` when it is back. Returns the way to stop. */
+  onConnectionChange(listener: (connected: boolean) => void): () => void {
+    return this.transport.onConnectionChange(listener);
+  }
+
   /** Drains the connection; when NATS is already gone, just closes it. */
   async close(): Promise<void> {
     if (this.nc.isClosed()) return;

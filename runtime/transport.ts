@@ -18,8 +18,15 @@ const SUBJECT_CACHE_ENTRIES = 10_000;
 
 export class NatsTransport {
   private buffered = 0;
+  /**
+   * Tells made while NATS is disconnected, sent in order once it is back. nats.js itself
+   * cannot hold them: it empties its outbound buffer at every reconnect attempt.
+   */
+  private held: Array<() => void> = [];
   private connected = true;
   private readonly subjects = new Map<string, string>();
+  private readonly connectionListeners = new Set<(connected: boolean) => void>();
+  /** Tells dropped because NATS was disconnected and the bound was reached, or the connection was closing. */
   droppedWhileDisconnected = 0;
   filter: DeliveryFilter | null = null;
 
@@ -33,16 +40,37 @@ export class NatsTransport {
 
   private async watchStatus(): Promise<void> {
     for await (const s of this.nc.status()) {
-      if (s.type === "disconnect") this.connected = false;
-      if (s.type === "reconnect") {
+      if (s.type === "disconnect" && this.connected) {
+        this.connected = false;
+        this.connectionListeners.forEach((l) => l(false));
+      }
+      if (s.type === "reconnect" && !this.connected) {
         this.connected = true;
         this.buffered = 0;
+        const held = this.held;
+        this.held = [];
+        held.forEach((send) => send());
+        this.connectionListeners.forEach((l) => l(true));
       }
     }
+    // Closed for good: what was held will never be sent.
+    this.droppedWhileDisconnected += this.held.length;
+    this.held = [];
   }
 
   get isConnected(): boolean {
     return this.connected && !this.nc.isClosed();
+  }
+
+  /** Bytes of tells accepted since NATS was lost (nats.js sends them on reconnect); 0 while connected. */
+  get bufferedBytesWhileDisconnected(): number {
+    return this.connected ? 0 : this.buffered;
+  }
+
+  /** Calls `listener(false)` when NATS is lost and `listener(true)` when it is back. Returns the way to stop. */
+  onConnectionChange(listener: (connected: boolean) => void): () => void {
+    this.connectionListeners.add(listener);
+    return () => this.connectionListeners.delete(listener);
   }
 
   subscribe(address: string, onMessage: InboundHandler, onInvalid: (error: SkeinError, reply: ReplyFn | null) => void): Subscription {
@@ -73,6 +101,16 @@ export class NatsTransport {
         return;
       }
       this.buffered += data.length;
+      this.held.push(() => this.publish(address, data, from));
+      return;
+    }
+    this.publish(address, data, from);
+  }
+
+  private publish(address: string, data: Uint8Array, from: string | null): void {
+    if (this.nc.isClosed()) {
+      this.droppedWhileDisconnected++;
+      return;
     }
     if (this.filter !== null) {
       tellThroughFaults(this.filter, from, address, (h) => !this.nc.isClosed() && this.nc.publish(this.subjectOf(address), data, { headers: h }));

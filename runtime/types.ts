@@ -20,8 +20,10 @@ export interface NatsOptions {
   /** Wait between reconnect attempts, ms. Default 250. */
   reconnectTimeWaitMs?: number;
   /**
-   * Bytes of tells accepted while NATS is disconnected; beyond it tells are dropped and
-   * counted (core NATS is at-most-once anyway). Default 8 MiB.
+   * Bytes of tells held while NATS is disconnected and sent, in order, once it is back; beyond
+   * it tells are dropped and counted (core NATS is at-most-once anyway: a held tell can still
+   * be lost if its receiver has not resubscribed yet). Asks are not held: they fail at once
+   * with NOT_CONNECTED. Default 8 MiB.
    */
   maxBufferedBytesWhileDisconnected?: number;
 }
