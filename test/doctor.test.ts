@@ -19,6 +19,8 @@ test("skein doctor passes and reports processes, workers, actors, latency and re
   assert.is(r.asksFailed, 0);
   assert.ok(r.askCrossProcessP50Us > 0);
   assert.ok(r.workerRestartMs > 0);
+  assert.match(r.cluster, /^doctor-\d+-/, "without --cluster the doctor keeps to a namespace of its own");
+  assert.equal(r.runtimes, [`node ${process.version}`, `node ${process.version}`, `node ${process.version}`]);
 });
 
 test.run();
