@@ -330,7 +330,7 @@ test("a long-poll Fetch returns as soon as a record arrives, not after its full 
   }
 });
 
-test("produce errors come back per partition with Kafka codes", async () => {
+test("produce and list-offsets errors come back per partition with Kafka codes; a partition named twice is refused", async () => {
   const wire = await KafkaWireClient.connect(basePort);
   try {
     const records = encodeBatch([{ value: enc.encode("x") }]);
@@ -359,6 +359,18 @@ test("produce errors come back per partition with Kafka codes", async () => {
     assert.is(l.responses[0].partitions[0].errorCode, KafkaErrorCode.UNSUPPORTED_COMPRESSION_TYPE);
     const acks = await wire.send(Produce, 7, { transactionalId: null, acks: 2, timeoutMs: 5_000, topics: [{ name: "native", partitions: [{ index: 0, records }] }] });
     assert.is(acks.responses[0].partitions[0].errorCode, KafkaErrorCode.INVALID_REQUIRED_ACKS);
+    // A partition named more than once: every entry refused, nothing appended.
+    const hwBefore = (await client.describeTopic("native")).partitions[0].highWatermark;
+    const twice = await wire.send(Produce, 7, {
+      transactionalId: null,
+      acks: -1,
+      timeoutMs: 5_000,
+      topics: [{ name: "native", partitions: [{ index: 0, records }] }, { name: "native", partitions: Array.from({ length: 1_000 }, () => ({ index: 0, records })) }],
+    });
+    assert.ok(twice.responses.every((t) => t.partitions.every((p) => p.errorCode === KafkaErrorCode.INVALID_REQUEST)));
+    assert.is((await client.describeTopic("native")).partitions[0].highWatermark, hwBefore, "nothing appended");
+    const lo = await wire.send(ListOffsets, 3, { replicaId: -1, topics: [{ name: "native", partitions: [{ partitionIndex: 0, timestamp: -1 }, { partitionIndex: 0, timestamp: -2 }] }] });
+    assert.equal(lo.topics[0].partitions.map((p) => p.errorCode), [KafkaErrorCode.INVALID_REQUEST, KafkaErrorCode.INVALID_REQUEST]);
   } finally {
     await wire.close();
   }

@@ -1,8 +1,9 @@
-// Helpers the admin handlers share: per-item results with Kafka's error code and message,
-// and the bounded wait until this gateway's metadata view shows what the controller did (so a
-// client that asks this gateway for Metadata right after sees its change) and, for new
-// partitions, until their leaders serve (in Kafka a leader is ready before metadata names it;
-// in Skein the replica actor starts after the partition state is written).
+// Helpers the handlers share: per-item results with Kafka's error code and message, duplicate
+// names and partitions in one request, and the bounded wait until this gateway's metadata
+// view shows what the controller did (so a client that asks this gateway for Metadata right
+// after sees its change) and, for new partitions, until their leaders serve (in Kafka a
+// leader is ready before metadata names it; in Skein the replica actor starts after the
+// partition state is written).
 
 import { KafkaErrorCode, kafkaErrorCode, kafkaErrorMessage } from "../../../protocol/kafka/errors.js";
 import type { GatewayServices } from "../types.js";
@@ -29,6 +30,9 @@ export function duplicates(names: string[]): Set<string> {
   for (const n of names) (seen.has(n) ? twice : seen).add(n);
   return twice;
 }
+
+/** A topic/partition as one string, for `duplicates` (the partition number ends at the first "/"). */
+export const partitionKey = (topic: string, partition: number): string => `${partition}/${topic}`;
 
 export const DUPLICATE_MESSAGE = "the name occurs more than once in the request";
 

@@ -29,6 +29,7 @@ import type { RequestOf, ResponseIn } from "../../../protocol/kafka/api.js";
 import { isSkeinError } from "../../../protocol/errors.js";
 import { defineHandler } from "../handler.js";
 import type { GatewayServices } from "../types.js";
+import { partitionKey } from "./admin.js";
 
 type FetchRequest = RequestOf<typeof Fetch>;
 type FetchResponse = ResponseIn<typeof Fetch>;
@@ -71,7 +72,7 @@ function wantedPartitions(request: FetchRequest, s: GatewayServices, budgetBytes
   const out: Wanted[] = [];
   for (const t of request.topics) {
     for (const p of t.partitions) {
-      const key = `${p.partition}/${t.topic}`;
+      const key = partitionKey(t.topic, p.partition);
       if (seen.has(key)) continue;
       seen.add(key);
       out.push({

@@ -2,7 +2,9 @@
 // v2, gzip or not); the replica checks it (CRC, sizes, sequence numbers for idempotent
 // producers) and rewrites baseOffset in place. Partitions of one request run in parallel;
 // requests of one connection run one after another, so per partition the order is the
-// client's.
+// client's. A partition named twice in one request is refused in every entry (INVALID_REQUEST,
+// nothing appended): which copy was meant is unclear, and refusing keeps the work of one
+// request to one append per distinct existing partition, whatever its entry count.
 
 import { Produce } from "../../../protocol/kafka/produce.js";
 import { KafkaErrorCode, kafkaErrorCode } from "../../../protocol/kafka/errors.js";
@@ -12,6 +14,7 @@ import type { ResponseIn } from "../../../protocol/kafka/api.js";
 import { BATCH_HEADER_SIZE, BatchAttributes, CompressionCodec, batchSizeAt } from "../../../protocol/record-batch.js";
 import { defineHandler } from "../handler.js";
 import type { GatewayServices } from "../types.js";
+import { duplicates, partitionKey } from "./admin.js";
 
 type PartitionOut = ResponseIn<typeof Produce>["responses"][number]["partitions"][number];
 
@@ -29,11 +32,16 @@ export const produceHandler = defineHandler(Produce, async (request, ctx) => {
   const timeoutMs = Math.min(Math.max(request.timeoutMs, MIN_TIMEOUT_MS), MAX_TIMEOUT_MS);
   // Skein has no transaction coordinator: a transactional producer cannot be served.
   const refused = request.transactionalId !== null ? KafkaErrorCode.INVALID_REQUEST : acks === 0 || acks === 1 || acks === -1 ? null : KafkaErrorCode.INVALID_REQUIRED_ACKS;
+  const twice = duplicates(request.topics.flatMap((t) => t.partitions.map((p) => partitionKey(t.name, p.index))));
   const responses = await Promise.all(
     request.topics.map(async (t) => ({
       name: t.name,
       partitions: await Promise.all(
-        t.partitions.map((p) => (refused !== null ? partitionResult(p.index, refused) : produceTo(s, t.name, p.index, p.records, acks as 0 | 1 | -1, timeoutMs))),
+        t.partitions.map((p) => {
+          if (refused !== null) return partitionResult(p.index, refused);
+          if (twice.has(partitionKey(t.name, p.index))) return partitionResult(p.index, KafkaErrorCode.INVALID_REQUEST);
+          return produceTo(s, t.name, p.index, p.records, acks as 0 | 1 | -1, timeoutMs);
+        }),
       ),
     })),
   );
