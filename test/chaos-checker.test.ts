@@ -55,6 +55,10 @@ class Script {
   commit(process: string, generation: number, offset: number, partition = 0): void {
     this.op({ process, f: "commit", type: "ok", group: "g", topic: "t", partition, offset, generation, member: `m-${process}` });
   }
+
+  groupEnd(): void {
+    this.op({ process: "checker", f: "group-end", type: "ok", group: "g", topics: ["t"] });
+  }
 }
 
 const recs = (from: number, to: number, partition = 0): ReadRecord[] => {
@@ -310,6 +314,61 @@ test("commit-regression: a committed offset moves backwards; an explicit reset i
   assert.is(r.examples.commitRegression[0].via, "reset");
 });
 
+test("unseen and undrained: after the group's end, acked records no member polled, and a partition it stopped short of", () => {
+  const s = new Script();
+  s.sendMany(4);
+  s.send("never-acked", "info");
+  s.assign("c0", 1, [0]);
+  s.poll("c0", recs(0, 1));
+  s.poll("reader", [...recs(0, 3), { offset: 4, value: "never-acked" }]); // not a member: does not count for the group
+  s.groupEnd();
+  s.finalRead(5, [...recs(0, 3), { offset: 4, value: "never-acked" }]);
+  const r = checkHistory(s.ops);
+  onlyAnomaly(r, "unseen", 2);
+  assert.equal(r.examples.unseen.map((e) => [e.value, e.offset]), [["p0-v2", 2], ["p0-v3", 3]]);
+  assert.is(r.undrained, 1);
+  assert.equal(r.examples.undrained, [{ group: "g", topic: "t", partition: 0, polledUpTo: 1, highWatermark: 5 }]);
+  assert.match(summarize(r), /unseen \(acknowledged, never returned to the consumer group\): 2/);
+  assert.match(summarize(r), /undrained \(the consumer group stopped below the high watermark\): 1 partitions/);
+
+  const noEnd = checkHistory(s.ops.filter((op) => op.f !== "group-end"));
+  clean(noEnd);
+  assert.is(noEnd.undrained, 0, "without a group-end the group may stop anywhere");
+});
+
+test("undrained alone fails a run: only an indeterminate send sits above what the group read", () => {
+  const s = new Script();
+  s.sendMany(2);
+  s.send("maybe", "info");
+  s.assign("c0", 1, [0]);
+  s.poll("c0", recs(0, 1));
+  s.groupEnd();
+  s.finalRead(3, [...recs(0, 1), { offset: 2, value: "maybe" }]);
+  const r = checkHistory(s.ops);
+  for (const k of SAFETY_ANOMALIES) assert.is(r[k], 0, k);
+  assert.is(r.undrained, 1);
+  assert.is(r.ok, false);
+  assert.match(summarize(r), /^FAIL/);
+});
+
+test("clean: members that read everything before the group's end, across a rebalance", () => {
+  const s = new Script();
+  s.sendMany(4);
+  s.sendMany(2, 1);
+  s.assign("c0", 1, [0, 1]);
+  s.poll("c0", recs(0, 1));
+  s.assign("c0", 2, [0]);
+  s.assign("c1", 2, [1]);
+  s.poll("c0", recs(2, 3));
+  s.poll("c1", recs(0, 1, 1), 1);
+  s.groupEnd();
+  s.finalRead(4, recs(0, 3));
+  s.finalRead(2, recs(0, 1, 1), { partition: 1 });
+  const r = checkHistory(s.ops);
+  clean(r);
+  assert.is(r.undrained, 0);
+});
+
 test("availability: longest window without an ack and time to recover after each fault", () => {
   const s = new Script();
   s.stepMs = 100;
@@ -389,7 +448,7 @@ test("summary, verdict line and timeline say what was found", () => {
   assert.match(summarize(clean0()), /^PASS[\s\S]*no safety anomalies/);
   assert.is(
     verdictJson(r, { scenario: "isolate-leader", seed: 7 }),
-    `{"scenario":"isolate-leader","seed":7,"acked":5,"lost":1,"duplicate":0,"inconsistent":0,"nonmonotonic":0,"gap":0,"doubleOwner":0,"commitRegression":0,"maxUnavailableMs":${r.maxUnavailableMs}}`,
+    `{"scenario":"isolate-leader","seed":7,"acked":5,"lost":1,"duplicate":0,"inconsistent":0,"nonmonotonic":0,"gap":0,"doubleOwner":0,"commitRegression":0,"unseen":0,"undrained":0,"maxUnavailableMs":${r.maxUnavailableMs}}`,
   );
   const svg = renderTimeline(s.ops, r, { title: "isolate-leader seed 7" });
   assert.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
@@ -475,6 +534,13 @@ function modelHistory(steps: Step[]): HistoryOp[] {
       }
     }
   }
+  // The group drains: each owner reads the rest of its partitions, then the members stop.
+  for (let p = 0; p < PARTITIONS; p++) {
+    const pos = positions.get(p)!;
+    const records = logs[p].slice(pos).map((value, i) => ({ offset: pos + i, value }));
+    if (records.length > 0) s.poll(`c${owners[p]}`, records, p);
+  }
+  s.groupEnd();
   for (let p = 0; p < PARTITIONS; p++) {
     const records = logs[p].map((value, offset) => ({ offset, value }));
     s.finalRead(records.length, records, { partition: p });
@@ -513,6 +579,9 @@ function inject(ops: HistoryOp[], kind: SafetyAnomaly, pick: number): HistoryOp[
   } else if (kind === "gap") {
     const read = choose(clients.filter((o) => o.records.length >= 2));
     read.records.splice(pick % (read.records.length - 1), 1);
+  } else if (kind === "unseen") {
+    const acked = choose(h.filter((o): o is Op<"send"> => o.f === "send" && o.type === "ok"));
+    for (const o of h) if (o.f === "poll") o.records = o.records?.filter((r) => r.value !== acked.value);
   } else if (kind === "doubleOwner") {
     const assign = choose(h.filter((o): o is Op<"assign"> => o.f === "assign" && o.partitions.length > 0));
     h.splice(at(assign) + 1, 0, { ...structuredClone(assign), process: "intruder", member: "intruder" });
@@ -527,7 +596,7 @@ test("property: histories of a correct model pass", () => {
   fc.assert(
     fc.property(fc.array(stepArb, { maxLength: 120 }), (steps) => {
       const r = checkHistory(modelHistory(steps));
-      for (const k of SAFETY_ANOMALIES) if (r[k] !== 0) throw new Error(summarize(r));
+      if (!r.ok) throw new Error(summarize(r));
     }),
     { numRuns: 300 },
   );

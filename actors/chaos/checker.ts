@@ -36,12 +36,21 @@
 //   operations, in history order) moving backwards. A `reset` sets the committed offset; a
 //   backwards reset counts only with `allowResets: false`.
 //
+// * unseen (Jepsen's name) — judged only for a group whose end the history records
+//   (`group-end`: its members were given the time to read everything, then stopped): an
+//   acknowledged send to one of its topics that no poll of any member returned, at any offset.
+//   The group never processed it: lost for the group even when the log has it.
+//
+// Liveness that still fails a run: undrained — after a `group-end`, a partition of its topics
+// whose final read has records below the high watermark that the members' polls never reached
+// (the group stopped behind). Counted per (group, partition).
+//
 // Availability (not safety): the longest window without an acknowledged send, between the
 // first and last send operation; and, per fault start, the time to the first ack recorded
 // after it.
 
 import { ErrorCode, SkeinError } from "../../protocol/errors.js";
-import type { AssignOp, CommitOp, FaultOp, FinalReadOp, History, HistoryOp, PollOp, ResetOp, SeekOp, SendOp } from "./history.js";
+import type { AssignOp, CommitOp, FaultOp, FinalReadOp, GroupEndOp, History, HistoryOp, PollOp, ResetOp, SeekOp, SendOp } from "./history.js";
 
 export interface CheckOptions {
   /** Examples kept per anomaly. Default 8. */
@@ -70,6 +79,26 @@ export interface LostExample {
   reason: "above-high-watermark" | "missing" | "replaced" | "unread";
   /** Where reads saw this value instead (at most maxExamples positions). */
   seenAt: PartitionOffset[];
+}
+
+export interface UnseenExample {
+  group: string;
+  topic: string;
+  partition: number;
+  value: string;
+  /** Acknowledged offset (null when the ack carried none). */
+  offset: number | null;
+  /** History index of the ack. */
+  index: number;
+}
+
+export interface UndrainedExample {
+  group: string;
+  topic: string;
+  partition: number;
+  /** Highest offset a member polled; -1 for none. */
+  polledUpTo: number;
+  highWatermark: number;
 }
 
 export interface DuplicateExample {
@@ -174,6 +203,9 @@ export interface CheckResult {
   gap: number;
   doubleOwner: number;
   commitRegression: number;
+  unseen: number;
+  /** Partitions a group stopped reading below the high watermark (see undrained above); fails the run. */
+  undrained: number;
   /** Longest window without an acknowledged send. Milliseconds. */
   maxUnavailableMs: number;
   /** The window behind maxUnavailableMs (wall-clock ms), null without sends. */
@@ -187,12 +219,16 @@ export interface CheckResult {
     gap: GapExample[];
     doubleOwner: DoubleOwnerExample[];
     commitRegression: CommitRegressionExample[];
+    unseen: UnseenExample[];
+    undrained: UndrainedExample[];
   };
 }
 
 /** The safety anomaly counters of a CheckResult, in report order. */
-export const SAFETY_ANOMALIES = ["lost", "duplicate", "inconsistent", "nonmonotonic", "gap", "doubleOwner", "commitRegression"] as const;
+export const SAFETY_ANOMALIES = ["lost", "duplicate", "inconsistent", "nonmonotonic", "gap", "doubleOwner", "commitRegression", "unseen"] as const;
 export type SafetyAnomaly = (typeof SAFETY_ANOMALIES)[number];
+/** Counters that fail a run besides the safety anomalies (liveness the workload relies on). */
+export const LIVENESS_FAILURES = ["undrained"] as const;
 
 /** Offsets are packed with the partition id into one number key: id * 2^32 + offset. */
 const OFFSET_LIMIT = 2 ** 32;
@@ -285,6 +321,13 @@ class Checker {
   readonly committed = new Map<string, number>();
   readonly owners = new Map<string, { owner: string; index: number; flagged: boolean }>();
   readonly faults: FaultRef[] = [];
+  /** Groups each process joined (by `assign`), so its polls count for them. */
+  readonly groupsOf = new Map<string, Set<string>>();
+  /** Values each group member's polls returned. */
+  readonly polledValues = new Map<string, Set<string>>();
+  /** Highest offset each group member polled, per partition id. */
+  readonly maxPolled = new Map<string, number[]>();
+  readonly groupEnds: GroupEndOp[] = [];
   readonly result: CheckResult;
   readonly maxExamples: number;
   readonly compacted: ReadonlySet<string>;
@@ -305,11 +348,12 @@ class Checker {
   run(history: History): CheckResult {
     for (const op of inIndexOrder(history)) this.apply(op);
     this.judgeLost();
+    this.judgeGroups();
     this.countReadAnomalies(history);
     this.countGaps();
     this.judgeAvailability();
     const r = this.result;
-    r.ok = SAFETY_ANOMALIES.every((k) => r[k] === 0);
+    r.ok = SAFETY_ANOMALIES.every((k) => r[k] === 0) && LIVENESS_FAILURES.every((k) => r[k] === 0);
     return r;
   }
 
@@ -323,6 +367,7 @@ class Checker {
       case "reset": return this.reset(op);
       case "seek": return this.seek(op);
       case "fault": return this.fault(op);
+      case "group-end": return void this.groupEnds.push(op);
       case "heal": return;
     }
   }
@@ -372,6 +417,7 @@ class Checker {
     const seq = this.sequence(op.process, tp);
     const dense = !this.compacted.has(op.topic);
     let maxOffset = this.maxReadOffset[tp] ?? -1;
+    if (this.groupsOf.has(op.process)) this.polledByMember(op.process, tp, op.records);
     for (const r of op.records) {
       this.observe(tp, r.offset, r.value);
       if (r.offset > maxOffset) maxOffset = r.offset;
@@ -385,6 +431,17 @@ class Checker {
       seq.last = r.offset;
     }
     this.maxReadOffset[tp] = maxOffset;
+  }
+
+  polledByMember(process: string, tp: number, records: readonly { offset: number; value: string }[]): void {
+    let values = this.polledValues.get(process);
+    if (values === undefined) this.polledValues.set(process, (values = new Set()));
+    let max = this.maxPolled.get(process);
+    if (max === undefined) this.maxPolled.set(process, (max = []));
+    for (const r of records) {
+      values.add(r.value);
+      if (r.offset > (max[tp] ?? -1)) max[tp] = r.offset;
+    }
   }
 
   sequence(process: string, tp: number): Sequence {
@@ -446,6 +503,9 @@ class Checker {
   }
 
   assign(op: AssignOp): void {
+    let groups = this.groupsOf.get(op.process);
+    if (groups === undefined) this.groupsOf.set(op.process, (groups = new Set()));
+    groups.add(op.group);
     const byTp = new Map<number, Sequence>();
     for (const { topic, partition } of op.partitions) {
       const tp = this.tps.id(topic, partition);
@@ -516,6 +576,29 @@ class Checker {
       const { topic, partition } = this.tps.names[s.tp[i]];
       const offset = s.offset[i] === -1 ? null : s.offset[i];
       this.example("lost", { topic, partition, value: s.value[i], offset, index: s.index[i], reason, seenAt: this.positionsOf(s.value[i]).slice(0, this.maxExamples).map((p) => ({ ...this.tps.names[p.tp], offset: p.offset })) });
+    }
+  }
+
+  /** unseen and undrained, for every group whose end the history records. */
+  judgeGroups(): void {
+    for (const end of this.groupEnds) {
+      const members = [...this.groupsOf].filter(([, groups]) => groups.has(end.group)).map(([process]) => process);
+      const topics = new Set(end.topics);
+      const s = this.sends;
+      for (let i = 0; i < s.tp.length; i++) {
+        const { topic, partition } = this.tps.names[s.tp[i]];
+        if (!topics.has(topic) || members.some((m) => this.polledValues.get(m)?.has(s.value[i]))) continue;
+        this.result.unseen++;
+        this.example("unseen", { group: end.group, topic, partition, value: s.value[i], offset: s.offset[i] === -1 ? null : s.offset[i], index: s.index[i] });
+      }
+      this.tps.names.forEach(({ topic, partition }, tp) => {
+        const hw = this.finalHw[tp];
+        if (!topics.has(topic) || hw === undefined || hw <= (this.finalStart[tp] ?? 0)) return;
+        const polledUpTo = Math.max(-1, ...members.map((m) => this.maxPolled.get(m)?.[tp] ?? -1));
+        if (polledUpTo >= hw - 1) return;
+        this.result.undrained++;
+        this.example("undrained", { group: end.group, topic, partition, polledUpTo, highWatermark: hw });
+      });
     }
   }
 
@@ -638,10 +721,12 @@ function emptyResult(): CheckResult {
     gap: 0,
     doubleOwner: 0,
     commitRegression: 0,
+    unseen: 0,
+    undrained: 0,
     maxUnavailableMs: 0,
     maxUnavailableWindow: null,
     recoveries: [],
-    examples: { lost: [], duplicate: [], inconsistent: [], nonmonotonic: [], gap: [], doubleOwner: [], commitRegression: [] },
+    examples: { lost: [], duplicate: [], inconsistent: [], nonmonotonic: [], gap: [], doubleOwner: [], commitRegression: [], unseen: [], undrained: [] },
   };
 }
 
@@ -695,11 +780,11 @@ export function checkHistory(history: History, options: CheckOptions = {}): Chec
 
 /**
  * The machine-readable verdict line of `skein chaos run --json`:
- * {"scenario":…,"seed":…,"acked":N,"lost":0,"duplicate":0,…,"maxUnavailableMs":…}
+ * {"scenario":…,"seed":…,"acked":N,"lost":0,"duplicate":0,…,"unseen":0,"undrained":0,"maxUnavailableMs":…}
  */
-export function verdictJson(result: CheckResult, run: { scenario: string; seed: number | string }): string {
-  const { acked, lost, duplicate, inconsistent, nonmonotonic, gap, doubleOwner, commitRegression, maxUnavailableMs } = result;
-  return JSON.stringify({ scenario: run.scenario, seed: run.seed, acked, lost, duplicate, inconsistent, nonmonotonic, gap, doubleOwner, commitRegression, maxUnavailableMs });
+export function verdictJson(result: CheckResult, run: { scenario: string | null; seed: number | string | null }): string {
+  const { acked, lost, duplicate, inconsistent, nonmonotonic, gap, doubleOwner, commitRegression, unseen, undrained, maxUnavailableMs } = result;
+  return JSON.stringify({ scenario: run.scenario, seed: run.seed, acked, lost, duplicate, inconsistent, nonmonotonic, gap, doubleOwner, commitRegression, unseen, undrained, maxUnavailableMs });
 }
 
 const ANOMALY_LABELS: Record<SafetyAnomaly, string> = {
@@ -710,6 +795,7 @@ const ANOMALY_LABELS: Record<SafetyAnomaly, string> = {
   gap: "gap (offsets missing below the high watermark)",
   doubleOwner: "double-owner (two owners of a partition in one generation)",
   commitRegression: "commit-regression (a committed offset moved backwards)",
+  unseen: "unseen (acknowledged, never returned to the consumer group)",
 };
 
 /** A human summary: verdict, counts, a few examples per anomaly, availability. */
@@ -721,6 +807,10 @@ export function summarize(result: CheckResult): string {
     if (result[kind] === 0) continue;
     lines.push(`  ${ANOMALY_LABELS[kind]}: ${result[kind]}`);
     for (const example of result.examples[kind].slice(0, 3)) lines.push(`    e.g. ${JSON.stringify(example)}`);
+  }
+  if (result.undrained > 0) {
+    lines.push(`  undrained (the consumer group stopped below the high watermark): ${result.undrained} partitions`);
+    for (const example of result.examples.undrained.slice(0, 3)) lines.push(`    e.g. ${JSON.stringify(example)}`);
   }
   if (result.ok) lines.push("  no safety anomalies");
   lines.push(`  longest window without an acknowledged send: ${result.maxUnavailableMs} ms`);

@@ -194,7 +194,22 @@ export const HealOp = z.object({
 });
 export type HealOp = z.infer<typeof HealOp>;
 
-export const HistoryOp = z.discriminatedUnion("f", [SendOp, PollOp, FinalReadOp, AssignOp, CommitOp, ResetOp, SeekOp, FaultOp, HealOp]);
+/**
+ * The members of a consumer group stopped after being given the time to read every partition
+ * of `topics` up to its high watermark. From here the checker expects every acknowledged send
+ * to those topics to have been returned by a poll of a member (a process with an `assign` in
+ * this group), and the members' polls to reach every final read's high watermark.
+ */
+export const GroupEndOp = z.object({
+  ...Base,
+  f: z.literal("group-end"),
+  type: z.literal("ok"),
+  group: z.string().min(1),
+  topics: z.array(z.string().min(1)).min(1),
+});
+export type GroupEndOp = z.infer<typeof GroupEndOp>;
+
+export const HistoryOp = z.discriminatedUnion("f", [SendOp, PollOp, FinalReadOp, AssignOp, CommitOp, ResetOp, SeekOp, FaultOp, HealOp, GroupEndOp]);
 export type HistoryOp = z.infer<typeof HistoryOp>;
 export type History = readonly HistoryOp[];
 
