@@ -4,15 +4,16 @@
 // partition back (and, for its own cluster, every replica's log from disk once stopped),
 // checks the history (checker.ts) and writes history.jsonl + timeline.svg.
 
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { startLocalCluster, type LocalCluster } from "./broker-cmd.js";
 import { natsOptions, type ConnectionFlags } from "./common.js";
+import { startNatsServer, type NatsServerHandle } from "../runtime/nats-server.js";
 import { ClusterClient } from "../actors/cluster/admin.js";
 import { partitionDir } from "../actors/cluster/replica.js";
 import { PartitionLog } from "../actors/log/log.js";
-import { HistoryRecorder, type ReadRecord } from "../actors/chaos/history.js";
+import { HistoryRecorder, parseHistoryJsonl, type ReadRecord } from "../actors/chaos/history.js";
 import { checkHistory, summarize, verdictJson, type CheckResult } from "../actors/chaos/checker.js";
 import { renderTimeline } from "../actors/chaos/timeline.js";
 import { Nemesis, type OwnedBrokers } from "../actors/chaos/nemesis.js";
@@ -38,11 +39,21 @@ export interface ChaosRunOptions {
   rate: number;
   /** Keep the runner's own cluster's data directory. */
   keepData: boolean;
+  /** Test hook: plant a synthetic anomaly in the history before checking. */
+  plantAnomaly?: "lost";
 }
 
 /** Broker settings of the runner's own cluster: faults allowed, failure detection in ~2 s. */
 const BROKER_ARGS = ["--allow-faults", "--session-timeout-ms", "2000", "--replica-lag-max-ms", "2000", "--offsets-partitions", "3"];
 const GROUP_SESSION_TIMEOUT_MS = 3_000;
+/** Longest wait after the heal for an acknowledged send on every partition, ms. */
+const RECOVERY_WAIT_MS = 15_000;
+/** Longest wait for the group to read up to the high watermarks once producers stopped, ms. */
+const DRAIN_TIMEOUT_MS = 15_000;
+/** Longest wait after the heal for every replica to be back in its ISR, ms (the rest of the run needs only leaders). */
+const QUIET_ISR_WAIT_MS = 4_000;
+/** Longest wait for every high watermark to reach its log end before the final read, ms. */
+const COMMITTED_WAIT_MS = 10_000;
 
 /** Runs a scenario; resolves with the exit code (0 clean, 1 safety anomalies). */
 export async function runChaos(o: ChaosRunOptions, flags: ConnectionFlags): Promise<number> {
@@ -71,10 +82,27 @@ export async function runChaos(o: ChaosRunOptions, flags: ConnectionFlags): Prom
   return result.ok ? 0 : 1;
 }
 
+/**
+ * `skein chaos check`: judges a saved history again; prints the summary (and the verdict line
+ * with --json); returns the exit code (0 clean, 1 anomalies). Scenario and seed come from
+ * verdict.json next to the history when there is one.
+ */
+export function checkSavedHistory(file: string, o: { json: boolean; compactedTopics: string[] }): number {
+  const history = parseHistoryJsonl(readFileSync(file, "utf8"));
+  const result = checkHistory(history, { compactedTopics: o.compactedTopics });
+  const verdictFile = join(dirname(resolve(file)), "verdict.json");
+  const saved = existsSync(verdictFile) ? (JSON.parse(readFileSync(verdictFile, "utf8")) as { scenario?: string; seed?: number }) : {};
+  console.log(`${file}: ${history.length} operations${saved.scenario ? ` (scenario ${saved.scenario}, seed ${saved.seed})` : ""}`);
+  console.log(summarize(result));
+  if (o.json) console.log(verdictJson(result, { scenario: saved.scenario ?? null, seed: saved.seed ?? null }));
+  return result.ok ? 0 : 1;
+}
+
 class ScenarioRun {
   readonly history = new HistoryRecorder();
   steps: Step[] = [];
   private local: LocalCluster | null = null;
+  private natsServer: NatsServerHandle | null = null;
   private dataDir: string | null = null;
   private client: ClusterClient | null = null;
   private nemesis: Nemesis | null = null;
@@ -99,8 +127,11 @@ class ScenarioRun {
 
   async execute(): Promise<CheckResult> {
     const o = this.o;
-    const url = await this.startCluster();
+    const url = await this.startNats();
     const nats = natsOptions(this.flags, url);
+    const workload = (this.workload = new Workload({ nats, cluster: this.flags.cluster, topic: this.topic, partitions: o.partitions, group: this.group, ratePerSecond: o.rate, sessionTimeoutMs: GROUP_SESSION_TIMEOUT_MS, history: this.history, log: this.log }));
+    // The workload's client nodes boot while the brokers do: start-up is most of a short run.
+    await Promise.all([this.startBrokers(url), workload.prepare()]);
     const client = (this.client = await ClusterClient.connect({ nats, cluster: this.flags.cluster, name: "skein:chaos" }));
     this.nemesis = new Nemesis(client, { owned: this.ownedBrokers() });
     client.system.events("*", (e) => {
@@ -116,35 +147,44 @@ class ScenarioRun {
     this.steps = scheduleFor(o.scenario, o.seed, { durationMs: o.durationS * 1000, brokers: this.brokerIds.length, partitions: o.partitions, consumers: 2 });
     this.log(`${o.scenario} seed ${o.seed}: ${this.steps.length} faults over ${o.durationS} s on ${this.brokerIds.length} brokers`);
 
-    const workload = (this.workload = new Workload(
-      { nats, cluster: this.flags.cluster, topic: this.topic, partitions: o.partitions, group: this.group, ratePerSecond: o.rate, sessionTimeoutMs: GROUP_SESSION_TIMEOUT_MS, history: this.history, log: this.log },
-      client,
-    ));
-    await workload.start();
+    await workload.start(client);
     await waitUntil(() => workload.acked > 0, 20_000, "a first acknowledged send");
     await this.runSchedule();
-    await this.heal();
+    const healed = await this.heal();
     await this.waitQuiet();
-    this.log("quiet: every broker up, every partition led with its full ISR");
-    await sleep(1_500); // acknowledged sends after the heal: every partition's recovery is measured
+    this.log("quiet: every broker up, every partition led");
+    // Every partition's recovery is measured by a send invoked after the heal and acknowledged.
+    await waitUntil(() => workload.ackedOnEveryPartitionSince(healed), RECOVERY_WAIT_MS, "an acknowledged send on every partition after the heal").catch((e) => this.log((e as Error).message));
     await workload.stopProducers();
     this.log("producers stopped");
-    await this.drainConsumers();
-    this.log("the group read up to the high watermarks");
+    if (await this.drainConsumers()) this.log("the group read up to the high watermarks");
     await workload.stopConsumers();
+    this.history.record({ process: "checker", f: "group-end", type: "ok", group: this.group, topics: [this.topic] });
     this.log("consumers stopped");
+    await this.waitCommitted();
     const partitions = await finalRead(client, this.topic, this.history);
-    this.log(`final read: ${partitions.map((p) => `p${p.partition} HW ${p.highWatermark} ISR [${p.isr}]`).join(", ")}`);
+    this.log(`final read: ${partitions.map((p) => `p${p.partition} leader ${p.leader} HW ${p.highWatermark} ISR [${p.isr}]`).join(", ")}`);
     if (this.local) await this.readReplicas(partitions);
-    return checkHistory(this.history.ops);
+    if (o.plantAnomaly === "lost") this.plantLost();
+    const result = checkHistory(this.history.ops);
+    this.log("checked");
+    return result;
   }
 
-  private async startCluster(): Promise<string> {
+  /** The given --nats URL, or the runner's own nats-server. */
+  private async startNats(): Promise<string> {
     if (this.flags.nats) return this.flags.nats;
-    this.dataDir = mkdtempSync(join(tmpdir(), "skein-chaos-data-"));
     this.log(`starting nats-server and ${this.o.brokers} brokers (${this.o.workers} workers each, faults allowed)`);
-    this.local = await startLocalCluster({ ...this.flags, brokers: this.o.brokers, workers: this.o.workers, data: this.dataDir }, { extraBrokerArgs: BROKER_ARGS });
-    return this.local.natsUrl;
+    this.natsServer = await startNatsServer();
+    return this.natsServer.url;
+  }
+
+  /** The runner's own brokers (none with --nats). */
+  private async startBrokers(url: string): Promise<void> {
+    if (!this.natsServer) return;
+    this.dataDir = mkdtempSync(join(tmpdir(), "skein-chaos-data-"));
+    this.local = await startLocalCluster({ ...this.flags, nats: url, brokers: this.o.brokers, workers: this.o.workers, data: this.dataDir }, { extraBrokerArgs: BROKER_ARGS });
+    this.log("brokers ready");
   }
 
   /** Refuses to start a scenario whose transport faults the brokers would refuse. */
@@ -300,8 +340,8 @@ class ScenarioRun {
     this.fault("end", "pause-broker", `b${broker}`);
   }
 
-  /** Lifts every fault still in force: transport rules, paused and stopped brokers. */
-  private async heal(): Promise<void> {
+  /** Lifts every fault still in force: transport rules, paused and stopped brokers. Returns the heal's history index. */
+  private async heal(): Promise<number> {
     const n = this.nemesis!;
     for (const broker of [...this.paused.keys()]) this.resume(broker);
     for (const broker of [...this.down]) {
@@ -309,8 +349,9 @@ class ScenarioRun {
       this.down.delete(broker);
     }
     const cleared = await n.clearTransportFaults().catch(() => []);
-    this.history.record({ process: "nemesis", f: "heal", type: "ok", detail: cleared.length ? `cleared ${cleared.join(", ")}` : "nothing in force" });
+    const op = this.history.record({ process: "nemesis", f: "heal", type: "ok", detail: cleared.length ? `cleared ${cleared.join(", ")}` : "nothing in force" });
     this.log("healed");
+    return op.index;
   }
 
   // Quiet and read-back -----------------------------------------------------------------------------
@@ -322,7 +363,22 @@ class ScenarioRun {
       return this.brokerIds.every((b) => live.has(b));
     }, 30_000, "every broker registered").catch((e) => this.log((e as Error).message));
     await this.client!.waitForLeaders(this.topic, 30_000);
-    await this.waitFullIsr(30_000).catch((e) => this.log((e as Error).message));
+    await this.waitFullIsr(QUIET_ISR_WAIT_MS).catch(async (e) => {
+      const short = (await this.client!.meta.listPartitions(this.topic)).filter((s) => s.value.isr.length < s.value.replicas.length);
+      this.log(`${(e as Error).message}; going on (replicas outside the ISR are checked up to their log end): ${short.map((s) => `p${s.value.partition} ISR [${s.value.isr}] of [${s.value.replicas}]`).join(", ")}`);
+    });
+  }
+
+  /**
+   * With producers stopped, every partition's high watermark reaches its leader's log end once
+   * the followers have fetched: a final read before that would miss acknowledged records a
+   * new leader has not yet marked committed (bounded; the checker judges what is read).
+   */
+  private async waitCommitted(): Promise<void> {
+    await waitUntil(async () => {
+      const d = await this.client!.describeTopic(this.topic);
+      return d.partitions.every((p) => p.highWatermark !== null && p.highWatermark === p.logEndOffset);
+    }, COMMITTED_WAIT_MS, `every partition of ${this.topic} with its high watermark at its log end`).catch((e) => this.log((e as Error).message));
   }
 
   private async waitFullIsr(timeoutMs: number): Promise<void> {
@@ -332,19 +388,33 @@ class ScenarioRun {
     }, timeoutMs, `every partition of ${this.topic} with its full ISR`);
   }
 
-  /** Lets the group read up to every partition's high watermark (bounded). */
-  private async drainConsumers(): Promise<void> {
+  /**
+   * Lets the group read up to every partition's high watermark (bounded). A group that stays
+   * behind fails the run: the checker reports it as undrained (and its acknowledged records as
+   * unseen) from the `group-end` recorded next.
+   */
+  private async drainConsumers(): Promise<boolean> {
     const d = await this.client!.describeTopic(this.topic);
-    await waitUntil(() => d.partitions.every((p) => this.workload!.polledUpTo(p.partition) >= (p.highWatermark ?? 0) - 1), 10_000, "the group to read up to the high watermarks").catch((e) =>
-      this.log((e as Error).message),
-    );
+    const behind = () => d.partitions.filter((p) => this.workload!.polledUpTo(p.partition) < (p.highWatermark ?? 0) - 1);
+    try {
+      await waitUntil(() => behind().length === 0, DRAIN_TIMEOUT_MS, "the group to read up to the high watermarks");
+      return true;
+    } catch (e) {
+      this.log(`${(e as Error).message}; behind: ${behind().map((p) => `p${p.partition} polled up to ${this.workload!.polledUpTo(p.partition)}, HW ${p.highWatermark}`).join(", ")}`);
+      return false;
+    }
   }
 
-  /** Every replica's log from disk (the cluster is stopped first), as final reads with `replica`. */
+  /**
+   * Every replica's log from disk, as final reads with `replica`. The brokers are SIGKILLed
+   * first: what a crash leaves on disk is what must hold every acknowledged record (and it is
+   * quicker than a graceful stop).
+   */
   private async readReplicas(partitions: Array<{ partition: number; highWatermark: number; isr: number[]; replicas: number[] }>): Promise<void> {
     await this.client?.close();
     this.client = null;
-    await this.local!.stop();
+    await Promise.all([...this.local!.brokers.values()].map((b) => b.kill()));
+    this.log("brokers killed; reading every replica's log");
     const decoder = new TextDecoder();
     const quiet = { warn() {}, info() {} };
     for (const p of partitions) {
@@ -373,12 +443,21 @@ class ScenarioRun {
     }
   }
 
+  /** An acknowledged send at offset 0 of partition 0 whose value nothing wrote: lost (and unseen by the group). */
+  private plantLost(): void {
+    const send = { process: "planted", f: "send", topic: this.topic, partition: 0, value: "planted-never-written" } as const;
+    this.history.record({ ...send, type: "invoke" });
+    this.history.record({ ...send, type: "ok", offset: 0 });
+    this.log("planted a synthetic lost write (--plant-anomaly lost)");
+  }
+
   async cleanup(): Promise<void> {
     for (const broker of [...this.paused.keys()]) this.resume(broker);
     await this.workload?.stopProducers().catch(() => undefined);
     await this.workload?.stopConsumers().catch(() => undefined);
     await this.client?.close().catch(() => undefined);
     await this.local?.stop().catch(() => undefined);
+    await this.natsServer?.stop().catch(() => undefined);
     if (this.dataDir && !this.o.keepData) rmSync(this.dataDir, { recursive: true, force: true });
     else if (this.dataDir) this.log(`data kept in ${this.dataDir}`);
   }

@@ -2,8 +2,8 @@
 // with --allow-faults and, for a while, a third without it.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { execFile } from "node:child_process";
-import { readFileSync, rmSync } from "node:fs";
+import { execFile, spawn } from "node:child_process";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { cliBundlePath } from "../runtime/paths.js";
 import { startSkeinProcess, type ChildHandle } from "../runtime/child-process.js";
@@ -114,6 +114,95 @@ test("pause-broker stops the process for --ms, then lets it run", async () => {
   assert.is(r.code, 0, r.stderr);
   assert.match(r.stdout, /resumed broker 2/);
   assert.ok(state() !== "T", `state ${state()}`);
+});
+
+test("drop and duplicate take --ms (how long the rule lasts) as the issue writes it; --for-ms stays an alias", async () => {
+  const dup = await skein(["chaos", "duplicate", "--from", "*", "--to", "*@2", "--probability", "0.5", "--ms", "20000"]);
+  assert.is(dup.code, 0, dup.stderr);
+  const rule = (await faults()).find((b) => b.broker === 1)!.rules!.find((r) => r.kind === "duplicate") as { expiresAt: number; installedAt: number } | undefined;
+  assert.ok(rule, "duplicate rule installed");
+  assert.is(rule!.expiresAt - rule!.installedAt, 20_000);
+  assert.is((await skein(["chaos", "heal"])).code, 0);
+  const drop = await skein(["chaos", "drop", "--from", "*@1", "--to", "*@2", "--ms", "300"]);
+  assert.is(drop.code, 0, drop.stderr);
+  await waitFor(async () => (await faults()).every((b) => b.rules!.length === 0), 10_000, "the --ms 300 rule to expire");
+  const both = await skein(["chaos", "drop", "--from", "*", "--to", "*", "--ms", "300", "--for-ms", "400"]);
+  assert.is(both.code, 2);
+  assert.match(both.stderr, /--ms and --for-ms/);
+});
+
+test("kill-worker --broker B --worker W and kill-worker --actor ADDRESS kill that worker; its actors come back", async () => {
+  const byWorker = await skein(["chaos", "kill-worker", "--broker", "1", "--worker", "1"]);
+  assert.is(byWorker.code, 0, byWorker.stderr);
+  assert.match(byWorker.stdout, /killed worker 1 of broker 1: \d+ actors, restarting/);
+  const controllerWorker = (await client.system.list("2")).find((a) => a.address === "controller@2")!.worker;
+  const byActor = await skein(["chaos", "kill-worker", "--actor", "controller@2"]);
+  assert.is(byActor.code, 0, byActor.stderr);
+  assert.match(byActor.stdout, new RegExp(`killed worker ${controllerWorker} of broker 2 \\(hosting controller@2\\)`));
+  await waitFor(async () => (await client.system.list("2")).some((a) => a.address === "controller@2"), 20_000, "controller@2 re-created");
+  await waitFor(async () => (await client.system.list("1")).some((a) => a.worker === 1), 20_000, "broker 1's worker 1 hosting actors again");
+  await client.waitForLeaders("t", 20_000);
+  const unknown = await skein(["chaos", "kill-worker", "--actor", "no-such-actor@1"]);
+  assert.is(unknown.code, 1);
+  assert.match(unknown.stderr, /no actor no-such-actor@1 on broker 1/);
+});
+
+test("chaos events prints process faults as they happen, with their time: a kill-worker, a pause and its end", async () => {
+  const child = spawn(process.execPath, [cliBundlePath(), "chaos", "events", "--json", "--max", "3", "--nats", cluster.natsUrl, "--cluster", CLUSTER], { stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d) => (stdout += d));
+  child.stderr.on("data", (d) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => child.on("close", (c) => resolve(c)));
+  try {
+    await waitFor(() => /listening for fault events/.test(stderr), 15_000, "chaos events to subscribe");
+    const started = Date.now();
+    assert.is((await skein(["chaos", "kill-worker", "--broker", "1", "--worker", "0"])).code, 0);
+    assert.is((await skein(["chaos", "pause-broker", "--broker", "2", "--ms", "300"])).code, 0);
+    assert.is(await Promise.race([exited, new Promise((r) => setTimeout(() => r("timeout"), 15_000))]), 0, `chaos events did not exit after 3 events:\n${stdout}\n${stderr}`);
+    const events = stdout.trim().split("\n").map((l) => JSON.parse(l) as { type: string; node: string; kind: string; at: number });
+    assert.equal(events.map((e) => [e.type, e.kind, e.node]), [["fault.injected", "kill-worker", "1"], ["fault.injected", "pause-broker", "2"], ["fault.healed", "pause-broker", "2"]]);
+    for (const e of events) assert.ok(e.at >= started - 1_000 && e.at <= Date.now(), `timestamp ${e.at}`);
+    assert.ok(events[2].at - events[1].at >= 250, "the pause lasted its --ms");
+    await client.waitForLeaders("t", 20_000);
+  } finally {
+    if (child.exitCode === null) child.kill();
+  }
+  const help = await skein(["chaos", "events", "--help"]);
+  assert.match(help.stdout, /--max <n>/);
+});
+
+test("chaos run exits 1 on a safety anomaly; chaos check finds it again in the saved history, and passes it without", async () => {
+  const out = tempDir("skein-chaos-planted-");
+  try {
+    const run = await skein(["chaos", "run", "--scenario", "kill-consumer", "--duration", "5", "--seed", "3", "--rate", "40", "--json", "--out", out.path, "--plant-anomaly", "lost"], 120_000);
+    assert.is(run.code, 1, `${run.stdout}\n${run.stderr}`);
+    const verdict = JSON.parse(run.stdout.trim().split("\n").pop()!);
+    assert.is(verdict.lost, 1, run.stdout);
+    assert.is(verdict.unseen, 1, "the group never saw the planted value either");
+    assert.is(verdict.undrained, 0, run.stdout);
+    assert.ok(verdict.acked > 10, run.stdout);
+
+    const file = join(out.path, "history.jsonl");
+    const check = await skein(["chaos", "check", "--history", file, "--json"]);
+    assert.is(check.code, 1, check.stderr);
+    assert.match(check.stdout, /scenario kill-consumer, seed 3/);
+    assert.match(check.stdout, /lost \(acknowledged, not in the final read at its offset\): 1/);
+    assert.equal(JSON.parse(check.stdout.trim().split("\n").pop()!), verdict);
+
+    const honest = join(out.path, "honest.jsonl");
+    writeFileSync(honest, readFileSync(file, "utf8").split("\n").filter((l) => !l.includes('"process":"planted"')).join("\n"));
+    const clean = await skein(["chaos", "check", "--history", honest, "--json"]);
+    assert.is(clean.code, 0, clean.stdout);
+    assert.match(clean.stdout, /PASS/);
+
+    writeFileSync(join(out.path, "bad.jsonl"), '{"f":"send"}\n');
+    const bad = await skein(["chaos", "check", "--history", join(out.path, "bad.jsonl")]);
+    assert.is(bad.code, 2);
+    assert.match(bad.stderr, /history line 1/);
+  } finally {
+    out.remove();
+  }
 });
 
 test("kill-broker --restart-after-ms SIGKILLs a broker it did not start and starts it again from its command line", async () => {

@@ -5,7 +5,7 @@ import { test } from "uvu";
 import { assertClean, runScenario } from "./chaos-helpers.js";
 
 test("kill-broker: no safety anomalies", async () => {
-  assertClean(await runScenario("kill-broker", 12, 4), ["kill-broker"]);
+  assertClean(await runScenario("kill-broker", 8, 4), ["kill-broker"]);
 });
 
 test("rolling-restart: no safety anomalies", async () => {

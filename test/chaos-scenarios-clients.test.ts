@@ -5,11 +5,11 @@ import { test } from "uvu";
 import { assertClean, runScenario } from "./chaos-helpers.js";
 
 test("kill-consumer: no safety anomalies", async () => {
-  assertClean(await runScenario("kill-consumer", 12, 7), ["kill-consumer"]);
+  assertClean(await runScenario("kill-consumer", 8, 7), ["kill-consumer"]);
 });
 
 test("mixed: no safety anomalies", async () => {
-  assertClean(await runScenario("mixed", 12, 8), []);
+  assertClean(await runScenario("mixed", 8, 8), []);
 });
 
 test.run();

@@ -5,11 +5,11 @@ import { test } from "uvu";
 import { assertClean, runScenario } from "./chaos-helpers.js";
 
 test("pause-broker: no safety anomalies", async () => {
-  assertClean(await runScenario("pause-broker", 12, 4), ["pause-broker"]);
+  assertClean(await runScenario("pause-broker", 8, 4), ["pause-broker"]);
 });
 
 test("isolate-leader: no safety anomalies", async () => {
-  assertClean(await runScenario("isolate-leader", 12, 6), ["isolate"]);
+  assertClean(await runScenario("isolate-leader", 8, 6), ["isolate"]);
 });
 
 test.run();

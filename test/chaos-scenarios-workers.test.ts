@@ -5,11 +5,11 @@ import { test } from "uvu";
 import { assertClean, runScenario } from "./chaos-helpers.js";
 
 test("kill-leader-worker: no safety anomalies", async () => {
-  assertClean(await runScenario("kill-leader-worker", 12, 1), ["kill-worker"]);
+  assertClean(await runScenario("kill-leader-worker", 8, 1), ["kill-worker"]);
 });
 
 test("kill-controller: no safety anomalies", async () => {
-  assertClean(await runScenario("kill-controller", 12, 7), ["kill-controller"]);
+  assertClean(await runScenario("kill-controller", 8, 7), ["kill-controller"]);
 });
 
 test.run();

@@ -70,7 +70,7 @@ function rollingRestart(rng: Random, shape: ScheduleShape): Step[] {
   let at = WARMUP_MS + int(rng, 0, 1_000);
   do {
     for (let broker = 1; broker <= shape.brokers; broker++) {
-      const step: Step = { atMs: at, kind: "restart-broker", broker, restartAfterMs: int(rng, 200, 800) };
+      const step: Step = { atMs: at, kind: "restart-broker", broker, restartAfterMs: int(rng, 100, 400) };
       steps.push(step);
       at += stepLengthMs(step) + int(rng, 300, 800);
     }

@@ -71,23 +71,39 @@ export class Workload {
   private readonly lastObserved = new Map<number, number>();
   /** Acknowledged sends so far (for progress lines). */
   acked = 0;
+  /** Per partition, the highest history index of a send invoke that was acknowledged. */
+  private readonly ackedInvoke: number[] = [];
 
-  constructor(
-    private readonly options: WorkloadOptions,
-    private readonly client: ClusterClient,
-  ) {}
+  private client: ClusterClient | null = null;
+  private consumersStopped = false;
+
+  constructor(private readonly options: WorkloadOptions) {}
 
   private get log(): (line: string) => void {
     return this.options.log ?? (() => undefined);
   }
 
-  async start(): Promise<void> {
+  /**
+   * Boots the client nodes (each member's, and the producers'), which needs NATS but no broker,
+   * so it can overlap the cluster's start-up.
+   */
+  async prepare(): Promise<void> {
     const o = this.options;
-    this.producing = this.consuming = this.observing = true;
-    for (let i = 0; i < (o.consumers ?? 2); i++) this.members.push(await this.startMember(i));
     this.producerSkein = new Skein({ clientId: "chaos-producers", nats: o.nats, cluster: o.cluster });
+    // Members boot together: each is a client node with its own worker thread.
+    const [members] = await Promise.all([Promise.all(Array.from({ length: o.consumers ?? 2 }, (_, i) => this.prepareMember(i))), this.producerSkein.acquireNode()]);
+    this.members.push(...members);
+  }
+
+  /** Subscribes the members, starts producing and observing commits (prepare() first). */
+  async start(client: ClusterClient): Promise<void> {
+    const o = this.options;
+    this.client = client;
+    this.producing = this.consuming = this.observing = true;
+    await Promise.all(this.members.map((m) => this.startMember(m)));
+    const producerSkein = this.producerSkein!;
     for (let i = 0; i < (o.producers ?? 2); i++) {
-      const producer = this.producerSkein.producer({ acks: "all", idempotent: true, lingerMs: 2, requestTimeoutMs: 2_000, deliveryTimeoutMs: o.deliveryTimeoutMs ?? 15_000 });
+      const producer = producerSkein.producer({ acks: "all", idempotent: true, lingerMs: 2, requestTimeoutMs: 2_000, deliveryTimeoutMs: o.deliveryTimeoutMs ?? 15_000 });
       await producer.connect();
       this.producerLoops.push(this.produce(`p${i}`, producer));
     }
@@ -119,10 +135,11 @@ export class Workload {
       const partition = open;
       turn = partition + 1;
       outstanding[partition]++;
-      o.history.record({ process: name, f: "send", type: "invoke", topic: o.topic, partition, value });
+      const invoke = o.history.record({ process: name, f: "send", type: "invoke", topic: o.topic, partition, value });
       const send = producer.send({ topic: o.topic, messages: [{ value, partition }] }).then(
         (r) => {
           this.acked++;
+          this.ackedInvoke[partition] = Math.max(this.ackedInvoke[partition] ?? -1, invoke.index);
           o.history.record({ process: name, f: "send", type: "ok", topic: o.topic, partition, value, offset: r[0].baseOffset });
         },
         (e) => {
@@ -140,17 +157,24 @@ export class Workload {
     await producer.disconnect().catch((e) => this.log(`${name}: disconnect failed: ${(e as Error).message}`));
   }
 
+  /** True when every partition has acknowledged a send invoked after history index `index`. */
+  ackedOnEveryPartitionSince(index: number): boolean {
+    return Array.from({ length: this.options.partitions }, (_, p) => this.ackedInvoke[p] ?? -1).every((i) => i > index);
+  }
+
   /** Stops sending and waits for every outstanding send (bounded by the delivery timeout). */
   async stopProducers(): Promise<void> {
     this.producing = false;
     await Promise.all(this.producerLoops);
     this.producerLoops = [];
     await this.producerSkein?.releaseClient();
+    await this.producerSkein?.releaseNode(); // prepare()'s
+    this.producerSkein = null;
   }
 
   // Consumers --------------------------------------------------------------------------------
 
-  private async startMember(i: number): Promise<Member> {
+  private async prepareMember(i: number): Promise<Member> {
     const o = this.options;
     const name = `c${i}`;
     const skein = new Skein({ clientId: `chaos-${name}`, nats: o.nats, cluster: o.cluster });
@@ -169,10 +193,12 @@ export class Workload {
     consumer.on("group.join", (e) => {
       o.history.record({ process: name, f: "assign", type: "ok", group: o.group, generation: e.generation, member: e.memberId, partitions: e.partitions });
     });
-    await consumer.subscribe({ topics: [o.topic], fromBeginning: true });
-    const member: Member = { name, skein, consumer, node, loop: Promise.resolve(), polled: new Map() };
-    member.loop = this.consume(member);
-    return member;
+    return { name, skein, consumer, node, loop: Promise.resolve(), polled: new Map() };
+  }
+
+  private async startMember(m: Member): Promise<void> {
+    await m.consumer.subscribe({ topics: [this.options.topic], fromBeginning: true });
+    m.loop = this.consume(m);
   }
 
   private async consume(m: Member): Promise<void> {
@@ -217,7 +243,8 @@ export class Workload {
 
   /** Stops polling, commits what was processed and leaves the group. */
   async stopConsumers(): Promise<void> {
-    if (!this.consuming) return;
+    if (this.consumersStopped) return;
+    this.consumersStopped = true;
     this.consuming = false;
     await Promise.all(this.members.map((m) => m.loop));
     for (const m of this.members) {
@@ -243,7 +270,7 @@ export class Workload {
   private async observeOnce(): Promise<void> {
     const o = this.options;
     const partitions = Array.from({ length: o.partitions }, (_, p) => ({ topic: o.topic, partition: p }));
-    const r = await this.client.askCoordinator<{ offsets: CommittedOffset[] }>(o.group, "OffsetFetch", { groupId: o.group, partitions }, 2_000);
+    const r = await this.client!.askCoordinator<{ offsets: CommittedOffset[] }>(o.group, "OffsetFetch", { groupId: o.group, partitions }, 2_000);
     for (const c of r.offsets) {
       if (c.topic !== o.topic || c.offset < 0 || this.lastObserved.get(c.partition) === c.offset) continue;
       this.lastObserved.set(c.partition, c.offset);
@@ -253,9 +280,9 @@ export class Workload {
 }
 
 /** Everything from each partition's log start to its high watermark, as the checker's final read. */
-export async function finalRead(client: ClusterClient, topic: string, history: HistoryRecorder): Promise<Array<{ partition: number; highWatermark: number; isr: number[]; replicas: number[] }>> {
+export async function finalRead(client: ClusterClient, topic: string, history: HistoryRecorder): Promise<Array<{ partition: number; leader: number; highWatermark: number; isr: number[]; replicas: number[] }>> {
   const d = await client.describeTopic(topic);
-  const out: Array<{ partition: number; highWatermark: number; isr: number[]; replicas: number[] }> = [];
+  const out: Array<{ partition: number; leader: number; highWatermark: number; isr: number[]; replicas: number[] }> = [];
   const decoder = new TextDecoder();
   for (const p of d.partitions) {
     const hw = p.highWatermark ?? 0;
@@ -275,7 +302,7 @@ export async function finalRead(client: ClusterClient, topic: string, history: H
       offset = next;
     }
     history.record({ process: "checker", f: "final-read", type: "ok", topic, partition: p.partition, highWatermark: hw, logStartOffset: start, records });
-    out.push({ partition: p.partition, highWatermark: hw, isr: p.isr, replicas: p.replicas });
+    out.push({ partition: p.partition, leader: p.leader, highWatermark: hw, isr: p.isr, replicas: p.replicas });
   }
   return out;
 }
