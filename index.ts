@@ -1,5 +1,6 @@
 // `import { Skein } from "skein"`: the client library, plus the runtime for user-defined actors.
-export { Skein, Producer, Consumer, Admin, type SkeinConfig, type ProducerConfig, type ConsumerConfig, type KafkaMessage, type EachMessagePayload, type EachBatchPayload } from "./actors/client/skein.js";
+export { Skein, Producer, Consumer, Admin, type SkeinConfig, type ProducerConfig, type ConsumerConfig, type KafkaMessage, type EachMessagePayload, type EachBatchPayload, type CommittedOffset, type GroupListing, type GroupDescription } from "./actors/client/skein.js";
+export type { GroupEvent } from "./protocol/client.js";
 export type { SendResult } from "./actors/client/producer.js";
 export { partitionForKey, murmur2 } from "./protocol/murmur2.js";
 export * from "./runtime/mod.js";

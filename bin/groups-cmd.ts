@@ -34,10 +34,12 @@ export function registerGroupCommands(program: Command): void {
     },
   );
 
-  addConnectionFlags(groups.command("delete <group>").description("delete an empty group and its committed offsets")).action(async (group: string, flags: ConnectionFlags) => {
-    await withClient(flags, (c) => c.deleteGroup(group));
-    console.log(`deleted group ${group}`);
-  });
+  addConnectionFlags(groups.command("delete <group>").description("delete an empty group and its committed offsets").option("--json", "print JSON")).action(
+    async (group: string, flags: ConnectionFlags & { json?: boolean }) => {
+      const r = await withClient(flags, (c) => c.deleteGroup(group));
+      console.log(flags.json ? JSON.stringify(r) : `deleted group ${group}`);
+    },
+  );
 
   addConnectionFlags(
     groups

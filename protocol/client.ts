@@ -92,8 +92,8 @@ export const ConsumerMessages = {
   }),
   /** Group mode: subscribe to topics (partitions come from the group's assignor). */
   Subscribe: z.object({ topics: z.array(z.string()).min(1) }),
-  /** Group mode: commit these offsets, or everything processed so far. */
-  Commit: z.object({ offsets: z.array(TopicPartition.extend({ offset: z.number().int().min(0) })).optional() }),
+  /** Group mode: commit these offsets (with optional application metadata), or everything processed so far. */
+  Commit: z.object({ offsets: z.array(TopicPartition.extend({ offset: z.number().int().min(0), metadata: z.string().max(4096).optional() })).optional() }),
   /** Group mode: commit what was processed and leave the group (static members only commit). */
   Leave: z.object({}),
   /** Internal: the group protocol's asynchronous steps report back here. */

@@ -3,19 +3,22 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { startLocalCluster, type LocalCluster } from "../bin/broker-cmd.js";
-import { Skein, type Consumer } from "../actors/client/skein.js";
+import { Skein, type Admin, type Consumer } from "../actors/client/skein.js";
 import { ClusterClient } from "../actors/cluster/admin.js";
 import { assign, cooperativeStickyAssign, type MemberSubscription } from "../actors/groups/assignors.js";
 import { OFFSETS_TOPIC, partitionForGroup } from "../protocol/groups.js";
 import type { GroupEvent } from "../protocol/client.js";
 import { ErrorCode, type SkeinError } from "../protocol/errors.js";
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
+import { cliBundlePath } from "../runtime/paths.js";
 import { fixture, tempDir, waitFor } from "./helpers.js";
 
 const data = tempDir("skein-groups-");
 let cluster: LocalCluster;
 let skein: Skein;
 let admin: ClusterClient;
+/** The exported Admin facade (group admin as applications use it). */
+let facade: Admin;
 const TOPIC = "jobs";
 
 test.before(async () => {
@@ -25,9 +28,12 @@ test.before(async () => {
   await waitFor(async () => ((await admin.status()).controller?.epoch ?? -1) >= 0, 15_000, "controller");
   await admin.createTopic(TOPIC, 6, 3);
   await admin.waitForLeaders(TOPIC);
+  facade = skein.admin();
+  await facade.connect();
 });
 
 test.after(async () => {
+  await facade?.disconnect();
   await admin?.close();
   await cluster?.stop();
   data.remove();
@@ -71,7 +77,7 @@ interface Member {
   count: number;
 }
 
-async function startMember(id: string, extra: Record<string, unknown> = {}): Promise<Member> {
+async function startMember(id: string, extra: Record<string, unknown> = {}, onMessage?: (partition: number) => Promise<void>): Promise<Member> {
   // Each member gets its own client node (worker thread), like separate applications.
   const own = new Skein({ clientId: id, nats: cluster.natsUrl, cluster: "gr" });
   const consumer = own.consumer({ groupId: "workers", sessionTimeout: 3_000, heartbeatInterval: 300, autoCommitInterval: 200, ...extra });
@@ -79,10 +85,12 @@ async function startMember(id: string, extra: Record<string, unknown> = {}): Pro
   consumer.on("group.join", (e) => m.events.push(e));
   consumer.on("group.revoke", (e) => m.events.push(e));
   consumer.on("group.fenced", (e) => m.events.push(e));
+  consumer.on("group.leave", (e) => m.events.push(e));
   await consumer.connect();
   await consumer.subscribe({ topics: [TOPIC], fromBeginning: true });
   await consumer.run({
     eachMessage: async ({ partition, message }) => {
+      await onMessage?.(partition);
       m.count++;
       m.seen.set(partition, Number(message.offset));
     },
@@ -100,7 +108,7 @@ function ownedOf(events: GroupEvent[]): number[] {
   for (const e of events) {
     if (e.type === "group.join") set = new Set(e.partitions.map((p) => p.partition));
     if (e.type === "group.revoke") for (const p of e.partitions) set.delete(p.partition);
-    if (e.type === "group.fenced") set = new Set(); // fenced: it owns nothing until its next join
+    if (e.type === "group.fenced" || e.type === "group.leave") set = new Set(); // owns nothing until its next join
   }
   return [...set].sort();
 }
@@ -186,38 +194,117 @@ test("a static member restarting within its session keeps its partitions without
   members.push(again);
 });
 
-test("commits from a fenced generation are refused; group admin", async () => {
-  const coordinatorErr = (await admin
+test("fencing: UNKNOWN_MEMBER_ID for a member not in the group, ILLEGAL_GENERATION for a stale generation; admin refuses a non-empty group", async () => {
+  const unknown = (await admin
     .askCoordinator("workers", "OffsetCommit", { groupId: "workers", generation: 0, memberId: "ghost", offsets: [{ topic: TOPIC, partition: 0, offset: 1 }] })
     .catch((e) => e)) as SkeinError;
-  assert.is(coordinatorErr.code, ErrorCode.UNKNOWN_MEMBER_ID);
-  const nonEmpty = (await admin.deleteGroup("workers").catch((e) => e)) as SkeinError;
-  assert.is(nonEmpty.code, ErrorCode.NON_EMPTY_GROUP);
-  assert.ok((await admin.listGroups()).some((g) => g.groupId === "workers"));
+  assert.is(unknown.code, ErrorCode.UNKNOWN_MEMBER_ID);
+  const d = await waitFor(async () => {
+    const x = await admin.describeGroup("workers");
+    return x.state === "Stable" ? x : null;
+  }, 15_000, "stable group");
+  const member = d!.members[0].memberId;
+  const stale = { groupId: "workers", generation: d!.generation - 1, memberId: member };
+  const commit = (await admin.askCoordinator("workers", "OffsetCommit", { ...stale, offsets: [{ topic: TOPIC, partition: 0, offset: 1 }] }).catch((e) => e)) as SkeinError;
+  assert.is(commit.code, ErrorCode.ILLEGAL_GENERATION, `stale commit: ${commit.message}`);
+  const heartbeat = (await admin.askCoordinator("workers", "Heartbeat", stale).catch((e) => e)) as SkeinError;
+  assert.is(heartbeat.code, ErrorCode.ILLEGAL_GENERATION, `stale heartbeat: ${heartbeat.message}`);
+  const p0 = (await admin.describeGroup("workers")).offsets.find((o) => o.topic === TOPIC && o.partition === 0);
+  assert.ok(p0 && p0.offset > 1, `the refused commit changed nothing (partition 0 committed ${p0?.offset})`);
+
+  const deleteErr = (await facade.deleteGroups(["workers"]).catch((e) => e)) as SkeinError;
+  assert.is(deleteErr.code, ErrorCode.NON_EMPTY_GROUP);
+  const resetErr = (await facade.resetOffsets({ groupId: "workers", topic: TOPIC, earliest: true }).catch((e) => e)) as SkeinError;
+  assert.is(resetErr.code, ErrorCode.NON_EMPTY_GROUP);
+  const { groups } = await facade.listGroups();
+  assert.ok(groups.some((g) => g.groupId === "workers" && g.members === members.length), JSON.stringify(groups));
 });
 
-test("the coordinator's broker dies: offsets and membership survive on the new leader", async () => {
-  const before = await admin.describeGroup("workers");
-  const committed = new Map(before.offsets.map((o) => [`${o.partition}`, o.offset]));
-  const p = partitionForGroup("workers", 6);
-  const leader = (await admin.meta.getPartition(OFFSETS_TOPIC, p))!.value.leader;
-  await cluster.brokers.get(leader)!.kill();
-  const after = await waitFor(async () => {
-    const d = await admin.describeGroup("workers").catch(() => null);
-    return d && d.state === "Stable" && d.members.length === members.length ? d : null;
-  }, 45_000, "group described by the new coordinator");
-  for (const o of after!.offsets) assert.ok(o.offset >= (committed.get(`${o.partition}`) ?? 0), `committed offset of ${o.partition} did not go backwards`);
-  await cluster.startBroker(leader);
-  // The controller gives the returning broker its preferred leaderships back after a delay,
-  // which moves the coordinator once more: let that settle before the next test.
+test("commit metadata: carried to the coordinator, returned by committed(), describeGroups and fetchOffsets", async () => {
+  const own = new Skein({ clientId: "meta", nats: cluster.natsUrl, cluster: "gr" });
+  const consumer = own.consumer({ groupId: "meta-group", autoCommit: false, heartbeatInterval: 300 });
+  await consumer.connect();
+  await consumer.subscribe({ topics: [TOPIC] });
+  const mine = await waitFor(async () => {
+    const d = await admin.describeGroup("meta-group");
+    return d.state === "Stable" && d.members[0]?.assignment.length === 6 ? d.members[0].assignment : null;
+  }, 20_000, "the only member owns every partition");
+  const offsets = mine!.map((tp) => ({ ...tp, offset: 5 + tp.partition, metadata: `checkpoint-${tp.partition}` }));
+  // A commit right after the join may still meet the member finishing its sync: retry it.
+  await waitFor(() => consumer.commitOffsets(offsets).then(() => true), 10_000, "commit with metadata");
+  const committed = await consumer.committed([{ topic: TOPIC, partition: 2 }, { topic: TOPIC, partition: 99 }]);
+  assert.equal(committed, [
+    { topic: TOPIC, partition: 2, offset: 7, metadata: "checkpoint-2" },
+    { topic: TOPIC, partition: 99, offset: -1, metadata: "" },
+  ]);
+  const [described] = (await facade.describeGroups(["meta-group"])).groups;
+  assert.equal(described.offsets.map((o) => [o.partition, o.offset, o.metadata]), offsets.map((o) => [o.partition, o.offset, o.metadata]).sort((a, b) => (a[0] as number) - (b[0] as number)));
+  const fetched = await facade.fetchOffsets({ groupId: "meta-group", topics: [TOPIC] });
+  assert.is(fetched[0].partitions.find((p) => p.partition === 3)?.metadata, "checkpoint-3");
+  await consumer.disconnect();
+  await waitFor(async () => (await admin.describeGroup("meta-group")).state === "Empty", 10_000, "meta-group empty");
+});
+
+/** Every committed offset (and its metadata) of the suite's groups. */
+async function committedNow(): Promise<Map<string, { offset: number; metadata: string }>> {
+  const out = new Map<string, { offset: number; metadata: string }>();
+  for (const g of ["workers", "meta-group"]) for (const o of (await admin.describeGroup(g)).offsets) out.set(`${g} ${o.topic}/${o.partition}`, { offset: o.offset, metadata: o.metadata });
+  return out;
+}
+
+/** Every offset committed before the failure is there afterwards and not lower; the idle group's are unchanged. */
+function assertSurvived(before: Map<string, { offset: number; metadata: string }>, after: Map<string, { offset: number; metadata: string }>): void {
+  assert.ok(before.size >= 12, `${before.size} committed offsets before the failure`);
+  for (const [k, o] of before) {
+    const now = after.get(k);
+    assert.ok(now, `${k} (committed ${o.offset}) is still committed`);
+    assert.ok(now.offset >= o.offset, `${k}: committed ${o.offset} before, ${now.offset} after`);
+    if (k.startsWith("meta-group")) assert.equal(now, o, `${k}: the empty group's offset and metadata are unchanged`);
+  }
+}
+
+/** After a broker or worker comes back: preferred leaders return (moving the coordinator again); wait for that to settle. */
+async function settle(): Promise<void> {
   await waitFor(async () => {
     const parts = [...(await admin.meta.listPartitions(OFFSETS_TOPIC)), ...(await admin.meta.listPartitions(TOPIC))];
     return parts.every((x) => x.value.leader === x.value.replicas[0]);
-  }, 60_000, "preferred leaders restored after the broker returned");
+  }, 60_000, "preferred leaders restored");
   await waitFor(async () => {
     const d = await admin.describeGroup("workers").catch(() => null);
-    return d?.state === "Stable" && members.every((m) => owned(m).length > 0);
+    return d?.state === "Stable" && d.members.length === members.length && members.every((m) => owned(m).length > 0);
   }, 30_000, "group stable on the preferred coordinator");
+}
+
+async function stableWithAllMembers() {
+  return waitFor(async () => {
+    const d = await admin.describeGroup("workers").catch(() => null);
+    return d && d.state === "Stable" && d.members.length === members.length ? d : null;
+  }, 45_000, "group described by the new coordinator");
+}
+
+test("the coordinator's worker dies: offsets and membership survive", async () => {
+  const before = await committedNow();
+  const p = partitionForGroup("workers", 6);
+  const leader = (await admin.meta.getPartition(OFFSETS_TOPIC, p))!.value.leader;
+  const ids = (await admin.describeGroup("workers")).members.map((m) => m.memberId).sort();
+  await admin.system.killWorker(String(leader), 0);
+  const after = await stableWithAllMembers();
+  assertSurvived(before, await committedNow());
+  assert.equal(after!.members.map((m) => m.memberId).sort(), ids, "the same members");
+  await settle();
+});
+
+test("the coordinator's broker dies: offsets and membership survive on the new leader", async () => {
+  const before = await committedNow();
+  const p = partitionForGroup("workers", 6);
+  const leader = (await admin.meta.getPartition(OFFSETS_TOPIC, p))!.value.leader;
+  const ids = (await admin.describeGroup("workers")).members.map((m) => m.memberId).sort();
+  await cluster.brokers.get(leader)!.kill();
+  const after = await stableWithAllMembers();
+  assertSurvived(before, await committedNow());
+  assert.equal(after!.members.map((m) => m.memberId).sort(), ids, "the same members");
+  await cluster.startBroker(leader);
+  await settle();
 });
 
 test("adding partitions to a subscribed topic triggers a rebalance that assigns them", async () => {
@@ -239,14 +326,110 @@ test("adding partitions to a subscribed topic triggers a rebalance that assigns 
   assert.ok(generation < 200, `generation ${generation}: no rebalance storm`);
 });
 
-test("members leave cleanly; an empty group can be reset and deleted", async () => {
+test("members leave cleanly; an empty group's offsets reset to earliest, an offset, latest and a timestamp; deleted with `skein groups delete --json`", async () => {
   for (const m of members) await m.consumer.disconnect();
   await waitFor(async () => (await admin.describeGroup("workers")).state === "Empty", 15_000, "group empty");
-  const reset = await admin.resetOffsets("workers", TOPIC, { earliest: true });
+  const committedOf = async () => (await admin.describeGroup("workers")).offsets.map((o) => o.offset);
+  const reset = await facade.resetOffsets({ groupId: "workers", topic: TOPIC, earliest: true });
   assert.is(reset.length, 8);
-  assert.ok((await admin.describeGroup("workers")).offsets.every((o) => o.offset === 0));
-  await admin.deleteGroup("workers");
+  assert.equal(await committedOf(), Array(8).fill(0));
+  await facade.resetOffsets({ groupId: "workers", topic: TOPIC, offset: 3 });
+  assert.equal(await committedOf(), Array(8).fill(3));
+  const since = Date.now();
+  await produce(40, "late");
+  const high = (await facade.fetchTopicOffsets(TOPIC)).map((o) => Number(o.high));
+  await facade.resetOffsets({ groupId: "workers", topic: TOPIC });
+  assert.equal(await committedOf(), high, "latest is the high watermark");
+  await facade.resetOffsets({ groupId: "workers", topic: TOPIC, timestamp: since });
+  const fromTime = await committedOf();
+  assert.is(high.reduce((n, h, i) => n + h - fromTime[i], 0), 40, `reset to ${since} leaves exactly the 40 later records to read (${fromTime} vs ${high})`);
+
+  const out = await new Promise<string>((resolve, reject) =>
+    execFile(process.execPath, [cliBundlePath(), "groups", "delete", "workers", "--json", "--nats", cluster.natsUrl, "--cluster", "gr"], { timeout: 30_000 }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout),
+    ),
+  );
+  assert.equal(JSON.parse(out), { deleted: "workers" });
   assert.is((await admin.describeGroup("workers")).state, "Dead");
+  const missing = (await facade.deleteGroups(["workers"]).catch((e) => e)) as SkeinError;
+  assert.is(missing.code, ErrorCode.GROUP_ID_NOT_FOUND);
+});
+
+test("range and roundrobin (eager) in a real group: every member gives everything up before a rebalance, and the layouts are contiguous / dealt", async () => {
+  const count = (await admin.meta.getTopic(TOPIC))!.partitions;
+  for (const assignor of ["range", "roundrobin"] as const) {
+    const group = `eager-${assignor}`;
+    const extra = { groupId: group, assignors: [assignor] };
+    const a = await startMember(`${assignor}-a`, extra);
+    const b = await startMember(`${assignor}-b`, extra);
+    const covered = (ms: Member[]) => ms.every((m) => owned(m).length > 0) && ms.flatMap(owned).length === count && new Set(ms.flatMap(owned)).size === count;
+    await waitFor(() => covered([a, b]), 20_000, `${assignor}: two members own all ${count} partitions`);
+    const before = new Map([a, b].map((m) => [m, owned(m)]));
+    const c = await startMember(`${assignor}-c`, extra);
+    await waitFor(() => covered([a, b, c]), 20_000, `${assignor}: three members own all partitions`);
+    assert.is((await admin.describeGroup(group)).protocol, assignor);
+    for (const [m, had] of before) {
+      // Eager: the member revoked everything it had before joining the new generation.
+      const revoked = m.events.filter((e) => e.type === "group.revoke").flatMap((e) => e.partitions.map((p) => p.partition));
+      for (const p of had) assert.ok(revoked.includes(p), `${assignor}: ${m.id} revoked ${p} before the rebalance`);
+    }
+    const layouts = [a, b, c].map(owned);
+    for (const l of layouts) {
+      const steps = l.slice(1).map((p, i) => p - l[i]);
+      if (assignor === "range") assert.ok(steps.every((d) => d === 1), `range gives contiguous partitions: ${l}`);
+      else assert.ok(steps.every((d) => d === 3), `roundrobin deals every third partition: ${l}`);
+    }
+    for (const m of [a, b, c]) await m.consumer.disconnect();
+  }
+});
+
+test("a member stuck in eachMessage longer than maxPollInterval is removed and its partitions reassigned", async () => {
+  const count = (await admin.meta.getTopic(TOPIC))!.partitions;
+  let release!: () => void;
+  const stuck = new Promise<void>((r) => (release = r));
+  let stuckAt = 0;
+  const ok = await startMember("steady", { groupId: "slow-group" });
+  await waitFor(() => owned(ok).length === count, 20_000, "first member owns everything");
+  const slow = await startMember("stuck", { groupId: "slow-group", maxPollInterval: 1_500 }, async () => {
+    stuckAt ||= Date.now();
+    await stuck;
+  });
+  try {
+    // The first member committed everything: new records give the second one something to process.
+    await waitFor(() => owned(slow).length > 0, 20_000, "the second member got partitions");
+    await produce(10 * count, "slow");
+    await waitFor(() => stuckAt > 0, 20_000, "the second member is stuck processing");
+    const removed = await waitFor(async () => {
+      const d = await admin.describeGroup("slow-group");
+      return d.state === "Stable" && d.members.length === 1 && d.members[0].assignment.length === count ? Date.now() : 0;
+    }, 20_000, "the stuck member removed and its partitions reassigned");
+    await waitFor(() => owned(ok).length === count, 10_000, "the steady member owns everything again");
+    console.log(`  measured: stuck member removed and its partitions reassigned ${removed - stuckAt} ms after it got stuck (maxPollInterval 1500 ms)`);
+    assert.ok(removed - stuckAt >= 1_500, "not before maxPollInterval");
+  } finally {
+    release(); // else disconnect() would wait for the stuck handler forever
+  }
+  await waitFor(() => slow.events.some((e) => e.type === "group.leave" && e.partitions.length > 0), 10_000, "the stuck member is told it lost its partitions");
+  await waitFor(() => owned(slow).length > 0 && owned(ok).length < count, 20_000, "the released member rejoins");
+  for (const m of [ok, slow]) await m.consumer.disconnect();
+});
+
+test("a subscription change triggers a rebalance", async () => {
+  await admin.createTopic("jobs-extra", 2, 3);
+  await admin.waitForLeaders("jobs-extra");
+  const a = await startMember("sub-a", { groupId: "sub-group" });
+  const b = await startMember("sub-b", { groupId: "sub-group" });
+  await waitFor(() => owned(a).length > 0 && owned(b).length > 0, 20_000, "both members own partitions");
+  const { generation } = await admin.describeGroup("sub-group");
+  await b.consumer.subscribe({ topics: [TOPIC, "jobs-extra"], fromBeginning: true });
+  const d = await waitFor(async () => {
+    const x = await admin.describeGroup("sub-group");
+    const extra = x.members.flatMap((m) => m.assignment.filter((tp) => tp.topic === "jobs-extra"));
+    return x.state === "Stable" && x.generation > generation && extra.length === 2 ? x : null;
+  }, 20_000, "jobs-extra assigned after b subscribed to it");
+  const owner = d!.members.find((m) => m.assignment.some((tp) => tp.topic === "jobs-extra"))!;
+  assert.ok(b.events.some((e) => e.memberId === owner.memberId), "the only subscriber of jobs-extra owns it");
+  for (const m of [a, b]) await m.consumer.disconnect();
 });
 
 test.run();

@@ -18,6 +18,7 @@ import type { NatsOptions } from "../../runtime/types.js";
 import { ErrorCode, SkeinError } from "../../protocol/errors.js";
 import { validateTopicName } from "../../protocol/cluster.js";
 import type { GroupEvent, PollResult, PolledChunk } from "../../protocol/client.js";
+import type { CommittedOffset } from "../../protocol/groups.js";
 import { ClusterClient } from "../cluster/admin.js";
 import { encodeFrames, type OutgoingMessage } from "./frames.js";
 import { decodeChunkMessages } from "./decode.js";
@@ -272,7 +273,12 @@ export class Consumer {
     this.ref = node.portRef(this.skein.nextAddress("consumer", node));
   }
 
-  /** Group events: "group.join" (generation, memberId, partitions), "group.revoke", "group.fenced". */
+  /**
+   * Group events: "group.join" (generation, memberId, partitions: the new assignment),
+   * "group.revoke" (given up in a rebalance, after committing), "group.fenced" (the group
+   * dropped this member: partitions lost without a commit) and "group.leave" (left after
+   * maxPollInterval without a poll: partitions lost without a commit).
+   */
   on(event: GroupEvent["type"], listener: (e: GroupEvent) => void): () => void {
     const list = this.listeners.get(event) ?? [];
     list.push(listener);
@@ -423,11 +429,31 @@ export class Consumer {
     if (!prev || prev.offset < p.offset) this.processed.set(k, p);
   }
 
-  /** Commits the given offsets (next to read), or everything processed so far. */
-  async commitOffsets(offsets?: Array<{ topic: string; partition: number; offset: number | string }>): Promise<void> {
+  /**
+   * Commits the given offsets (next to read), each with optional `metadata` (an application
+   * string up to 4096 characters, returned by committed() and describeGroups), or everything
+   * processed so far.
+   */
+  async commitOffsets(offsets?: Array<{ topic: string; partition: number; offset: number | string; metadata?: string }>): Promise<void> {
     if (!this.ref) throw new SkeinError(ErrorCode.NOT_CONNECTED, "consumer is not connected");
-    if (this.config.groupId === undefined) throw new SkeinError(ErrorCode.INVALID_REQUEST, "commitOffsets() needs a consumer with a groupId", { field: "groupId" });
-    await this.ref.ask("Commit", offsets ? { offsets: offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: Number(o.offset) })) } : {}, { timeoutMs: 15_000 });
+    this.requireGroupId("commitOffsets()");
+    await this.ref.ask("Commit", offsets ? { offsets: offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: Number(o.offset), metadata: o.metadata })) } : {}, { timeoutMs: 15_000 });
+  }
+
+  /**
+   * The group's committed offsets (next offset to read; -1 when nothing is committed) with
+   * their metadata, for these partitions or for every partition the group has committed.
+   */
+  async committed(partitions?: Array<{ topic: string; partition: number }>): Promise<CommittedOffset[]> {
+    const groupId = this.requireGroupId("committed()");
+    const client = await this.skein.acquireClient();
+    const r = await client.askCoordinator<{ offsets: CommittedOffset[] }>(groupId, "OffsetFetch", { groupId, partitions });
+    return r.offsets;
+  }
+
+  private requireGroupId(what: string): string {
+    if (this.config.groupId === undefined) throw new SkeinError(ErrorCode.INVALID_REQUEST, `${what} needs a consumer with a groupId`, { field: "groupId" });
+    return this.config.groupId;
   }
 
   async run(handlers: { eachMessage?: (p: EachMessagePayload) => Promise<void> | void; eachBatch?: (p: EachBatchPayload) => Promise<void> | void }): Promise<void> {
@@ -581,8 +607,63 @@ export class Admin {
     }
   }
 
+  // Groups ----------------------------------------------------------------------------------------
+
+  /** Every consumer group (Skein's and kafkajs clients' through the gateway). */
+  async listGroups(): Promise<{ groups: GroupListing[] }> {
+    return { groups: await this.c.listGroups() };
+  }
+
+  /**
+   * State, generation, members with their partitions, and committed offsets with metadata and
+   * lag (high watermark − committed) per partition. An unknown group is described as "Dead".
+   */
+  async describeGroups(groupIds: string[]): Promise<{ groups: GroupDescription[] }> {
+    return { groups: await Promise.all(groupIds.map((g) => this.c.describeGroup(g))) };
+  }
+
+  /**
+   * Deletes empty groups and their committed offsets. Rejects with the first refusal:
+   * NON_EMPTY_GROUP (it has members) or GROUP_ID_NOT_FOUND; groups before it are deleted.
+   */
+  async deleteGroups(groupIds: string[]): Promise<Array<{ groupId: string }>> {
+    const out: Array<{ groupId: string }> = [];
+    for (const groupId of groupIds) {
+      await this.c.deleteGroup(groupId);
+      out.push({ groupId });
+    }
+    return out;
+  }
+
+  /**
+   * Sets the committed offsets of an EMPTY group for every partition of `topic`: to `offset`,
+   * to the first record at or after `timestamp` (ms), or to the earliest (`earliest: true`) or
+   * latest (default, as kafkajs) offset. A group with members refuses with NON_EMPTY_GROUP.
+   */
+  async resetOffsets(o: { groupId: string; topic: string; earliest?: boolean; timestamp?: number; offset?: number }): Promise<Array<{ topic: string; partition: number; offset: number }>> {
+    const to = o.offset !== undefined ? { offset: o.offset } : o.timestamp !== undefined ? { timestamp: o.timestamp } : o.earliest ? { earliest: true as const } : { latest: true as const };
+    return this.c.resetOffsets(o.groupId, o.topic, to);
+  }
+
+  /** kafkajs shape: committed offsets (strings, "-1" when none) and metadata per topic. */
+  async fetchOffsets(o: { groupId: string; topics?: string[] }): Promise<Array<{ topic: string; partitions: Array<{ partition: number; offset: string; metadata: string | null }> }>> {
+    const r = await this.c.askCoordinator<{ offsets: CommittedOffset[] }>(o.groupId, "OffsetFetch", { groupId: o.groupId });
+    const topics = o.topics ?? [...new Set(r.offsets.map((x) => x.topic))].sort();
+    return topics.map((topic) => ({
+      topic,
+      partitions: r.offsets
+        .filter((x) => x.topic === topic)
+        .sort((a, b) => a.partition - b.partition)
+        .map((x) => ({ partition: x.partition, offset: String(x.offset), metadata: x.metadata || null })),
+    }));
+  }
+
   async disconnect(): Promise<void> {
     this.client = null;
     await this.skein.releaseClient();
   }
 }
+
+export type { CommittedOffset };
+export type GroupListing = Awaited<ReturnType<ClusterClient["listGroups"]>>[number];
+export type GroupDescription = Awaited<ReturnType<ClusterClient["describeGroup"]>>;

@@ -55,6 +55,8 @@ export class GroupMembership {
   joinSeq = 0;
   /** Commits of revoked partitions not yet answered: no rejoin until they are. */
   revokeCommitsInFlight = 0;
+  /** When this member left for exceeding maxPollIntervalMs (-1: never). */
+  leftStuckAt = -1;
 
   constructor(
     private readonly state: ConsumerState,
@@ -327,7 +329,10 @@ export class GroupMembership {
     if (this.phase === "left" || this.topics.length === 0) return;
     const now = Date.now();
     const revoking = this.revokePending.length > 0 || this.revokeCommitsInFlight > 0;
-    if (this.phase === "idle" && this.rejoinWanted && !this.eagerRevokeBeforeJoin && !revoking && now >= this.retryAt) {
+    // Left for being stuck: rejoining before the application polls again would take
+    // partitions it cannot process and leave once more (Kafka rejoins on the next poll too).
+    const stuck = this.state.lastPollAt <= this.leftStuckAt;
+    if (this.phase === "idle" && this.rejoinWanted && !this.eagerRevokeBeforeJoin && !revoking && !stuck && now >= this.retryAt) {
       this.join(ctx);
       return;
     }
@@ -356,10 +361,13 @@ export class GroupMembership {
       this.commitProcessed(ctx, this.owned);
     }
     if (!this.state.facadeIdle && now - this.state.lastPollAt > this.cfg.maxPollIntervalMs && this.phase === "stable") {
-      console.warn(`skein consumer ${this.cfg.groupId}: no poll for ${this.cfg.maxPollIntervalMs} ms (maxPollIntervalMs); leaving the group`);
+      console.warn(`skein consumer ${this.cfg.groupId}: no poll for ${this.cfg.maxPollIntervalMs} ms (maxPollIntervalMs); leaving the group until the application polls again`);
+      this.leftStuckAt = now;
       const lost = this.owned;
       this.owned = [];
       this.state.unassign(lost);
+      // Told on the application's next poll, once it is unstuck: these are no longer its own.
+      this.state.events.push({ type: "group.leave", generation: this.generation, memberId: this.memberId, partitions: lost, at: now });
       const memberId = this.memberId;
       this.memberId = "";
       this.phase = "idle";
@@ -399,7 +407,7 @@ export class GroupMembership {
   }
 
   /** Explicit commit: the given offsets (may go backwards after a seek) or everything processed. */
-  commit(offsets: Array<{ topic: string; partition: number; offset: number }> | null, ctx: Ctx): undefined {
+  commit(offsets: OffsetToCommit[] | null, ctx: Ctx): undefined {
     const reply = ctx.deferReply();
     if (this.phase !== "stable") {
       reply.reject(new SkeinError(ErrorCode.REBALANCE_IN_PROGRESS, `consumer of group ${this.cfg.groupId} is rebalancing; commit again after it`, { group: this.cfg.groupId }));
