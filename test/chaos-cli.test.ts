@@ -9,6 +9,7 @@ import { cliBundlePath } from "../runtime/paths.js";
 import { startSkeinProcess, type ChildHandle } from "../runtime/child-process.js";
 import { startLocalCluster, type LocalCluster } from "../bin/broker-cmd.js";
 import { ClusterClient } from "../actors/cluster/admin.js";
+import { Nemesis } from "../actors/chaos/nemesis.js";
 import { isAlive, tempDir, waitFor } from "./helpers.js";
 
 const CLUSTER = "cc";
@@ -203,6 +204,18 @@ test("chaos run exits 1 on a safety anomaly; chaos check finds it again in the s
   } finally {
     out.remove();
   }
+});
+
+test("library: Nemesis.connect opens its own connection, finds brokers, leaders and the controller, and close() ends it", async () => {
+  const n = await Nemesis.connect({ nats: { servers: cluster.natsUrl }, cluster: CLUSTER });
+  try {
+    assert.equal([...(await n.brokers()).keys()].sort(), [1, 2]);
+    assert.ok([1, 2].includes(await n.leaderOf("t", 0)));
+    assert.ok([1, 2].includes(await n.controller()));
+  } finally {
+    await n.close();
+  }
+  assert.ok(n.client.system.nc.isClosed());
 });
 
 test("kill-broker --restart-after-ms SIGKILLs a broker it did not start and starts it again from its command line", async () => {

@@ -13,7 +13,8 @@ import { spawn } from "node:child_process";
 import { openSync, readFileSync, readlinkSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
-import type { ClusterClient } from "../cluster/admin.js";
+import { ClusterClient } from "../cluster/admin.js";
+import type { NatsOptions } from "../../runtime/types.js";
 import { controllerAddress, replicaAddress, type BrokerRegistration } from "../../protocol/cluster.js";
 import { eventSubject } from "../../protocol/address.js";
 import { ErrorCode, SkeinError, isSkeinError } from "../../protocol/errors.js";
@@ -45,13 +46,30 @@ export interface NemesisOptions {
 
 export class Nemesis {
   private readonly launches = new Map<number, LaunchRecord>();
+  /** How each broker this nemesis took down went down, for the event of its restart. */
+  private readonly downKind = new Map<number, "kill-broker" | "stop-broker">();
   private readonly encoder = new TextEncoder();
   private nextId = 0;
+  /** Set when connect() made the client: close() then closes it. */
+  private ownsClient = false;
 
   constructor(
     readonly client: ClusterClient,
     private readonly options: NemesisOptions = {},
   ) {}
+
+  /** A nemesis with its own connection to the cluster (library users); close() it when done. */
+  static async connect(options: { nats: NatsOptions; cluster?: string } & NemesisOptions): Promise<Nemesis> {
+    const { nats, cluster, ...rest } = options;
+    const nemesis = new Nemesis(await ClusterClient.connect({ nats, cluster, name: "skein:nemesis" }), rest);
+    nemesis.ownsClient = true;
+    return nemesis;
+  }
+
+  /** Closes the connection connect() opened; a client passed to the constructor stays open. */
+  async close(): Promise<void> {
+    if (this.ownsClient) await this.client.close();
+  }
 
   /** Live brokers (registered in the live KV), by id. */
   async brokers(): Promise<Map<number, BrokerRegistration>> {
@@ -115,6 +133,7 @@ export class Nemesis {
   /** SIGKILL of a broker process. */
   async killBroker(broker: number): Promise<void> {
     const owned = this.options.owned;
+    this.downKind.set(broker, "kill-broker");
     if (owned?.pid(broker) !== undefined) {
       this.announce(broker, "fault.injected", "kill-broker", `SIGKILL broker ${broker} (pid ${owned.pid(broker)})`);
       await owned.kill(broker);
@@ -130,6 +149,7 @@ export class Nemesis {
   /** Graceful stop (SIGTERM) of a broker process, for rolling restarts. */
   async stopBroker(broker: number): Promise<void> {
     const owned = this.options.owned;
+    this.downKind.set(broker, "stop-broker");
     this.announce(broker, "fault.injected", "stop-broker", `SIGTERM broker ${broker}`);
     if (owned?.pid(broker) !== undefined) return owned.stop(broker);
     const reg = await this.localBroker(broker);
@@ -159,7 +179,8 @@ export class Nemesis {
     }
     // The dead process's registration lingers until its session expires: wait for the new one.
     await waitUntil(async () => ((await this.brokers()).get(broker)?.startedAt ?? 0) >= since, timeoutMs, `broker ${broker} to register again`);
-    this.announce(broker, "fault.healed", "kill-broker", `broker ${broker} restarted`);
+    this.announce(broker, "fault.healed", this.downKind.get(broker) ?? "kill-broker", `broker ${broker} restarted`);
+    this.downKind.delete(broker);
     return log;
   }
 
