@@ -65,16 +65,24 @@ export function scheduleFor(scenario: Scenario, seed: number, shape: ScheduleSha
   return steps;
 }
 
+/**
+ * As many rounds as fit the workload at the typical restart time (at least one). Within them
+ * each restart is planned a short pause after the previous one was asked to start: the runner
+ * runs a step only once the previous one is done (its broker back in every ISR), so in practice
+ * the next broker goes down as soon as the previous one is back, as an operator would do it.
+ */
 function rollingRestart(rng: Random, shape: ScheduleShape): Step[] {
   const steps: Step[] = [];
+  const perRound = shape.brokers * (BROKER_RESTART_MS + 1_000);
+  const rounds = Math.max(1, Math.floor((shape.durationMs - WARMUP_MS - COOLDOWN_MS) / perRound));
   let at = WARMUP_MS + int(rng, 0, 1_000);
-  do {
+  for (let round = 0; round < rounds; round++) {
     for (let broker = 1; broker <= shape.brokers; broker++) {
       const step: Step = { atMs: at, kind: "restart-broker", broker, restartAfterMs: int(rng, 100, 400) };
       steps.push(step);
-      at += stepLengthMs(step) + int(rng, 300, 800);
+      at += step.restartAfterMs + int(rng, 300, 800);
     }
-  } while (at + shape.brokers * (BROKER_RESTART_MS + 1_000) < shape.durationMs - COOLDOWN_MS);
+  }
   return steps;
 }
 
