@@ -4,3 +4,7 @@ export type { GroupEvent } from "./protocol/client.js";
 export type { SendResult } from "./actors/client/producer.js";
 export { partitionForKey, murmur2 } from "./protocol/murmur2.js";
 export * from "./runtime/mod.js";
+// Fault injection and the checker, for your own failure-modelling workloads (README "Failure modelling").
+export { Nemesis, type NemesisOptions, type OwnedBrokers } from "./actors/chaos/nemesis.js";
+export { checkHistory, summarize, verdictJson, SAFETY_ANOMALIES, LIVENESS_FAILURES, type CheckOptions, type CheckResult, type SafetyAnomaly } from "./actors/chaos/checker.js";
+export { HistoryRecorder, parseHistoryJsonl, historyToJsonl, type History, type HistoryOp, type OpInput } from "./actors/chaos/history.js";
