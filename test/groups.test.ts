@@ -33,6 +33,9 @@ test.before(async () => {
 });
 
 test.after(async () => {
+  // Members a failed test left connected would keep this process alive (reconnecting to the
+  // stopped cluster) until the runner's timeout.
+  await Promise.all([...live].map((m) => Promise.race([m.consumer.disconnect().catch(() => {}), new Promise((r) => setTimeout(r, 5_000))])));
   await facade?.disconnect();
   await admin?.close();
   await cluster?.stop();
@@ -77,11 +80,15 @@ interface Member {
   count: number;
 }
 
+/** Every member started, for test.after to disconnect what a failed test left behind. */
+const live = new Set<Member>();
+
 async function startMember(id: string, extra: Record<string, unknown> = {}, onMessage?: (partition: number) => Promise<void>): Promise<Member> {
   // Each member gets its own client node (worker thread), like separate applications.
   const own = new Skein({ clientId: id, nats: cluster.natsUrl, cluster: "gr" });
   const consumer = own.consumer({ groupId: "workers", sessionTimeout: 3_000, heartbeatInterval: 300, autoCommitInterval: 200, ...extra });
   const m: Member = { consumer, id, seen: new Map(), events: [], count: 0 };
+  live.add(m);
   consumer.on("group.join", (e) => m.events.push(e));
   consumer.on("group.revoke", (e) => m.events.push(e));
   consumer.on("group.fenced", (e) => m.events.push(e));
@@ -404,8 +411,10 @@ test("a member stuck in eachMessage longer than maxPollInterval is removed and i
       return d.state === "Stable" && d.members.length === 1 && d.members[0].assignment.length === count ? Date.now() : 0;
     }, 20_000, "the stuck member removed and its partitions reassigned");
     await waitFor(() => owned(ok).length === count, 10_000, "the steady member owns everything again");
-    console.log(`  measured: stuck member removed and its partitions reassigned ${removed - stuckAt} ms after it got stuck (maxPollInterval 1500 ms)`);
-    assert.ok(removed - stuckAt >= 1_500, "not before maxPollInterval");
+    // Measured, not asserted against 1500 ms: the interval runs from the member's last poll,
+    // which comes before eachMessage starts by however long the loaded machine takes. That it
+    // was maxPollInterval (heartbeats kept going) shows in the group.leave event awaited below.
+    console.log(`  measured: stuck member removed and its partitions reassigned ${removed - stuckAt} ms after eachMessage got stuck (maxPollInterval 1500 ms)`);
   } finally {
     release(); // else disconnect() would wait for the stuck handler forever
   }
