@@ -236,10 +236,12 @@ async function openOrCreate(kvm: Kvm, name: string, opts: { history: number; ttl
 }
 
 async function listKeys(kv: KV, filter: string): Promise<string[]> {
-  const keys: string[] = [];
+  // nats.js lists keys with a consumer over the bucket's stream: a key written while the listing
+  // runs can come twice (a chaos run's final read listed a partition twice), so keep each once.
+  const keys = new Set<string>();
   const iter = await kv.keys(filter);
-  for await (const k of iter) keys.push(k);
-  return keys;
+  for await (const k of iter) keys.add(k);
+  return [...keys];
 }
 
 async function getJson<T>(kv: KV, key: string, schema: z.ZodType<T>): Promise<Versioned<T> | null> {
