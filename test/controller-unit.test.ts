@@ -19,6 +19,10 @@ class FakeMetadata {
   leaseWritesFail = false;
   partitionWrites: PartitionState[] = [];
   brokers: number[] = [1, 2, 3];
+  /** While set, broker listings never finish (nats.js's key listing stalling on the live bucket). */
+  listingStalls = false;
+  listings = 0;
+  private readonly stalled: Array<() => void> = [];
 
   async getLease() {
     return this.lease;
@@ -34,7 +38,22 @@ class FakeMetadata {
     return this.revision;
   }
   async listBrokers() {
+    this.listings++;
+    if (this.listingStalls) await new Promise<void>((resolve) => this.stalled.push(resolve));
     return this.brokers.map((broker) => ({ value: { broker, pid: 1, host: "h", workers: 1, startedAt: 0, heartbeatAt: 0 }, revision: 1 }));
+  }
+  /** Lets stalled listings finish (so the test leaves no pending promise behind). */
+  releaseListings() {
+    this.listingStalls = false;
+    for (const r of this.stalled.splice(0)) r();
+  }
+  created: TopicRecord[] = [];
+  async createTopic(record: TopicRecord) {
+    this.created.push(record);
+  }
+  async createPartition(state: PartitionState) {
+    this.partitionWrites.push(state);
+    return ++this.revision;
   }
   async casPartition(state: PartitionState) {
     this.partitionWrites.push(state);
@@ -222,6 +241,47 @@ test("deleting a topic is compare-and-set: a state changed meanwhile is re-read,
   assert.is(meta.parts.has(0), false, "deleted after re-reading the changed state");
   assert.is(meta.parts.get(1)?.value.topicId, "id-new", "the re-created topic's state is kept");
   assert.is(meta.topic, null);
+});
+
+/** `p`, or "stuck" when it has not settled within `ms` (a liveness bound far above the expected 1 s). */
+function within<T>(p: Promise<T>, ms: number): Promise<T | "stuck"> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([p, new Promise<"stuck">((r) => (timer = setTimeout(() => r("stuck"), ms)))]).finally(() => clearTimeout(timer));
+}
+
+test("a stalled broker listing holds neither the lease nor CreateTopic: the last known brokers stand, one listing at a time", async () => {
+  const meta = new FakeMetadata();
+  const c = controller(meta);
+  await c.tick();
+  assert.ok(c.active);
+  assert.equal(c.status().aliveBrokers, [1, 2, 3]);
+  meta.listingStalls = true;
+  try {
+    // Renewal due: the tick must renew the lease although the listing never finishes (it did
+    // not: the lease expired behind it and CreateTopic saw NOT_CONTROLLER for 15 s).
+    c.lastRenewAt = Date.now() - TTL_MS / 2;
+    const leaseBefore = meta.lease!.revision;
+    assert.is.not(await within(c.tick(), 10_000), "stuck", "the tick waited for the stalled listing");
+    assert.ok(c.active);
+    assert.ok(meta.lease!.revision > leaseBefore, "lease renewed");
+    assert.equal(c.status().aliveBrokers, [1, 2, 3], "a stalled listing is not 'every broker is gone'");
+    const absurd = (await c.createTopic({ name: "fuzz", partitions: 2_147_483_647, replicationFactor: 1, configs: {} }).catch((x) => x)) as SkeinError;
+    assert.is(absurd.code, ErrorCode.INVALID_PARTITIONS);
+    const created = await within(c.createTopic({ name: "x", partitions: 2, replicationFactor: 3, configs: {} }), 10_000);
+    assert.is.not(created, "stuck", "CreateTopic waited for the stalled listing");
+    assert.is((created as { assignment: number[][] }).assignment.length, 2);
+    assert.is(meta.listings, 2, "the stalled listing is shared, not started again by each caller");
+    // A controller that never completed a listing does not guess "no brokers": it asks for a retry.
+    const fresh = controller(meta, 2);
+    fresh.active = true;
+    fresh.lastRenewAt = Date.now();
+    fresh.leaseRevision = meta.lease!.revision;
+    meta.lease = { value: { broker: 2, since: Date.now() }, revision: meta.lease!.revision };
+    const e = (await within(fresh.createTopic({ name: "y", partitions: 1, replicationFactor: 1, configs: {} }).catch((x) => x), 10_000)) as SkeinError;
+    assert.is(e.code, ErrorCode.TIMEOUT);
+  } finally {
+    meta.releaseListings();
+  }
 });
 
 test.run();

@@ -16,6 +16,7 @@ import {
   parseTopicConfigs,
   partitionKey,
   validateTopicName,
+  type BrokerRegistration,
   type PartitionState,
   type TopicRecord,
 } from "../../protocol/cluster.js";
@@ -182,10 +183,39 @@ export class ControllerState {
     this.fullScanAt = 0;
   }
 
+  /**
+   * The broker listing in flight, shared by every caller until it settles. nats.js lists KV
+   * keys through a consumer that can stall for many seconds on the TTL'd live bucket (seen:
+   * 19 s on a loaded machine); awaited in full, that held the controller's mailbox, so the
+   * lease expired and every CreateTopic, even an invalid one, waited out the client's 15 s
+   * NOT_CONTROLLER retries. One listing at a time keeps stalled consumers from piling up.
+   */
+  private listing: Promise<Versioned<BrokerRegistration>[]> | null = null;
+  /** Whether a broker listing ever completed (before that, "no live brokers" is not known). */
+  private listedOnce = false;
+
+  /**
+   * Updates `alive` from the broker heartbeats, waiting at most a third of the lease TTL for
+   * the listing: past that the last known set stands (stale by at most the stall, like a
+   * heartbeat that arrives late), so the tick goes on to renew the lease and queued requests
+   * are answered. Throws a retriable TIMEOUT only when no listing has ever completed.
+   */
   private async refreshLiveness(): Promise<void> {
+    const listing = (this.listing ??= this.meta.listBrokers().finally(() => {
+      if (this.listing === listing) this.listing = null;
+    }));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stalled = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), Math.max(1, Math.floor(this.meta.liveTtlMs / 3)))));
+    const brokers = await Promise.race([listing, stalled]).finally(() => clearTimeout(timer));
+    if (brokers === null) {
+      listing.catch(() => undefined); // settled later; its failure is the next tick's to see
+      if (this.listedOnce) return;
+      throw new SkeinError(ErrorCode.TIMEOUT, `controller on broker ${this.args.broker}: listing live brokers is slow; retry`, { broker: String(this.args.broker) });
+    }
+    this.listedOnce = true;
     const now = Date.now();
     const present = new Set<number>();
-    for (const b of await this.meta.listBrokers()) {
+    for (const b of brokers) {
       present.add(b.value.broker);
       if (!this.alive.has(b.value.broker)) {
         this.alive.set(b.value.broker, { since: now });
