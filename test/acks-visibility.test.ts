@@ -11,6 +11,7 @@ import { ClusterClient } from "../actors/cluster/admin.js";
 import { Skein } from "../actors/client/skein.js";
 import { encodeBatch, iterateBatches, decodeRecords } from "../protocol/record-batch.js";
 import { ErrorCode, type SkeinError } from "../protocol/errors.js";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { tempDir, waitFor } from "./helpers.js";
 
 const data = tempDir("skein-acks-");
@@ -31,6 +32,13 @@ test.before(async () => {
   skein = new Skein({ clientId: "acks-test", nats: cluster.natsUrl, cluster: "acks" });
 });
 
+// A test that fails while a broker is stopped must not leave it stopped for the next one (in
+// CI a failed first test left its follower paused, and the second test's partition, with that
+// follower in its ISR, could then never advance its high watermark).
+test.after.each(() => {
+  for (const b of [...paused]) resume(b);
+});
+
 test.after(async () => {
   for (const b of paused) resume(b);
   await client?.close();
@@ -38,9 +46,27 @@ test.after(async () => {
   data.remove();
 });
 
-function pause(broker: number): void {
-  process.kill(cluster.brokers.get(broker)!.pid, "SIGSTOP");
+/**
+ * SIGSTOP takes effect asynchronously: kill() returns once the signal is queued, and on a loaded
+ * 2-core machine a broker's threads were seen running on for a whole produce round trip with
+ * SIGSTOP still pending (/proc ShdPnd), long enough for a "paused" follower to fetch and
+ * report the next record. Everything here assumes the broker does nothing after pause(), so
+ * it waits until every thread of the process is stopped (Linux /proc).
+ */
+async function pause(broker: number): Promise<void> {
+  const pid = cluster.brokers.get(broker)!.pid;
+  process.kill(pid, "SIGSTOP");
   paused.add(broker);
+  await waitFor(() => allThreadsStopped(pid), 10_000, `every thread of broker ${broker} (pid ${pid}) to stop`);
+}
+
+function allThreadsStopped(pid: number): boolean {
+  if (!existsSync("/proc/self/task")) throw new Error("this test needs Linux /proc to see when SIGSTOP has taken effect");
+  // A thread's state is the field after the parenthesised name (which may contain spaces); "T" is stopped.
+  return readdirSync(`/proc/${pid}/task`).every((tid) => {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+    return stat[stat.lastIndexOf(")") + 2] === "T";
+  });
 }
 
 function resume(broker: number): void {
@@ -64,7 +90,7 @@ test("records above the high watermark stay hidden until the paused ISR follower
   const state = (await client.waitForLeaders("hw"))[0];
   await client.produce("hw", 0, encodeBatch([{ value: enc.encode("replicated") }]), { acks: -1 });
   const follower = state.replicas.find((b) => b !== state.leader)!;
-  pause(follower);
+  await pause(follower);
   const r = await client.produce("hw", 0, encodeBatch([{ value: enc.encode("hidden") }]), { acks: 1 });
   assert.is(r.baseOffset, 1);
   const leader = await client.describeReplica("hw", 0, state.leader);
@@ -92,7 +118,7 @@ test("acks=0 is fire and forget: sends resolve while the leader cannot answer; t
   await producer.connect();
   try {
     await producer.send({ topic: "fire", messages: [{ value: "warm-up" }] });
-    pause(state.leader);
+    await pause(state.leader);
     // The leader's process is stopped: anything that waited for its answer would hang.
     const asked = (await client.produce("fire", 0, encodeBatch([{ value: enc.encode("acks1") }]), { acks: 1, timeoutMs: 1_000, requestTimeoutMs: 1_000 }).catch((e) => e)) as SkeinError;
     assert.is(asked.code, ErrorCode.TIMEOUT, "acks=1 waits for the stopped leader and times out");
