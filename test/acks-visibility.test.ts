@@ -11,8 +11,7 @@ import { ClusterClient } from "../actors/cluster/admin.js";
 import { Skein } from "../actors/client/skein.js";
 import { encodeBatch, iterateBatches, decodeRecords } from "../protocol/record-batch.js";
 import { ErrorCode, type SkeinError } from "../protocol/errors.js";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { tempDir, waitFor } from "./helpers.js";
+import { stopProcess, tempDir, waitFor } from "./helpers.js";
 
 const data = tempDir("skein-acks-");
 let cluster: LocalCluster;
@@ -54,19 +53,8 @@ test.after(async () => {
  * it waits until every thread of the process is stopped (Linux /proc).
  */
 async function pause(broker: number): Promise<void> {
-  const pid = cluster.brokers.get(broker)!.pid;
-  process.kill(pid, "SIGSTOP");
   paused.add(broker);
-  await waitFor(() => allThreadsStopped(pid), 10_000, `every thread of broker ${broker} (pid ${pid}) to stop`);
-}
-
-function allThreadsStopped(pid: number): boolean {
-  if (!existsSync("/proc/self/task")) throw new Error("this test needs Linux /proc to see when SIGSTOP has taken effect");
-  // A thread's state is the field after the parenthesised name (which may contain spaces); "T" is stopped.
-  return readdirSync(`/proc/${pid}/task`).every((tid) => {
-    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
-    return stat[stat.lastIndexOf(")") + 2] === "T";
-  });
+  await stopProcess(cluster.brokers.get(broker)!.pid);
 }
 
 function resume(broker: number): void {

@@ -15,7 +15,7 @@ import { ClusterClient } from "../actors/cluster/admin.js";
 import { PartitionLog } from "../actors/log/log.js";
 import { partitionDir } from "../actors/cluster/replica.js";
 import { encodeBatch, iterateBatches, decodeRecords } from "../protocol/record-batch.js";
-import { tempDir, waitFor } from "./helpers.js";
+import { stopProcess, tempDir, waitFor } from "./helpers.js";
 
 const TOPIC = "div";
 const data = tempDir("skein-divergence-");
@@ -88,8 +88,11 @@ test("a fast double failover truncates the old leader's unreplicated tail and le
   const oldLeader = first.leader;
   const [f1, f2] = first.replicas.filter((b) => b !== oldLeader);
 
-  signal(f1, "SIGSTOP");
-  signal(f2, "SIGSTOP");
+  // Stopped for real before the trigger is written (see stopProcess).
+  for (const f of [f1, f2]) {
+    paused.add(f);
+    await stopProcess(cluster.brokers.get(f)!.pid);
+  }
   // The first acks=1 record answers the followers' parked fetches (they get it when they
   // resume). Their next fetch can only come after they resume, so nothing written after it
   // leaves the old leader: that is the unreplicated tail.

@@ -1,5 +1,5 @@
 // Shared test helpers: a private nats-server per suite, temp dirs, waiting on conditions.
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "node:net";
@@ -55,5 +55,24 @@ export function hostile(port: number, bytes: Uint8Array, ms = 3_000): Promise<"c
       resolve("closed");
     });
     s.resume();
+  });
+}
+
+/**
+ * SIGSTOPs a process and waits until every one of its threads has stopped. kill() returns once
+ * the signal is queued; on a loaded machine a broker's busy threads ran on for tens of ms (a
+ * "paused" follower fetched a record after its SIGSTOP was sent). Needs Linux /proc.
+ */
+export async function stopProcess(pid: number, timeoutMs = 10_000): Promise<void> {
+  process.kill(pid, "SIGSTOP");
+  await waitFor(() => allThreadsStopped(pid), timeoutMs, `every thread of pid ${pid} to stop`);
+}
+
+function allThreadsStopped(pid: number): boolean {
+  if (!existsSync("/proc/self/task")) throw new Error("this test needs Linux /proc to see when SIGSTOP has taken effect");
+  // A thread's state is the field after the parenthesised name (which may contain spaces); "T" is stopped.
+  return readdirSync(`/proc/${pid}/task`).every((tid) => {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+    return stat[stat.lastIndexOf(")") + 2] === "T";
   });
 }

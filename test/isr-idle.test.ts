@@ -9,7 +9,7 @@ import * as assert from "uvu/assert";
 import { startLocalCluster, type LocalCluster } from "../bin/broker-cmd.js";
 import { ClusterClient } from "../actors/cluster/admin.js";
 import { encodeBatch } from "../protocol/record-batch.js";
-import { tempDir, waitFor } from "./helpers.js";
+import { stopProcess, tempDir, waitFor } from "./helpers.js";
 import { connect } from "@nats-io/transport-node";
 
 const LAG_MS = 500;
@@ -59,8 +59,8 @@ test("a follower that stops fetching leaves the ISR once data arrives, and retur
   const state = (await partition()).value;
   const follower = state.replicas.find((r) => r !== state.leader)!;
   const pid = cluster.brokers.get(follower)!.pid;
-  process.kill(pid, "SIGSTOP");
   try {
+    await stopProcess(pid);
     const sentAt = Date.now();
     await client.produce("idle", 0, encodeBatch([{ value: enc.encode("second") }]), { acks: 1, timeoutMs: 10_000 });
     await waitFor(async () => !(await partition()).value.isr.includes(follower), 10_000, `broker ${follower} out of the ISR`);
