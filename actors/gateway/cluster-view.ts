@@ -12,6 +12,12 @@ import type { GatewayLogger } from "./types.js";
 
 /** How long the live-broker list and controller lease are reused, ms. */
 const LIVE_CACHE_MS = 500;
+/**
+ * How long a Metadata answer waits for a fresh live-broker listing before it uses the last one
+ * it had, ms. nats.js's key listing of the TTL'd live bucket stalled for up to 19 s under load
+ * (the controller bounds its wait the same way); a Metadata request sat unanswered meanwhile.
+ */
+const LIVE_LISTING_WAIT_MS = 1_000;
 /** Wait before re-opening a watch that ended unexpectedly, ms. */
 const REWATCH_DELAY_MS = 500;
 const decoder = new TextDecoder();
@@ -29,6 +35,10 @@ export class ClusterView {
   private readonly keys = new Map<string, { topic: string; partition?: number }>();
   private readonly listeners = new Set<() => void>();
   private live: { at: number; value: Promise<LiveCluster> } | null = null;
+  /** The last listing that completed, used while a fresh one is slow. */
+  private lastLive: LiveCluster | null = null;
+  /** The listing in progress, shared by every caller until it ends. */
+  private listing: Promise<LiveCluster> | null = null;
   private stopWatch: (() => void) | null = null;
   private closed = false;
   /** Highest KV revision applied. */
@@ -141,14 +151,36 @@ export class ClusterView {
     return state.leader;
   }
 
-  /** Live brokers and the controller, cached for LIVE_CACHE_MS. */
+  /**
+   * Live brokers and the controller, cached for LIVE_CACHE_MS. While a listing is slow the last
+   * known ones answer after LIVE_LISTING_WAIT_MS, and one listing at a time is made.
+   */
   liveCluster(): Promise<LiveCluster> {
     const now = Date.now();
     if (this.live && now - this.live.at < LIVE_CACHE_MS) return this.live.value;
-    const value = Promise.all([this.meta.listBrokers(), this.meta.getLease()]).then(([brokers, lease]) => ({
-      brokers: brokers.map((b) => b.value),
-      controller: lease?.value.broker ?? -1,
-    }));
+    if (!this.listing) {
+      const listing = Promise.all([this.meta.listBrokers(), this.meta.getLease()]).then(([brokers, lease]) => {
+        const value = { brokers: brokers.map((b) => b.value), controller: lease?.value.broker ?? -1 };
+        this.lastLive = value;
+        return value;
+      });
+      this.listing = listing;
+      listing.then(
+        () => this.listing === listing && (this.listing = null),
+        () => this.listing === listing && (this.listing = null),
+      );
+    }
+    const listing = this.listing;
+    const last = this.lastLive;
+    let value: Promise<LiveCluster> = listing;
+    if (last) {
+      let timer: NodeJS.Timeout | undefined;
+      const stale = new Promise<LiveCluster>((resolve) => {
+        timer = setTimeout(() => resolve(last), LIVE_LISTING_WAIT_MS);
+        timer.unref();
+      });
+      value = Promise.race([listing, stale]).finally(() => clearTimeout(timer));
+    }
     value.catch(() => {
       if (this.live?.value === value) this.live = null;
     });
