@@ -227,12 +227,19 @@ function batchCounter(count: number, bytes: number, what: string) {
   return { onBatch, done: done.finally(() => clearInterval(stall)) };
 }
 
-async function consumeKafkajs(rig: Rig, topic: string, count: number, bytes: number): Promise<Run> {
-  const consumer = rig.kafka.consumer({ groupId: `kafkajs-reader-${topic}-${performance.now()}` });
+/** What both consumers offer (Skein's consumer is shaped like kafkajs's). */
+interface GroupReader {
+  connect(): Promise<void>;
+  subscribe(s: { topics: string[]; fromBeginning: boolean }): Promise<void>;
+  run(r: { eachBatch: (p: { batch: { messages: unknown[] } }) => Promise<void> }): Promise<void>;
+  disconnect(): Promise<void>;
+}
+
+async function consumeAsGroup(consumer: GroupReader, label: string, topic: string, count: number, bytes: number): Promise<Run> {
   await consumer.connect();
   try {
     await consumer.subscribe({ topics: [topic], fromBeginning: true });
-    const counter = batchCounter(count, bytes, "kafkajs consumer");
+    const counter = batchCounter(count, bytes, label);
     await consumer.run({ eachBatch: async ({ batch }) => counter.onBatch(batch.messages.length) });
     return await counter.done;
   } finally {
@@ -240,18 +247,11 @@ async function consumeKafkajs(rig: Rig, topic: string, count: number, bytes: num
   }
 }
 
-async function consumeSkein(rig: Rig, topic: string, count: number, bytes: number): Promise<Run> {
-  const consumer = rig.skein.consumer({ groupId: `skein-reader-${topic}-${performance.now()}` });
-  await consumer.connect();
-  try {
-    await consumer.subscribe({ topics: [topic], fromBeginning: true });
-    const counter = batchCounter(count, bytes, "Skein consumer");
-    await consumer.run({ eachBatch: async ({ batch }) => counter.onBatch(batch.messages.length) });
-    return await counter.done;
-  } finally {
-    await consumer.disconnect();
-  }
-}
+const consumeKafkajs = (rig: Rig, topic: string, count: number, bytes: number): Promise<Run> =>
+  consumeAsGroup(rig.kafka.consumer({ groupId: `kafkajs-reader-${topic}-${performance.now()}` }) as unknown as GroupReader, "kafkajs consumer", topic, count, bytes);
+
+const consumeSkein = (rig: Rig, topic: string, count: number, bytes: number): Promise<Run> =>
+  consumeAsGroup(rig.skein.consumer({ groupId: `skein-reader-${topic}-${performance.now()}` }) as unknown as GroupReader, "Skein consumer", topic, count, bytes);
 
 const enc = new TextEncoder();
 
