@@ -271,14 +271,18 @@ test("a stalled broker listing holds neither the lease nor CreateTopic: the last
     assert.is.not(created, "stuck", "CreateTopic waited for the stalled listing");
     assert.is((created as { assignment: number[][] }).assignment.length, 2);
     assert.is(meta.listings, 2, "the stalled listing is shared, not started again by each caller");
-    // A controller that never completed a listing does not guess "no brokers": it asks for a retry.
+    // A controller that never completed a listing does not guess "no brokers", and does not
+    // answer a TIMEOUT clients would not retry: it waits for its first listing.
     const fresh = controller(meta, 2);
     fresh.active = true;
     fresh.lastRenewAt = Date.now();
     fresh.leaseRevision = meta.lease!.revision;
     meta.lease = { value: { broker: 2, since: Date.now() }, revision: meta.lease!.revision };
-    const e = (await within(fresh.createTopic({ name: "y", partitions: 1, replicationFactor: 1, configs: {} }).catch((x) => x), 10_000)) as SkeinError;
-    assert.is(e.code, ErrorCode.TIMEOUT);
+    const pending = fresh.createTopic({ name: "y", partitions: 1, replicationFactor: 1, configs: {} });
+    assert.is(await within(pending.then(() => "answered"), 1_500), "stuck", "answered before any broker was known");
+    meta.releaseListings();
+    const late = (await within(pending, 10_000)) as { assignment: number[][] };
+    assert.is(late.assignment.length, 1, "created once the first listing came in");
   } finally {
     meta.releaseListings();
   }

@@ -11,7 +11,7 @@ import type { GroupEvent } from "../protocol/client.js";
 import { ErrorCode, type SkeinError } from "../protocol/errors.js";
 import { execFile, spawn } from "node:child_process";
 import { cliBundlePath } from "../runtime/paths.js";
-import { fixture, tempDir, waitFor } from "./helpers.js";
+import { fixture, tempDir, waitFor, surfaced } from "./helpers.js";
 
 const data = tempDir("skein-groups-");
 let cluster: LocalCluster;
@@ -21,7 +21,7 @@ let admin: ClusterClient;
 let facade: Admin;
 const TOPIC = "jobs";
 
-test.before(async () => {
+test.before(surfaced(async () => {
   cluster = await startLocalCluster({ brokers: 3, workers: 1, cluster: "gr", data: data.path }, { extraBrokerArgs: ["--offsets-partitions", "6"] });
   skein = new Skein({ clientId: "gt", nats: cluster.natsUrl, cluster: "gr" });
   admin = await ClusterClient.connect({ nats: { servers: cluster.natsUrl }, cluster: "gr" });
@@ -30,7 +30,7 @@ test.before(async () => {
   await admin.waitForLeaders(TOPIC);
   facade = skein.admin();
   await facade.connect();
-});
+}));
 
 test.after(async () => {
   // Members a failed test left connected would keep this process alive (reconnecting to the

@@ -76,3 +76,18 @@ function allThreadsStopped(pid: number): boolean {
     return stat[stat.lastIndexOf(")") + 2] === "T";
   });
 }
+
+/**
+ * Wraps a test.before hook so its error is printed: uvu's runner returns from a `finally`, which
+ * swallows an exception thrown by a before hook (the suite shows every test failed, no reason).
+ */
+export function surfaced<T>(hook: (state: T) => Promise<void>): (state: T) => Promise<void> {
+  return async (state) => {
+    try {
+      await hook(state);
+    } catch (e) {
+      console.error("test.before failed:", e);
+      throw e;
+    }
+  };
+}

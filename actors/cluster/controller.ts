@@ -206,11 +206,14 @@ export class ControllerState {
     }));
     let timer: ReturnType<typeof setTimeout> | undefined;
     const stalled = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), Math.max(1, Math.floor(this.meta.liveTtlMs / 3)))));
-    const brokers = await Promise.race([listing, stalled]).finally(() => clearTimeout(timer));
+    let brokers = await Promise.race([listing, stalled]).finally(() => clearTimeout(timer));
     if (brokers === null) {
       listing.catch(() => undefined); // settled later; its failure is the next tick's to see
       if (this.listedOnce) return;
-      throw new SkeinError(ErrorCode.TIMEOUT, `controller on broker ${this.args.broker}: listing live brokers is slow; retry`, { broker: String(this.args.broker) });
+      // Nothing known yet: wait for this first listing rather than answer a retriable TIMEOUT
+      // that clients do not retry (a freshly started cluster's first CreateTopic failed so on
+      // a loaded CI machine).
+      brokers = await listing;
     }
     this.listedOnce = true;
     const now = Date.now();
