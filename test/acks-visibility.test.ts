@@ -11,7 +11,7 @@ import { ClusterClient } from "../actors/cluster/admin.js";
 import { Skein } from "../actors/client/skein.js";
 import { encodeBatch, iterateBatches, decodeRecords } from "../protocol/record-batch.js";
 import { ErrorCode, type SkeinError } from "../protocol/errors.js";
-import { stopProcess, tempDir, waitFor } from "./helpers.js";
+import { stopProcess, tempDir, waitFor, surfaced } from "./helpers.js";
 
 const data = tempDir("skein-acks-");
 let cluster: LocalCluster;
@@ -21,7 +21,7 @@ const paused = new Set<number>();
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-test.before(async () => {
+test.before(surfaced(async () => {
   cluster = await startLocalCluster(
     { brokers: 3, workers: 1, cluster: "acks", data: data.path },
     { extraBrokerArgs: ["--session-timeout-ms", "60000", "--replica-lag-max-ms", "60000"] },
@@ -29,7 +29,7 @@ test.before(async () => {
   client = await ClusterClient.connect({ nats: { servers: cluster.natsUrl }, cluster: "acks" });
   await waitFor(async () => ((await client.status()).controller?.epoch ?? -1) >= 0, 15_000, "controller");
   skein = new Skein({ clientId: "acks-test", nats: cluster.natsUrl, cluster: "acks" });
-});
+}));
 
 // A test that fails while a broker is stopped must not leave it stopped for the next one (in
 // CI a failed first test left its follower paused, and the second test's partition, with that

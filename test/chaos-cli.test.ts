@@ -10,7 +10,7 @@ import { startSkeinProcess, type ChildHandle } from "../runtime/child-process.js
 import { startLocalCluster, type LocalCluster } from "../bin/broker-cmd.js";
 import { ClusterClient } from "../actors/cluster/admin.js";
 import { Nemesis } from "../actors/chaos/nemesis.js";
-import { isAlive, tempDir, waitFor } from "./helpers.js";
+import { isAlive, tempDir, waitFor, surfaced } from "./helpers.js";
 
 const CLUSTER = "cc";
 const data = tempDir("skein-chaos-cli-");
@@ -35,13 +35,13 @@ async function faults(): Promise<Array<{ broker: number; rules?: Array<{ id: str
   return JSON.parse(r.stdout);
 }
 
-test.before(async () => {
+test.before(surfaced(async () => {
   cluster = await startLocalCluster({ brokers: 2, workers: 2, cluster: CLUSTER, data: data.path }, { extraBrokerArgs: ["--allow-faults", "--session-timeout-ms", "2000"] });
   client = await ClusterClient.connect({ nats: { servers: cluster.natsUrl }, cluster: CLUSTER });
   await waitFor(async () => ((await client.status()).controller?.epoch ?? -1) >= 0, 20_000, "an active controller");
   await client.createTopic("t", 1, 2);
   await client.waitForLeaders("t");
-});
+}));
 
 test.after(async () => {
   await client?.close();

@@ -10,7 +10,7 @@ import { FaultInjector, addressMatcher } from "../runtime/faults.js";
 import { ErrorCode, isSkeinError, type SkeinError } from "../protocol/errors.js";
 import type { FaultSpecInput, InstalledFault } from "../protocol/node-agent.js";
 import type { RuntimeEvent } from "../runtime/types.js";
-import { startNatsServer, waitFor, type NatsServerHandle } from "./helpers.js";
+import { startNatsServer, waitFor, type NatsServerHandle, surfaced } from "./helpers.js";
 
 let server: NatsServerHandle;
 let f1: SkeinNode;
@@ -36,7 +36,7 @@ const B0 = onWorker("b", "f2", 0);
 const B1 = onWorker("b", "f2", 1);
 const T = "ping/ticks@f2";
 
-test.before(async () => {
+test.before(surfaced(async () => {
   server = await startNatsServer();
   const nats = { servers: server.url };
   [f1, f2, plain] = await Promise.all([
@@ -49,7 +49,7 @@ test.before(async () => {
   for (const address of [A0, A0b, A1, B0, B1, T, "ping/p@plain"]) {
     await system.spawn({ node: address.split("@")[1], kind: "$ping", address });
   }
-});
+}));
 
 test.after(async () => {
   await system?.close();

@@ -5,20 +5,20 @@ import { startLocalCluster, type LocalCluster } from "../bin/broker-cmd.js";
 import { Skein, type EachMessagePayload } from "../actors/client/skein.js";
 import { partitionForKey } from "../protocol/murmur2.js";
 import { ErrorCode, type SkeinError } from "../protocol/errors.js";
-import { tempDir, waitFor } from "./helpers.js";
+import { tempDir, waitFor, surfaced } from "./helpers.js";
 
 const data = tempDir("skein-client-");
 let cluster: LocalCluster;
 let skein: Skein;
 
-test.before(async () => {
+test.before(surfaced(async () => {
   cluster = await startLocalCluster({ brokers: 3, workers: 1, cluster: "cl", data: data.path });
   skein = new Skein({ clientId: "test", nats: cluster.natsUrl, cluster: "cl" });
   const admin = skein.admin();
   await admin.connect();
   await waitFor(async () => (await admin.describeCluster()).controller !== null, 15_000, "controller");
   await admin.createTopics({ topics: [{ topic: "orders", numPartitions: 4, replicationFactor: 3 }, { topic: "small", numPartitions: 1, replicationFactor: 1, configEntries: [{ name: "segment.bytes", value: "2048" }, { name: "retention.bytes", value: "4096" }, { name: "retention.check.interval.ms", value: "100" }] }] });
-});
+}));
 
 test.after(async () => {
   await cluster?.stop();

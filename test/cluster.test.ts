@@ -13,7 +13,7 @@ import { partitionDir } from "../actors/cluster/replica.js";
 import { encodeBatch, iterateBatches, decodeRecords } from "../protocol/record-batch.js";
 import { ErrorCode, isSkeinError, type SkeinError } from "../protocol/errors.js";
 import { replicaAddress } from "../protocol/cluster.js";
-import { tempDir, waitFor } from "./helpers.js";
+import { tempDir, waitFor, surfaced } from "./helpers.js";
 
 const TOPIC = "orders";
 let cluster: LocalCluster;
@@ -60,13 +60,13 @@ class IdempotentWriter {
 let background: IdempotentWriter;
 let probes: IdempotentWriter;
 
-test.before(async () => {
+test.before(surfaced(async () => {
   cluster = await startLocalCluster({ brokers: 3, workers: 2, cluster: "ct", data: data.path });
   client = await ClusterClient.connect({ nats: { servers: cluster.natsUrl }, cluster: "ct" });
   await waitFor(async () => (await client.status()).controller?.epoch ?? -1 >= 0, 15_000, "an active controller");
   background = new IdempotentWriter((await client.initProducerId()).producerId, "v");
   probes = new IdempotentWriter((await client.initProducerId()).producerId, "probe");
-});
+}));
 
 test.after(async () => {
   producing = false;

@@ -15,7 +15,7 @@ import { ClusterClient } from "../actors/cluster/admin.js";
 import { PartitionLog } from "../actors/log/log.js";
 import { partitionDir } from "../actors/cluster/replica.js";
 import { encodeBatch, iterateBatches, decodeRecords } from "../protocol/record-batch.js";
-import { stopProcess, tempDir, waitFor } from "./helpers.js";
+import { stopProcess, tempDir, waitFor, surfaced } from "./helpers.js";
 
 const TOPIC = "div";
 const data = tempDir("skein-divergence-");
@@ -27,11 +27,11 @@ const dec = new TextDecoder();
 /** value → offset of every acks=all-acknowledged record */
 const acked = new Map<string, number>();
 
-test.before(async () => {
+test.before(surfaced(async () => {
   cluster = await startLocalCluster({ brokers: 3, workers: 1, cluster: "div", data: data.path });
   client = await ClusterClient.connect({ nats: { servers: cluster.natsUrl }, cluster: "div" });
   await waitFor(async () => ((await client.status()).controller?.epoch ?? -1) >= 0, 15_000, "controller");
-});
+}));
 
 test.after(async () => {
   for (const b of paused) signal(b, "SIGCONT");

@@ -21,7 +21,7 @@ import { startLocalCluster, type LocalCluster } from "../bin/broker-cmd.js";
 import { Skein, type Consumer } from "../actors/client/skein.js";
 import type { GroupEvent } from "../protocol/client.js";
 import { ClusterClient } from "../actors/cluster/admin.js";
-import { fixture, tempDir, waitFor } from "./helpers.js";
+import { fixture, tempDir, waitFor, surfaced } from "./helpers.js";
 
 const TOPIC = "alo";
 const DEAD_TOPIC = "dead";
@@ -55,7 +55,7 @@ interface Incarnation {
   committedBefore?: Map<number, number>;
 }
 
-test.before(async () => {
+test.before(surfaced(async () => {
   cluster = await startLocalCluster({ brokers: 3, workers: 1, cluster: "alo", data: data.path }, { extraBrokerArgs: ["--offsets-partitions", "6"] });
   admin = await ClusterClient.connect({ nats: { servers: cluster.natsUrl }, cluster: "alo" });
   await waitFor(async () => ((await admin.status()).controller?.epoch ?? -1) >= 0, 15_000, "controller");
@@ -63,7 +63,7 @@ test.before(async () => {
     await admin.createTopic(t, 6, 3);
     await admin.waitForLeaders(t);
   }
-});
+}));
 
 test.after(async () => {
   await admin?.close();

@@ -9,7 +9,7 @@ import * as assert from "uvu/assert";
 import { startLocalCluster, type LocalCluster } from "../bin/broker-cmd.js";
 import { ClusterClient } from "../actors/cluster/admin.js";
 import { encodeBatch } from "../protocol/record-batch.js";
-import { stopProcess, tempDir, waitFor } from "./helpers.js";
+import { stopProcess, tempDir, waitFor, surfaced } from "./helpers.js";
 import { connect } from "@nats-io/transport-node";
 
 const LAG_MS = 500;
@@ -18,7 +18,7 @@ let cluster: LocalCluster;
 let client: ClusterClient;
 const enc = new TextEncoder();
 
-test.before(async () => {
+test.before(surfaced(async () => {
   // A long broker session, so the controller's liveness check stays out of this test.
   cluster = await startLocalCluster(
     { brokers: 3, workers: 1, cluster: "isr", data: data.path },
@@ -28,7 +28,7 @@ test.before(async () => {
   await waitFor(async () => ((await client.status()).controller?.epoch ?? -1) >= 0, 15_000, "controller");
   await client.createTopic("idle", 1, 3);
   await client.waitForLeaders("idle");
-});
+}));
 
 test.after(async () => {
   for (const b of cluster?.brokers.values() ?? []) {

@@ -19,7 +19,7 @@ import { startSkeinProcess } from "../runtime/child-process.js";
 import { eventSubject } from "../protocol/address.js";
 import { encodeBatch } from "../protocol/record-batch.js";
 import { CreateTopics, Fetch, ListOffsets, Metadata, Produce } from "../protocol/kafka/mod.js";
-import { isAlive, tempDir, waitFor } from "./helpers.js";
+import { isAlive, tempDir, waitFor, surfaced } from "./helpers.js";
 
 const CLUSTER = "kfuzz";
 const TOPIC = "fuzz";
@@ -28,7 +28,7 @@ let cluster: LocalCluster;
 let client: ClusterClient;
 let basePort = 0;
 
-test.before(async () => {
+test.before(surfaced(async () => {
   basePort = await freePortRange(1);
   cluster = await startLocalCluster({ brokers: 1, workers: 1, cluster: CLUSTER, data: data.path, kafkaPort: basePort });
   client = await ClusterClient.connect({ nats: { servers: cluster.natsUrl }, cluster: CLUSTER });
@@ -36,7 +36,7 @@ test.before(async () => {
   await client.createTopic(TOPIC, 2, 1);
   await client.waitForLeaders(TOPIC);
   for (const p of [0, 1]) await client.produce(TOPIC, p, encodeBatch([{ key: null, value: new Uint8Array(100) }, { key: null, value: null }]), { acks: -1 });
-});
+}));
 
 test.after(async () => {
   await client?.close();

@@ -17,7 +17,7 @@ import { freePortRange } from "../actors/gateway/ports.js";
 import { partitionForKey } from "../protocol/murmur2.js";
 import { BatchAttributes, CompressionCodec, decodeRecords, encodeBatch, iterateBatches, type DecodedRecord } from "../protocol/record-batch.js";
 import { ApiKey, ApiVersions, Fetch, KafkaErrorCode, ListOffsets, Metadata, Produce, type KafkaReader } from "../protocol/kafka/mod.js";
-import { hostile, isAlive, tempDir, waitFor } from "./helpers.js";
+import { hostile, isAlive, tempDir, waitFor, surfaced } from "./helpers.js";
 
 const CLUSTER = "kg";
 const data = tempDir("skein-kafka-");
@@ -30,7 +30,7 @@ let admin: Admin;
 let basePort = 0;
 
 
-test.before(async () => {
+test.before(surfaced(async () => {
   basePort = await freePortRange(3);
   cluster = await startLocalCluster({ brokers: 3, workers: 1, cluster: CLUSTER, data: data.path, kafkaPort: basePort });
   client = await ClusterClient.connect({ nats: { servers: cluster.natsUrl }, cluster: CLUSTER });
@@ -38,7 +38,7 @@ test.before(async () => {
   kafka = new Kafka({ clientId: "kafka-gateway-test", brokers: [`127.0.0.1:${basePort}`], logLevel: logLevel.NOTHING, retry: { retries: 8, initialRetryTime: 100 } });
   admin = kafka.admin();
   await admin.connect();
-});
+}));
 
 test.after(async () => {
   await admin?.disconnect();

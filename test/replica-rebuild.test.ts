@@ -10,7 +10,7 @@ import { ClusterClient } from "../actors/cluster/admin.js";
 import { PartitionLog } from "../actors/log/log.js";
 import { partitionDir } from "../actors/cluster/replica.js";
 import { encodeBatch, iterateBatches, decodeRecords } from "../protocol/record-batch.js";
-import { tempDir, waitFor } from "./helpers.js";
+import { tempDir, waitFor, surfaced } from "./helpers.js";
 
 const data = tempDir("skein-rebuild-");
 let cluster: LocalCluster;
@@ -18,11 +18,11 @@ let client: ClusterClient;
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-test.before(async () => {
+test.before(surfaced(async () => {
   cluster = await startLocalCluster({ brokers: 3, workers: 1, cluster: "rb", data: data.path });
   client = await ClusterClient.connect({ nats: { servers: cluster.natsUrl }, cluster: "rb" });
   await waitFor(async () => ((await client.status()).controller?.epoch ?? -1) >= 0, 15_000, "controller");
-});
+}));
 
 test.after(async () => {
   await client?.close();

@@ -11,20 +11,20 @@ import { partitionDir } from "../actors/cluster/replica.js";
 import { encodeBatch, readBatchHeader, iterateBatches, decodeRecords } from "../protocol/record-batch.js";
 import { ErrorCode, type SkeinError } from "../protocol/errors.js";
 import { replicaAddress } from "../protocol/cluster.js";
-import { tempDir, waitFor } from "./helpers.js";
+import { tempDir, waitFor, surfaced } from "./helpers.js";
 
 const enc = new TextEncoder();
 const data = tempDir("skein-replica-");
 let cluster: LocalCluster;
 let client: ClusterClient;
 
-test.before(async () => {
+test.before(surfaced(async () => {
   cluster = await startLocalCluster({ brokers: 1, workers: 1, cluster: "rp", data: data.path });
   client = await ClusterClient.connect({ nats: { servers: cluster.natsUrl }, cluster: "rp" });
   await waitFor(async () => ((await client.status()).controller?.epoch ?? -1) >= 0, 15_000, "controller");
   await client.createTopic("idem", 1, 1);
   await client.waitForLeaders("idem");
-});
+}));
 
 test.after(async () => {
   await client?.close();

@@ -11,7 +11,7 @@ import { cliBundlePath } from "../runtime/paths.js";
 import { ErrorCode, isSkeinError } from "../protocol/errors.js";
 import { startLocalCluster, type LocalCluster } from "../bin/broker-cmd.js";
 import type { RuntimeEvent } from "../runtime/types.js";
-import { startNatsServer, tempDir, type NatsServerHandle } from "./helpers.js";
+import { startNatsServer, tempDir, type NatsServerHandle, surfaced } from "./helpers.js";
 
 const TOKEN = `tok-${process.pid}-${Date.now().toString(36)}`;
 let server: NatsServerHandle;
@@ -20,9 +20,9 @@ const children: ChildHandle[] = [];
 let cluster: LocalCluster | null = null;
 const data = tempDir("skein-auth-");
 
-test.before(async () => {
+test.before(surfaced(async () => {
   server = await startNatsServer({ auth: { token: TOKEN } });
-});
+}));
 
 test.after(async () => {
   await system?.close();

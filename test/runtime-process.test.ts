@@ -5,16 +5,16 @@ import * as assert from "uvu/assert";
 import { execFileSync } from "node:child_process";
 import { ActorSystem } from "../runtime/system.js";
 import { startSkeinProcess, type ChildHandle } from "../runtime/child-process.js";
-import { fixture, isAlive, startNatsServer, type NatsServerHandle } from "./helpers.js";
+import { fixture, isAlive, startNatsServer, type NatsServerHandle, surfaced } from "./helpers.js";
 
 let server: NatsServerHandle;
 let system: ActorSystem;
 const children: ChildHandle[] = [];
 
-test.before(async () => {
+test.before(surfaced(async () => {
   server = await startNatsServer();
   system = await ActorSystem.connect({ nats: { servers: server.url }, cluster: "xp" });
-});
+}));
 
 test.after(async () => {
   await system?.close();

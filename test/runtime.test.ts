@@ -10,7 +10,7 @@ import { ActorHost } from "../runtime/host.js";
 import { NatsTransport } from "../runtime/transport.js";
 import { Escalating } from "./fixtures/counter.js";
 import type { RuntimeEvent } from "../runtime/types.js";
-import { fixture, startNatsServer, waitFor, type NatsServerHandle } from "./helpers.js";
+import { fixture, startNatsServer, waitFor, type NatsServerHandle, surfaced } from "./helpers.js";
 import type { Counter } from "./fixtures/counter.js";
 
 let server: NatsServerHandle;
@@ -21,13 +21,13 @@ let quick: SkeinNode;
 const events: RuntimeEvent[] = [];
 const counterModule = fixture("counter");
 
-test.before(async () => {
+test.before(surfaced(async () => {
   server = await startNatsServer();
   node = await SkeinNode.start({ id: "n1", cluster: "rt", nats: { servers: server.url }, workers: 2 });
   quick = await SkeinNode.start({ id: "n2", cluster: "rt", nats: { servers: server.url }, workers: 1, controlTimeoutMs: 800 });
   system = await ActorSystem.connect({ nats: { servers: server.url }, cluster: "rt" });
   system.events("*", (e) => events.push(e));
-});
+}));
 
 test.after(async () => {
   await system?.close();
