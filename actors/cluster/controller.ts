@@ -22,7 +22,7 @@ import {
 } from "../../protocol/cluster.js";
 import type { RuntimeEvent } from "../../runtime/types.js";
 import { DEFAULT_OFFSETS_PARTITIONS, OFFSETS_TOPIC } from "../../protocol/groups.js";
-import type { MetadataStore, Versioned } from "./metadata.js";
+import { LatestListing, type MetadataStore, type Versioned } from "./metadata.js";
 import { metadataFor } from "./shared.js";
 
 export const ControllerArgs = z.object({
@@ -71,10 +71,15 @@ export class ControllerState {
   stopWatch: (() => void) | null = null;
   stopEvents: (() => void) | null = null;
 
+  /** Live brokers as the heartbeats list them, without waiting long on a stalled listing. */
+  private readonly brokerListing: LatestListing<Versioned<BrokerRegistration>[]>;
+
   constructor(
     readonly meta: MetadataStore,
     readonly args: Args,
-  ) {}
+  ) {
+    this.brokerListing = new LatestListing(() => meta.listBrokers(), Math.max(1, Math.floor(meta.liveTtlMs / 3)));
+  }
 
   // Lease --------------------------------------------------------------------------------------
 
@@ -184,38 +189,15 @@ export class ControllerState {
   }
 
   /**
-   * The broker listing in flight, shared by every caller until it settles. nats.js lists KV
-   * keys through a consumer that can stall for many seconds on the TTL'd live bucket (seen:
-   * 19 s on a loaded machine); awaited in full, that held the controller's mailbox, so the
-   * lease expired and every CreateTopic, even an invalid one, waited out the client's 15 s
-   * NOT_CONTROLLER retries. One listing at a time keeps stalled consumers from piling up.
-   */
-  private listing: Promise<Versioned<BrokerRegistration>[]> | null = null;
-  /** Whether a broker listing ever completed (before that, "no live brokers" is not known). */
-  private listedOnce = false;
-
-  /**
    * Updates `alive` from the broker heartbeats, waiting at most a third of the lease TTL for
    * the listing: past that the last known set stands (stale by at most the stall, like a
    * heartbeat that arrives late), so the tick goes on to renew the lease and queued requests
-   * are answered. Throws a retriable TIMEOUT only when no listing has ever completed.
+   * are answered. Until a first listing completes it waits for it: "no live brokers" is not
+   * known then, and a TIMEOUT would not be retried by clients.
    */
   private async refreshLiveness(): Promise<void> {
-    const listing = (this.listing ??= this.meta.listBrokers().finally(() => {
-      if (this.listing === listing) this.listing = null;
-    }));
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const stalled = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), Math.max(1, Math.floor(this.meta.liveTtlMs / 3)))));
-    let brokers = await Promise.race([listing, stalled]).finally(() => clearTimeout(timer));
-    if (brokers === null) {
-      listing.catch(() => undefined); // settled later; its failure is the next tick's to see
-      if (this.listedOnce) return;
-      // Nothing known yet: wait for this first listing rather than answer a retriable TIMEOUT
-      // that clients do not retry (a freshly started cluster's first CreateTopic failed so on
-      // a loaded CI machine).
-      brokers = await listing;
-    }
-    this.listedOnce = true;
+    const { value: brokers, fresh } = await this.brokerListing.get();
+    if (!fresh) return;
     const now = Date.now();
     const present = new Set<number>();
     for (const b of brokers) {

@@ -235,6 +235,50 @@ async function openOrCreate(kvm: Kvm, name: string, opts: { history: number; ttl
   }
 }
 
+/**
+ * A listing that may stall, read by callers that must not wait for it long. nats.js lists KV
+ * keys through a consumer that stalled for up to 19 s on the TTL'd live bucket under load;
+ * awaited in full, that held the controller's mailbox (its lease expired) and left gateway
+ * Metadata requests unanswered. One listing runs at a time, shared by every caller, so stalled
+ * consumers do not pile up. Once a listing has completed, a caller waits at most `waitMs` and
+ * then gets the last completed one (`fresh: false`); before that it waits for the first.
+ */
+export class LatestListing<T> {
+  private inFlight: Promise<T> | null = null;
+  private last: { value: T } | null = null;
+
+  constructor(
+    private readonly list: () => Promise<T>,
+    private readonly waitMs: number,
+  ) {}
+
+  async get(): Promise<{ value: T; fresh: boolean }> {
+    let listing = this.inFlight;
+    if (!listing) {
+      const started: Promise<T> = this.list().then((value) => {
+        this.last = { value };
+        return value;
+      });
+      this.inFlight = listing = started;
+      const done = () => {
+        if (this.inFlight === started) this.inFlight = null;
+      };
+      started.then(done, done);
+    }
+    const last = this.last;
+    if (!last) return { value: await listing, fresh: true };
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stalled = new Promise<null>((resolve) => {
+      timer = setTimeout(() => resolve(null), this.waitMs);
+      timer.unref();
+    });
+    const value = await Promise.race([listing, stalled]).finally(() => clearTimeout(timer));
+    if (value !== null) return { value, fresh: true };
+    listing.catch(() => undefined); // settles later; its failure is the next caller's to see
+    return { value: last.value, fresh: false };
+  }
+}
+
 async function listKeys(kv: KV, filter: string): Promise<string[]> {
   // nats.js lists keys with a consumer over the bucket's stream: a key written while the listing
   // runs can come twice (a chaos run's final read listed a partition twice), so keep each once.

@@ -7,7 +7,7 @@
 import type { KV } from "@nats-io/kv";
 import { ErrorCode, SkeinError } from "../../protocol/errors.js";
 import { PartitionState, TopicRecord, type BrokerRegistration } from "../../protocol/cluster.js";
-import type { MetadataStore } from "../cluster/metadata.js";
+import { LatestListing, type MetadataStore } from "../cluster/metadata.js";
 import type { GatewayLogger } from "./types.js";
 
 /** How long the live-broker list and controller lease are reused, ms. */
@@ -35,10 +35,7 @@ export class ClusterView {
   private readonly keys = new Map<string, { topic: string; partition?: number }>();
   private readonly listeners = new Set<() => void>();
   private live: { at: number; value: Promise<LiveCluster> } | null = null;
-  /** The last listing that completed, used while a fresh one is slow. */
-  private lastLive: LiveCluster | null = null;
-  /** The listing in progress, shared by every caller until it ends. */
-  private listing: Promise<LiveCluster> | null = null;
+  private readonly liveListing: LatestListing<LiveCluster>;
   private stopWatch: (() => void) | null = null;
   private closed = false;
   /** Highest KV revision applied. */
@@ -47,7 +44,12 @@ export class ClusterView {
   private constructor(
     private readonly meta: MetadataStore,
     private readonly logger: GatewayLogger,
-  ) {}
+  ) {
+    this.liveListing = new LatestListing(
+      () => Promise.all([meta.listBrokers(), meta.getLease()]).then(([brokers, lease]) => ({ brokers: brokers.map((b) => b.value), controller: lease?.value.broker ?? -1 })),
+      LIVE_LISTING_WAIT_MS,
+    );
+  }
 
   /** Resolves once the view holds everything the bucket held when it was called. */
   static async open(meta: MetadataStore, logger: GatewayLogger, timeoutMs: number): Promise<ClusterView> {
@@ -153,34 +155,12 @@ export class ClusterView {
 
   /**
    * Live brokers and the controller, cached for LIVE_CACHE_MS. While a listing is slow the last
-   * known ones answer after LIVE_LISTING_WAIT_MS, and one listing at a time is made.
+   * known ones answer after LIVE_LISTING_WAIT_MS (see LatestListing).
    */
   liveCluster(): Promise<LiveCluster> {
     const now = Date.now();
     if (this.live && now - this.live.at < LIVE_CACHE_MS) return this.live.value;
-    if (!this.listing) {
-      const listing = Promise.all([this.meta.listBrokers(), this.meta.getLease()]).then(([brokers, lease]) => {
-        const value = { brokers: brokers.map((b) => b.value), controller: lease?.value.broker ?? -1 };
-        this.lastLive = value;
-        return value;
-      });
-      this.listing = listing;
-      listing.then(
-        () => this.listing === listing && (this.listing = null),
-        () => this.listing === listing && (this.listing = null),
-      );
-    }
-    const listing = this.listing;
-    const last = this.lastLive;
-    let value: Promise<LiveCluster> = listing;
-    if (last) {
-      let timer: NodeJS.Timeout | undefined;
-      const stale = new Promise<LiveCluster>((resolve) => {
-        timer = setTimeout(() => resolve(last), LIVE_LISTING_WAIT_MS);
-        timer.unref();
-      });
-      value = Promise.race([listing, stale]).finally(() => clearTimeout(timer));
-    }
+    const value = this.liveListing.get().then((r) => r.value);
     value.catch(() => {
       if (this.live?.value === value) this.live = null;
     });
