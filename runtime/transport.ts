@@ -107,11 +107,8 @@ export class NatsTransport {
     this.publish(address, data, from);
   }
 
+  /** Callers checked the connection: tell() just before, the held replay on 'reconnect'. */
   private publish(address: string, data: Uint8Array, from: string | null): void {
-    if (this.nc.isClosed()) {
-      this.droppedWhileDisconnected++;
-      return;
-    }
     if (this.filter !== null) {
       tellThroughFaults(this.filter, from, address, (h) => !this.nc.isClosed() && this.nc.publish(this.subjectOf(address), data, { headers: h }));
       return;
