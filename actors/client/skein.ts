@@ -447,8 +447,7 @@ export class Consumer {
   async committed(partitions?: Array<{ topic: string; partition: number }>): Promise<CommittedOffset[]> {
     const groupId = this.requireGroupId("committed()");
     const client = await this.skein.acquireClient();
-    const r = await client.askCoordinator<{ offsets: CommittedOffset[] }>(groupId, "OffsetFetch", { groupId, partitions });
-    return r.offsets;
+    return client.fetchCommitted(groupId, partitions);
   }
 
   private requireGroupId(what: string): string {
@@ -647,11 +646,11 @@ export class Admin {
 
   /** kafkajs shape: committed offsets (strings, "-1" when none) and metadata per topic. */
   async fetchOffsets(o: { groupId: string; topics?: string[] }): Promise<Array<{ topic: string; partitions: Array<{ partition: number; offset: string; metadata: string | null }> }>> {
-    const r = await this.c.askCoordinator<{ offsets: CommittedOffset[] }>(o.groupId, "OffsetFetch", { groupId: o.groupId });
-    const topics = o.topics ?? [...new Set(r.offsets.map((x) => x.topic))].sort();
+    const offsets = await this.c.fetchCommitted(o.groupId);
+    const topics = o.topics ?? [...new Set(offsets.map((x) => x.topic))].sort();
     return topics.map((topic) => ({
       topic,
-      partitions: r.offsets
+      partitions: offsets
         .filter((x) => x.topic === topic)
         .sort((a, b) => a.partition - b.partition)
         .map((x) => ({ partition: x.partition, offset: String(x.offset), metadata: x.metadata || null })),

@@ -18,7 +18,7 @@ import {
 } from "../../protocol/cluster.js";
 import { MetadataStore } from "./metadata.js";
 import { COORDINATOR_RETRY, findCoordinator } from "../groups/discovery.js";
-import { ConsumerAssignment, OFFSETS_TOPIC, coordinatorAddress, fromBase64Json, type GroupDescription } from "../../protocol/groups.js";
+import { ConsumerAssignment, OFFSETS_TOPIC, coordinatorAddress, fromBase64Json, type CommittedOffset, type GroupDescription } from "../../protocol/groups.js";
 
 export interface ClusterClientOptions {
   nats: NatsOptions;
@@ -197,6 +197,11 @@ export class ClusterClient {
         ),
     );
     return lists.flat().sort((a, b) => a.groupId.localeCompare(b.groupId));
+  }
+
+  /** The group's committed offsets (-1 where none) with metadata: of `partitions`, or of every partition it committed. */
+  async fetchCommitted(groupId: string, partitions?: Array<{ topic: string; partition: number }>): Promise<CommittedOffset[]> {
+    return (await this.askCoordinator<{ offsets: CommittedOffset[] }>(groupId, "OffsetFetch", { groupId, partitions })).offsets;
   }
 
   /** State, members with assignments, committed offsets and lag (HW − committed) per partition. */
