@@ -89,7 +89,7 @@ export class KafkaConnection {
 
   /** Moves whole frames from the decoder to the queue, up to the in-flight bound; pauses reading at a bound. */
   private fill(): void {
-    while (this.endReason === null && this.queue.length + this.inFlight < this.limits.maxInFlightRequests) {
+    while (this.endReason === null && !this.requestsFull()) {
       let frame: Uint8Array | null;
       try {
         frame = this.decoder.next();
@@ -101,10 +101,15 @@ export class KafkaConnection {
       this.queue.push(frame);
       this.heldBytes += frame.length;
     }
-    const full = this.endReason !== null || this.queue.length + this.inFlight >= this.limits.maxInFlightRequests || this.bytesFull();
+    const full = this.endReason !== null || this.requestsFull() || this.bytesFull();
     if (full && !this.paused) this.socket.pause();
     else if (!full && this.paused) this.socket.resume();
     this.paused = full;
+  }
+
+  /** maxInFlightRequests are queued or running. */
+  private requestsFull(): boolean {
+    return this.queue.length + this.inFlight >= this.limits.maxInFlightRequests;
   }
 
   /** With a request held, no more bytes are read once held and partial bytes reach maxRequestBytes. */
