@@ -16,7 +16,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { ActorSystem } from "../runtime/system.js";
 import { startNatsServer, type NatsServerHandle } from "../runtime/nats-server.js";
 import { startSkeinProcess, type ChildHandle } from "../runtime/child-process.js";
-import { placementOf } from "../runtime/supervisor.js";
+import { placementOf } from "../protocol/placement.js";
 import type { BenchOptions, SuiteResult, Target } from "./report.js";
 import { median, summarize, type LatencySummary } from "./stats.js";
 

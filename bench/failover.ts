@@ -18,7 +18,7 @@
 import { Skein } from "../actors/client/skein.js";
 import { nodeAgentAddress } from "../protocol/address.js";
 import { controllerAddress, replicaAddress } from "../protocol/cluster.js";
-import { placementOf } from "../runtime/supervisor.js";
+import { placementOf } from "../protocol/placement.js";
 import { startSkeinCluster, type SkeinBenchCluster } from "./fixtures/servers.js";
 import { median } from "./stats.js";
 import type { BenchOptions, SuiteResult, Target } from "./report.js";

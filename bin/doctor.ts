@@ -7,7 +7,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { ActorSystem } from "../runtime/system.js";
 import { startNatsServer, type NatsServerHandle } from "../runtime/nats-server.js";
 import { startSkeinProcess, type ChildHandle } from "../runtime/child-process.js";
-import { placementOf } from "../runtime/supervisor.js";
+import { placementOf } from "../protocol/placement.js";
 import type { RuntimeEvent } from "../runtime/types.js";
 import { runtimeName } from "../runtime/node.js";
 import { addConnectionFlags, connectionEnv, natsOptions, type ConnectionFlags } from "./common.js";

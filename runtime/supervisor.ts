@@ -292,7 +292,6 @@ export class Supervisor {
   }
 }
 
-export { placementOf };
 
 /** comlink endpoint over a Node Worker (an EventEmitter, not an EventTarget). */
 function workerEndpoint(worker: Worker): Endpoint {

@@ -5,7 +5,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { ActorSystem } from "../runtime/system.js";
 import { SkeinNode } from "../runtime/node.js";
-import { placementOf } from "../runtime/supervisor.js";
+import { placementOf } from "../protocol/placement.js";
 import { FaultInjector, addressMatcher } from "../runtime/faults.js";
 import { ErrorCode, isSkeinError, type SkeinError } from "../protocol/errors.js";
 import type { FaultSpecInput, InstalledFault } from "../protocol/node-agent.js";

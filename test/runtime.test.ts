@@ -4,7 +4,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { ActorSystem } from "../runtime/system.js";
 import { SkeinNode } from "../runtime/node.js";
-import { placementOf } from "../runtime/supervisor.js";
+import { placementOf } from "../protocol/placement.js";
 import { ErrorCode, isSkeinError, SkeinError } from "../protocol/errors.js";
 import { ActorHost } from "../runtime/host.js";
 import { NatsTransport } from "../runtime/transport.js";
