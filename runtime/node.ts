@@ -67,7 +67,7 @@ export class SkeinNode {
       allowFaults: options.allowFaults ?? false,
       onEvent: publish,
     });
-    const transport = new NatsTransport(nc, cluster, options.nats.maxBufferedBytesWhileDisconnected ?? 8 * 1024 * 1024);
+    const transport = new NatsTransport(nc, cluster, options.nats.maxBufferedBytesWhileDisconnected ?? 8 * 1024 * 1024, options.nats.coalesceTells ?? true);
     const host = new ActorHost({
       node: options.id,
       worker: -1,

@@ -27,7 +27,7 @@ export class ActorSystem {
   static async connect(options: SystemOptions): Promise<ActorSystem> {
     const cluster = options.cluster ?? "default";
     const nc = await connectNats(options.nats, options.name ?? "skein:client");
-    return new ActorSystem(nc, cluster, new NatsTransport(nc, cluster, options.nats.maxBufferedBytesWhileDisconnected ?? 8 * 1024 * 1024));
+    return new ActorSystem(nc, cluster, new NatsTransport(nc, cluster, options.nats.maxBufferedBytesWhileDisconnected ?? 8 * 1024 * 1024, options.nats.coalesceTells ?? true));
   }
 
   tell(address: string, type: string, body: unknown): void {

@@ -26,6 +26,11 @@ export interface NatsOptions {
    * with NOT_CONNECTED. Default 8 MiB.
    */
   maxBufferedBytesWhileDisconnected?: number;
+  /**
+   * Send consecutive tells to one actor within one event-loop turn as one NATS message (a
+   * batch frame); order is kept exactly. Off: one NATS message per tell. Default true.
+   */
+  coalesceTells?: boolean;
 }
 
 /** What to run: an actor definition exported by a module, at an address. */

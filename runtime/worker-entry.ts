@@ -60,7 +60,7 @@ const control: WorkerControl = {
   async start(init) {
     workerIndex = init.worker;
     nc = await connectNats(init.nats, `skein:${init.node}:w${init.worker}`);
-    transport = new NatsTransport(nc, init.cluster, init.nats.maxBufferedBytesWhileDisconnected ?? 8 * 1024 * 1024);
+    transport = new NatsTransport(nc, init.cluster, init.nats.maxBufferedBytesWhileDisconnected ?? 8 * 1024 * 1024, init.nats.coalesceTells ?? true);
     if (init.faults !== null) {
       faults = new FaultInjector(init.node, `w${init.worker}`);
       faults.setRules(init.faults);
