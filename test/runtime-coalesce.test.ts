@@ -135,6 +135,29 @@ test("tells made before an ask reach the actor before the ask", async () => {
   r.stop();
 });
 
+test("tells a handler makes before it answers an ask reach the wire before the answer", async () => {
+  const replier = new NatsTransport(ncRecv, CLUSTER, 1024 * 1024);
+  const other = "reply/other@x";
+  const sub = replier.subscribe(
+    "reply/r@x",
+    (_env, reply) => {
+      for (let i = 0; i < 3; i++) replier.tell(other, "T", { i });
+      reply?.(EnvelopeKind.REPLY_OK, "reply", "answered");
+    },
+    () => undefined,
+  );
+  await ncRecv.flush();
+  const wire = await tap(">");
+  const asker = new NatsTransport(ncSend, CLUSTER, 1024 * 1024);
+  assert.is(await asker.ask("reply/r@x", "Q", {}, 5_000), "answered");
+  const otherSubject = addressToSubject(CLUSTER, other);
+  const seen = () => wire.msgs.filter((m) => m.subject === otherSubject || m.subject.startsWith("_INBOX.")).map((m) => (m.subject === otherSubject ? "tells" : "answer"));
+  await waitFor(() => seen().length === 2, 5_000, "the tells and the answer");
+  assert.equal(seen(), ["tells", "answer"]);
+  wire.stop();
+  sub.unsubscribe();
+});
+
 test("a frame with invalid envelopes: each is reported, the others delivered in order, the actor keeps running", async () => {
   const address = onWorker("counter/mixed", 0);
   await system.spawn({ node: "c1", kind: "counter", module: counterModule, address });
