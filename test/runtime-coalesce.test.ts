@@ -267,4 +267,36 @@ test("tells made just before a drain are sent; tells after it are counted as dro
   r.stop();
 });
 
+test("frames stay within a small max_payload; an envelope too big for a frame goes alone, in order; one past max_payload fails the tell", async () => {
+  const small = await startNatsServer({ maxPayloadBytes: 4096 });
+  const nc = await connect({ servers: small.url });
+  const ncIn = await connect({ servers: small.url });
+  try {
+    const address = "small/t@x";
+    const got: number[] = [];
+    new NatsTransport(ncIn, CLUSTER, 1024 * 1024).subscribe(address, (env) => void got.push((env.body as { i: number }).i), () => undefined);
+    const sizes: number[] = [];
+    ncIn.subscribe(addressToSubject(CLUSTER, address), { callback: (_e, m) => void sizes.push(m.data.length) });
+    await ncIn.flush();
+    const sender = new NatsTransport(nc, CLUSTER, 1024 * 1024);
+    const pad = "x".repeat(1000);
+    for (let i = 0; i < 10; i++) sender.tell(address, "T", { i, pad });
+    // An envelope within max_payload, but with no room left for a frame's header.
+    let big = { i: 10, pad: "" };
+    while (encodeEnvelope(EnvelopeKind.MESSAGE, "T", big).length < 4094) big = { i: 10, pad: big.pad + "y" };
+    sender.tell(address, "T", big);
+    for (let i = 11; i < 20; i++) sender.tell(address, "T", { i, pad });
+    assert.throws(() => sender.tell(address, "T", { i: 99, pad: "z".repeat(5000) }), /max_payload/);
+    await waitFor(() => got.length === 20, 5_000, "20 tells");
+    assert.equal(got, Array.from({ length: 20 }, (_, i) => i));
+    assert.ok(sizes.every((n) => n <= 4096), `sizes ${sizes}`);
+    assert.ok(sizes.includes(4094), "the big envelope went alone, unframed");
+    assert.ok(sizes.length < 20, `${sizes.length} NATS messages for 20 tells`);
+  } finally {
+    await nc.close();
+    await ncIn.close();
+    await small.stop();
+  }
+});
+
 test.run();
