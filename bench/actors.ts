@@ -23,6 +23,8 @@ import { startNatsServer, type NatsServerHandle } from "../runtime/nats-server.j
 import { startSkeinProcess, type ChildHandle } from "../runtime/child-process.js";
 import { placementOf } from "../protocol/placement.js";
 import type { BenchOptions, SuiteResult, Target } from "./report.js";
+import { startProfiles } from "./load.js";
+import { stopProfiles } from "./fixtures/servers.js";
 import { median, summarize, type LatencySummary } from "./stats.js";
 
 const PAYLOAD_BYTES = 100;
@@ -87,6 +89,7 @@ export async function runActorsBench(options: BenchOptions): Promise<SuiteResult
       await p.tell(Math.ceil(sizes.tellCount / 10)); // warm-up: JIT, subscriptions, buffers
       await p.ask(Math.ceil(sizes.askCount / 10));
     }
+    await startProfiles(); // under --profile: the node, its workers and the raw peer sample from here (this process is not profiled)
     for (let rep = 0; rep < sizes.repetitions; rep++) {
       // Every other repetition runs the paths in reverse, so a drift in machine load does not
       // always favour the same path.
@@ -115,6 +118,7 @@ async function setUp(server: NatsServerHandle, sizes: Sizes, cleanup: Array<() =
   const rawPrefix = `bench.raw.${process.pid}`;
   const peer = await startRawPeer(server.url, rawPrefix);
   cleanup.push(() => stopChild(peer));
+  cleanup.push(() => stopProfiles([node.pid, peer.pid!])); // runs first: the profiles are written before the processes stop
   const system = await ActorSystem.connect({ nats: { servers: server.url }, cluster, name: "skein:bench:client" });
   cleanup.push(() => system.close());
   const uncoalesced = await ActorSystem.connect({ nats: { servers: server.url, coalesceTells: false }, cluster, name: "skein:bench:client-uncoalesced" });

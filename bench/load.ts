@@ -81,7 +81,7 @@ export async function runLoad(specs: LoadSpec[], options: { timeoutMs?: number; 
 }
 
 /** Under `bench --profile`: processes start sampling now (see fixtures/cpu-profile.cjs). */
-async function startProfiles(): Promise<void> {
+export async function startProfiles(): Promise<void> {
   const dir = process.env.SKEIN_CPU_PROF_DIR;
   if (!dir || existsSync(join(dir, "start"))) return;
   mkdirSync(dir, { recursive: true });
