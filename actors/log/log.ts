@@ -248,9 +248,11 @@ export class PartitionLog {
 
   /** Epochs the batches start, checked to never go back below an epoch that has records in the log. */
   private newEpochStarts(headers: BatchHeader[]): EpochEntry[] {
-    const entries = this.epochs.list();
     const starts: EpochEntry[] = [];
     let latest = this.epochs.latestEpoch;
+    // The common case, every batch of the current epoch, needs no copy of the epoch entries.
+    if (headers.every((h) => h.partitionLeaderEpoch < 0 || h.partitionLeaderEpoch === latest)) return starts;
+    const entries = this.epochs.list();
     for (const h of headers) {
       const epoch = h.partitionLeaderEpoch;
       if (epoch < 0 || epoch === latest) continue;
