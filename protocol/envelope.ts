@@ -10,6 +10,9 @@
 //
 // Binary fields (record batches) are carried as they are: never base64, never JSON. Only
 // top-level fields are looked at, so the cost does not grow with the number of records.
+//
+// The last binary field ends the envelope, so when the bytes in front of it in its buffer are
+// free (see offerEnvelopeHeadroom) the envelope is written around it instead of copying it.
 
 import { ErrorCode, SkeinError } from "./errors.js";
 
@@ -63,7 +66,8 @@ export function encodeEnvelope(kind: EnvelopeKind, type: string, body: unknown):
   if (count > 255) throw new SkeinError(ErrorCode.INVALID_REQUEST, "more than 255 binary fields");
   let size = 2 + 2 + typeText.length + 4 + json.length + 1;
   for (let i = 0; i < count; i++) size += 2 + names![i].length + 4 + binaries![i].length;
-  const out = allocate(size);
+  const last = count > 0 ? binaries![count - 1] : null;
+  const out = (last !== null && claimHeadroom(last, size - last.length)) || allocate(size);
   let p = 0;
   out[p++] = ENVELOPE_VERSION;
   out[p++] = kind;
@@ -76,10 +80,38 @@ export function encodeEnvelope(kind: EnvelopeKind, type: string, body: unknown):
     p = writeU16(out, p, names![i].length);
     p = writeText(out, p, names![i]);
     p = writeU32(out, p, binaries![i].length);
-    out.set(binaries![i], p);
+    if (out.buffer !== binaries![i].buffer || out.byteOffset + p !== binaries![i].byteOffset) out.set(binaries![i], p);
     p += binaries![i].length;
   }
   return out;
+}
+
+/**
+ * Free bytes in front of a binary field, by buffer: the field starts at the stored byte offset
+ * and everything in its ArrayBuffer before that is unused. Weak: an entry goes with its buffer.
+ * One table per thread, kept on globalThis: the runtime and the actors are separate bundles
+ * (dist/worker.js, dist/actors.js), each with its own copy of this module.
+ */
+const HEADROOM_TABLE = Symbol.for("skein.envelope.headroom");
+const headroomOf: WeakMap<ArrayBuffer, number> = ((globalThis as Record<symbol, unknown>)[HEADROOM_TABLE] ??= new WeakMap()) as WeakMap<ArrayBuffer, number>;
+
+/**
+ * Declares that the bytes of `data`'s ArrayBuffer in front of `data` belong to nobody, so the
+ * envelope that carries `data` as its last binary field may be written there, once, instead of
+ * into a new buffer with a copy of `data` (a fetch reply's megabyte of batches, read from the
+ * log behind such headroom). The caller must not use those bytes afterwards, and, as with any
+ * envelope, must not change `data`'s bytes while the envelope is alive.
+ */
+export function offerEnvelopeHeadroom(data: Uint8Array): void {
+  if (data.byteOffset > 0) headroomOf.set(data.buffer as ArrayBuffer, data.byteOffset);
+}
+
+/** The `header` bytes in front of `data` plus `data` as one view, if that headroom was offered and is still free. */
+function claimHeadroom(data: Uint8Array, header: number): Uint8Array | null {
+  const buffer = data.buffer as ArrayBuffer;
+  if (headroomOf.get(buffer) !== data.byteOffset || header > data.byteOffset) return null;
+  headroomOf.delete(buffer); // once: a second envelope of the same data copies it
+  return new Uint8Array(buffer, data.byteOffset - header, header + data.length);
 }
 
 /** Decodes an envelope; never trusts lengths. Binary fields are views into `buf` (no copy). */

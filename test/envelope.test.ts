@@ -3,7 +3,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import fc from "fast-check";
-import { decodeEnvelope, encodeEnvelope, EnvelopeKind } from "../protocol/envelope.js";
+import { decodeEnvelope, encodeEnvelope, EnvelopeKind, offerEnvelopeHeadroom } from "../protocol/envelope.js";
 
 const plainKey = (k: string) => k !== "__proto__" && k !== "constructor";
 const jsonValue = fc.jsonValue({ maxDepth: 3 });
@@ -60,6 +60,67 @@ test("`{}` and `null` bodies decode to fresh values", () => {
   assert.ok(a !== b, "each decode gives its own object");
   assert.is(decodeEnvelope(encodeEnvelope(EnvelopeKind.REPLY_OK, "reply", null)).body, null);
   assert.is(decodeEnvelope(encodeEnvelope(EnvelopeKind.REPLY_OK, "reply", undefined)).body, null);
+});
+
+/** `length` bytes of data `headroom` bytes into a buffer of their own. */
+function behindHeadroom(headroom: number, length: number, fill: number): Uint8Array {
+  return new Uint8Array(new ArrayBuffer(headroom + length), headroom, length).fill(fill);
+}
+
+test("offered headroom: the envelope is written in front of the data, not around a copy of it", () => {
+  const data = behindHeadroom(1024, 100_000, 7);
+  offerEnvelopeHeadroom(data);
+  const bytes = encodeEnvelope(EnvelopeKind.REPLY_OK, "reply", { highWatermark: 5, data });
+  assert.is(bytes.buffer, data.buffer, "no new buffer");
+  assert.is(bytes.byteOffset + bytes.length, data.byteOffset + data.length, "the envelope ends with the data");
+  const body = decodeEnvelope(bytes).body as { highWatermark: number; data: Uint8Array };
+  assert.is(body.highWatermark, 5);
+  assert.is(body.data.length, 100_000);
+  assert.ok(body.data.every((b) => b === 7));
+});
+
+test("offered headroom is used once: a second envelope of the same data copies it, the first stays intact", () => {
+  const data = behindHeadroom(512, 5_000, 9);
+  offerEnvelopeHeadroom(data);
+  const first = encodeEnvelope(EnvelopeKind.REPLY_OK, "reply", { n: 1, data });
+  const second = encodeEnvelope(EnvelopeKind.REPLY_OK, "other-reply", { n: 2, extra: "x".repeat(100), data });
+  assert.is(first.buffer, data.buffer);
+  assert.ok(second.buffer !== data.buffer, "the second one has its own bytes");
+  const a = decodeEnvelope(first);
+  const b = decodeEnvelope(second);
+  assert.is(a.type, "reply");
+  assert.equal((a.body as { n: number }).n, 1);
+  assert.is(b.type, "other-reply");
+  assert.equal((b.body as { n: number }).n, 2);
+  for (const env of [a, b]) assert.ok((env.body as { data: Uint8Array }).data.every((x) => x === 9));
+});
+
+test("headroom too small, not offered, or data not at its start: the envelope copies the data", () => {
+  const small = behindHeadroom(8, 10_000, 1);
+  offerEnvelopeHeadroom(small);
+  const notOffered = behindHeadroom(1024, 10_000, 2);
+  const offered = behindHeadroom(1024, 10_000, 3);
+  offerEnvelopeHeadroom(offered);
+  const shifted = offered.subarray(1);
+  for (const [data, fill] of [[small, 1], [notOffered, 2], [shifted, 3]] as const) {
+    const bytes = encodeEnvelope(EnvelopeKind.MESSAGE, "T", { topic: "t".repeat(50), data });
+    assert.ok(bytes.buffer !== data.buffer, `fill ${fill}: copied`);
+    const got = (decodeEnvelope(bytes).body as { data: Uint8Array }).data;
+    assert.is(got.length, data.length);
+    assert.ok(got.every((x) => x === fill));
+  }
+});
+
+test("with several binary fields only the last one's headroom is used, and the others are copied in front", () => {
+  const head = new Uint8Array(300).fill(4);
+  const tail = behindHeadroom(2048, 20_000, 5);
+  offerEnvelopeHeadroom(tail);
+  const bytes = encodeEnvelope(EnvelopeKind.MESSAGE, "Two", { a: 1, head, tail });
+  assert.is(bytes.buffer, tail.buffer);
+  const body = decodeEnvelope(bytes).body as { a: number; head: Uint8Array; tail: Uint8Array };
+  assert.is(body.a, 1);
+  assert.ok(body.head.length === 300 && body.head.every((x) => x === 4));
+  assert.ok(body.tail.length === 20_000 && body.tail.every((x) => x === 5));
 });
 
 test.run();

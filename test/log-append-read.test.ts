@@ -75,6 +75,25 @@ test("maxBytes returns whole batches only, but always at least one", async () =>
   }
 });
 
+test("headroomBytes: the same batches, that many bytes into their own buffer (also a batch larger than maxBytes)", async () => {
+  const f = await openTestLog({ indexIntervalBytes: 100 });
+  try {
+    for (let i = 0; i < 6; i++) await f.log.append(makeBatch(2 + i, { valueBytes: 60 }), { leaderEpoch: 0 });
+    for (const [offset, maxBytes] of [[0, 1 << 20], [5, 1 << 20], [0, 1], [9, 10]]) {
+      const plain = (await f.log.read(offset, { maxBytes })).data;
+      const spaced = (await f.log.read(offset, { maxBytes, headroomBytes: 700 })).data;
+      assert.ok(plain.length > 0);
+      assert.is(spaced.byteOffset, 700, `offset ${offset} maxBytes ${maxBytes}`);
+      assert.equal([...spaced], [...plain]);
+    }
+    for (const bad of [-1, 1.5, 64 * 1024 + 1]) {
+      await rejection(f.log.read(0, { maxBytes: 100, headroomBytes: bad }), "INVALID_REQUEST");
+    }
+  } finally {
+    await f.cleanup();
+  }
+});
+
 test("maxOffset (the high watermark) stops before batches that start at or after it", async () => {
   const f = await openTestLog();
   try {

@@ -14,6 +14,7 @@
 import { z } from "zod";
 import { defineActor, type ActorContext, type ReplyHandle } from "../../runtime/actor.js";
 import { ErrorCode, SkeinError, isSkeinError } from "../../protocol/errors.js";
+import { offerEnvelopeHeadroom } from "../../protocol/envelope.js";
 import { FetchServerMessages, replicaAddress, type FetchError, type FetchManyResult, type FetchResult } from "../../protocol/cluster.js";
 
 export const FetchServerArgs = z.object({
@@ -194,7 +195,7 @@ export class FetchServerState {
       // Its next local fetch starts when the follower reports where it is now (next FetchMany);
       // an error stays out until the replica follows again.
     }
-    return { results, data: pieces.length === 1 ? pieces[0] : concat(pieces, bytes) };
+    return { results, data: pieces.length === 1 ? pieces[0] : concat(pieces, bytes, envelopeBytesFor(results)) };
   }
 
   private clearReady(s: Session, e: Entry): void {
@@ -222,14 +223,26 @@ export class FetchServerState {
   }
 }
 
-function concat(pieces: Uint8Array[], bytes: number): Uint8Array {
-  const out = new Uint8Array(bytes);
+/** Joins the pieces `headroom` bytes into a new buffer, leaving the bytes in front for the reply's envelope. */
+function concat(pieces: Uint8Array[], bytes: number, headroom: number): Uint8Array {
+  const out = new Uint8Array(new ArrayBuffer(headroom + bytes), headroom, bytes);
   let at = 0;
   for (const p of pieces) {
     out.set(p, at);
     at += p.length;
   }
+  offerEnvelopeHeadroom(out);
   return out;
+}
+
+/**
+ * Room for a FetchMany reply's envelope in front of its data: the JSON of the results plus the
+ * envelope's own fields, estimated from above (too little only costs the copy it would save).
+ */
+function envelopeBytesFor(results: FetchManyResult["results"]): number {
+  let bytes = 256;
+  for (const r of results) bytes += 160 + r.topic.length + (r.error ? 2 * r.error.message.length + 64 : 0);
+  return bytes;
 }
 
 export function asFetchError(e: unknown): FetchError {

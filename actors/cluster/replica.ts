@@ -28,6 +28,7 @@ import {
 } from "../../protocol/cluster.js";
 import { PartitionLog } from "../log/log.js";
 import { iterateBatches, readBatchHeader } from "../../protocol/record-batch.js";
+import { offerEnvelopeHeadroom } from "../../protocol/envelope.js";
 import { ProducerStateTable } from "./producer-state.js";
 import { placementOf } from "../../protocol/placement.js";
 import { logConfigFor, metadataFor } from "./shared.js";
@@ -72,6 +73,11 @@ interface PendingAck {
 }
 
 const RETRY_BACKOFF_MS = 100;
+/**
+ * Bytes read in front of fetched batches for the reply's envelope (type, JSON of the other
+ * fields, field name): a Fetch reply's or a one-partition FetchMany reply's is a few hundred.
+ */
+const READ_HEADROOM_BYTES = 1024;
 /** Delay of the first tick after something starts waiting, ms. */
 const TICK_MS = 100;
 
@@ -294,7 +300,10 @@ export class ReplicaState {
     const r =
       m.fromOffset >= limit
         ? { data: new Uint8Array(0), logStartOffset: this.log.logStartOffset, logEndOffset: this.log.logEndOffset }
-        : await this.log.read(m.fromOffset, { maxBytes: m.maxBytes, maxOffset: limit });
+        : await this.log.read(m.fromOffset, { maxBytes: m.maxBytes, maxOffset: limit, headroomBytes: READ_HEADROOM_BYTES });
+    // The reply's envelope goes in front of the batches rather than into a copy of them (a fetch
+    // server that joins several partitions' data makes its own buffer).
+    offerEnvelopeHeadroom(r.data);
     return { data: r.data, highWatermark: this.highWatermark, logStartOffset: r.logStartOffset, logEndOffset: r.logEndOffset, leaderEpoch: this.leaderEpoch };
   }
 

@@ -40,6 +40,7 @@ import {
 import { LogSegment, SCAN_CHUNK_BYTES, type SegmentRecovery, type SegmentSettings, type TailChecks } from "./segment.js";
 import {
   CleanupPolicy,
+  MAX_READ_HEADROOM_BYTES,
   type AppendOptions,
   type AppendResult,
   type CompactionResult,
@@ -247,9 +248,11 @@ export class PartitionLog {
 
   /** Epochs the batches start, checked to never go back below an epoch that has records in the log. */
   private newEpochStarts(headers: BatchHeader[]): EpochEntry[] {
-    const entries = this.epochs.list();
     const starts: EpochEntry[] = [];
     let latest = this.epochs.latestEpoch;
+    // The common case, every batch of the current epoch, needs no copy of the epoch entries.
+    if (headers.every((h) => h.partitionLeaderEpoch < 0 || h.partitionLeaderEpoch === latest)) return starts;
+    const entries = this.epochs.list();
     for (const h of headers) {
       const epoch = h.partitionLeaderEpoch;
       if (epoch < 0 || epoch === latest) continue;
@@ -376,12 +379,16 @@ export class PartitionLog {
     }
     const limit = Math.min(options.maxOffset ?? logEndOffset, logEndOffset);
     const maxBytes = Math.min(Math.max(Math.floor(options.maxBytes), 1), this.config.maxReadBytes);
+    const headroom = options.headroomBytes ?? 0;
+    if (!Number.isInteger(headroom) || headroom < 0 || headroom > MAX_READ_HEADROOM_BYTES) {
+      throw new SkeinError(ErrorCode.INVALID_REQUEST, `headroomBytes must be an integer in [0, ${MAX_READ_HEADROOM_BYTES}], got ${headroom}`, { ...this.context, field: "headroomBytes" });
+    }
     const empty = { data: EMPTY, logStartOffset, logEndOffset };
     if (fromOffset >= limit) return empty;
     const start = this.findReadStart(fromOffset);
     if (start === null) return empty;
     const { segment, position } = start;
-    const { data, nextOffset } = this.guard(() => segment.readBatches(position, maxBytes, limit));
+    const { data, nextOffset } = this.guard(() => segment.readBatches(position, maxBytes, limit, headroom));
     if (data.length > 0) this.readHint = { segment, version: segment.version, offset: nextOffset, position: position + data.length };
     return { data, logStartOffset, logEndOffset };
   }

@@ -8,6 +8,7 @@ export { OffsetIndex, OFFSET_INDEX_ENTRY_SIZE } from "./offset-index.js";
 export { TimeIndex, TIME_INDEX_ENTRY_SIZE } from "./time-index.js";
 export {
   CleanupPolicy,
+  MAX_READ_HEADROOM_BYTES,
   type AppendOptions,
   type AppendResult,
   type CompactionResult,

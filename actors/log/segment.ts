@@ -342,14 +342,15 @@ export class LogSegment {
 
   /**
    * Whole batches from `position`: as many as fit in maxBytes, at least one, none starting at or
-   * after maxOffset. Returns the batches and the offset after the last one.
+   * after maxOffset. Returns the batches and the offset after the last one. `headroom` bytes
+   * are left free in front of them in their buffer (see ReadOptions.headroomBytes).
    */
-  readBatches(position: number, maxBytes: number, maxOffset: number): { data: Buffer; nextOffset: number } {
+  readBatches(position: number, maxBytes: number, maxOffset: number, headroom = 0): { data: Buffer; nextOffset: number } {
     const length = Math.min(Math.max(maxBytes, BATCH_HEADER_SIZE), this.size - position);
     // Not pooled: the caller may transfer data.buffer to another thread.
-    const buf = Buffer.allocUnsafeSlow(length);
-    const n = readFully(this.logFd, buf, 0, length, position);
-    const filled = buf.subarray(0, n);
+    const buf = Buffer.allocUnsafeSlow(headroom + length);
+    const n = readFully(this.logFd, buf, headroom, length, position);
+    const filled = buf.subarray(headroom, headroom + n);
     let end = 0;
     let nextOffset = -1;
     while (end + BATCH_HEADER_SIZE <= n) {
@@ -357,12 +358,12 @@ export class LogSegment {
       if (header.baseOffset >= maxOffset) break;
       if (end + header.sizeInBytes > n) {
         if (end > 0) break;
-        return { data: this.readBatch(position, header.sizeInBytes), nextOffset: header.lastOffset + 1 };
+        return { data: this.readBatch(position, header.sizeInBytes, headroom), nextOffset: header.lastOffset + 1 };
       }
       end += header.sizeInBytes;
       nextOffset = header.lastOffset + 1;
     }
-    return { data: buf.subarray(0, end), nextOffset };
+    return { data: filled.subarray(0, end), nextOffset };
   }
 
   /** A stored batch header that does not parse is damage on disk, not a bad request. */
@@ -374,12 +375,12 @@ export class LogSegment {
     }
   }
 
-  /** Exactly `size` bytes at `position` (one whole batch). */
-  readBatch(position: number, size: number): Buffer {
-    const buf = Buffer.allocUnsafeSlow(size);
-    const n = readFully(this.logFd, buf, 0, size, position);
+  /** Exactly `size` bytes at `position` (one whole batch), `headroom` bytes into a buffer of their own. */
+  readBatch(position: number, size: number, headroom = 0): Buffer {
+    const buf = Buffer.allocUnsafeSlow(headroom + size);
+    const n = readFully(this.logFd, buf, headroom, size, position);
     if (n !== size) throw storageError(`segment ${this.paths.log}: short read at ${position}`, { file: this.paths.log });
-    return buf;
+    return buf.subarray(headroom);
   }
 
   readHeaderAt(position: number): BatchHeader {

@@ -97,7 +97,16 @@ export interface ReadOptions {
   maxBytes: number;
   /** Exclusive: stop before a batch that starts at or after this offset (consumers pass the high watermark). Default: the log end offset. */
   maxOffset?: number;
+  /**
+   * Bytes left free in front of the data, in the same ArrayBuffer (data.byteOffset equals it),
+   * for a header the caller writes there instead of copying the data behind it (the envelope
+   * of a fetch reply, see protocol/envelope.ts). Default 0; at most MAX_READ_HEADROOM_BYTES.
+   */
+  headroomBytes?: number;
 }
+
+/** Bound on ReadOptions.headroomBytes. */
+export const MAX_READ_HEADROOM_BYTES = 64 * 1024;
 
 export interface ReadResult {
   /** Whole record batches, concatenated; empty when there is nothing to return. */
