@@ -80,6 +80,11 @@ const LEADER_CHECK_MS = 250;
 const ACKS0_METADATA_MAX_AGE_MS = 1_000;
 /** Room past batchBytes in a batch's buffer: the record that crosses batchBytes still fits. */
 const BATCH_SLACK_BYTES = 64 * 1024;
+/**
+ * Emptied builders kept for reuse (each holds batchBytes + BATCH_SLACK_BYTES): enough for the
+ * sticky partition's next batch and a few keyed partitions' at a time.
+ */
+const MAX_SPARE_BUILDERS = 4;
 
 export class ProducerState {
   readonly queues = new Map<string, PartitionQueue>();
@@ -92,12 +97,17 @@ export class ProducerState {
   nextBatchId = 1;
   lingerScheduled = false;
   private readonly parsed = new ParsedFrames();
+  /** Builders of sealed batches, emptied, for the next open batches (at most MAX_SPARE_BUILDERS). */
+  private readonly spareBuilders: RecordBatchBuilder[] = [];
+  private readonly batchCapacityBytes: number;
   flushWaiters: Array<ReplyHandle<unknown>> = [];
 
   constructor(
     readonly meta: MetadataStore,
     readonly args: ProducerArgs,
-  ) {}
+  ) {
+    this.batchCapacityBytes = args.batchBytes + BATCH_SLACK_BYTES;
+  }
 
   async initProducerId(ctx: Ctx): Promise<void> {
     // acks=0 gets no answers, so sequences cannot be kept: a lost batch would leave a gap the
@@ -144,7 +154,7 @@ export class ProducerState {
       let p = partition[i];
       if (p < 0) p = sticky >= 0 ? sticky : (sticky = this.stickyPartition(topic, partitions));
       const q = queues[p] ?? this.queue(topic, p);
-      if (!q.open) q.open = { builder: new RecordBatchBuilder(this.args.batchBytes + BATCH_SLACK_BYTES), members: [], startedAt: now };
+      if (!q.open) q.open = { builder: this.spareBuilders.pop() ?? new RecordBatchBuilder(this.batchCapacityBytes), members: [], startedAt: now };
       const open = q.open;
       if (q.touchedBy !== send) {
         q.touchedBy = send;
@@ -211,11 +221,13 @@ export class ProducerState {
     if (!open || open.builder.count === 0) return;
     q.open = null;
     const records = open.builder.count;
-    const bytes = open.builder.finish({
+    const bytes = open.builder.finishCopy({
       producerId: this.producerId,
       producerEpoch: this.producerId >= 0 ? this.producerEpoch : -1,
       baseSequence: this.producerId >= 0 ? q.nextSequence : -1,
     });
+    // A builder that grew for an oversized record is not kept: spares hold batchCapacityBytes.
+    if (this.spareBuilders.length < MAX_SPARE_BUILDERS && open.builder.capacityBytes === this.batchCapacityBytes) this.spareBuilders.push(open.builder);
     if (this.producerId >= 0) q.nextSequence += records;
     q.sealed.push({ id: this.nextBatchId++, bytes, records, members: open.members, sealedAt: Date.now(), attempts: 0 });
     if (this.sticky.get(q.topic) === q.partition) this.sticky.delete(q.topic);
