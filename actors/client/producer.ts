@@ -143,6 +143,7 @@ export class ProducerState {
       // All or nothing: a bad frame or partition refuses the whole send before any record is queued.
       parsed = this.parsed.parse(frames, topic, partitions);
     } catch (e) {
+      this.parsed.release();
       return reply.reject(e);
     }
     const now = Date.now();
@@ -423,7 +424,7 @@ class ParsedFrames {
   tailOffset = new Int32Array(PARSED_RECORDS);
   tailLength = new Int32Array(PARSED_RECORDS);
 
-  /** Throws the error a send gets for its first bad frame or nonexistent partition. */
+  /** Throws the error a send gets for its first bad frame, timestamp or nonexistent partition. */
   parse(frames: Uint8Array, topic: string, partitions: number): this {
     const reader = new FrameReader(frames);
     let n = 0;
@@ -432,10 +433,14 @@ class ParsedFrames {
       if (p >= partitions) {
         throw new SkeinError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `topic ${topic} has ${partitions} partitions; partition ${p} does not exist`, { topic, partition: p });
       }
+      const ts = reader.timestamp;
+      // The facade lets any finite number through; a batch holds whole ms (found here, not
+      // halfway through appending the send).
+      if (ts !== -1 && !Number.isSafeInteger(ts)) throw new SkeinError(ErrorCode.INVALID_REQUEST, `timestamp must be a whole number of ms, got ${ts}`, { field: "timestamp" });
       if (p < 0 && reader.keyLength >= 0) p = partitionForKey(frames, partitions, reader.keyOffset, reader.keyLength);
       if (n === this.partition.length) this.grow();
       this.partition[n] = p;
-      this.timestamp[n] = reader.timestamp;
+      this.timestamp[n] = ts;
       this.tailOffset[n] = reader.tailOffset;
       this.tailLength[n] = reader.tailLength;
       n++;
