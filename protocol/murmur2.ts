@@ -9,12 +9,14 @@ const SEED = 0x9747b28c;
 const M = 0x5bd1e995;
 const R = 24;
 
-/** The signed 32-bit murmur2 hash of `bytes`, as Java's Utils.murmur2 returns it. */
-export function murmur2(bytes: Uint8Array): number {
-  const length = bytes.length;
+/**
+ * The signed 32-bit murmur2 hash of `bytes` (or of its `length` bytes from `offset`: a key
+ * inside a larger buffer needs no view of its own), as Java's Utils.murmur2 returns it.
+ */
+export function murmur2(bytes: Uint8Array, offset = 0, length = bytes.length - offset): number {
   let h = (SEED ^ length) | 0;
-  const tail = length & ~3;
-  for (let i = 0; i < tail; i += 4) {
+  const tail = offset + (length & ~3);
+  for (let i = offset; i < tail; i += 4) {
     let k = bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24);
     k = Math.imul(k, M);
     k ^= k >>> R;
@@ -32,9 +34,9 @@ export function murmur2(bytes: Uint8Array): number {
 }
 
 /** Kafka's partition for a keyed record: toPositive(murmur2(key)) % numPartitions. */
-export function partitionForKey(key: Uint8Array, numPartitions: number): number {
+export function partitionForKey(key: Uint8Array, numPartitions: number, offset = 0, length = key.length - offset): number {
   if (!Number.isInteger(numPartitions) || numPartitions <= 0) {
     throw new SkeinError(ErrorCode.INVALID_PARTITIONS, `numPartitions must be a positive integer, got ${numPartitions}`);
   }
-  return (murmur2(key) & 0x7fffffff) % numPartitions;
+  return (murmur2(key, offset, length) & 0x7fffffff) % numPartitions;
 }

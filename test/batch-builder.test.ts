@@ -34,6 +34,31 @@ test("builder output equals encodeBatch, byte for byte, and decodes back", () =>
   );
 });
 
+test("finishCopy: exact copies equal to encodeBatch, and a reused builder leaves earlier batches untouched", () => {
+  fc.assert(
+    fc.property(fc.array(fc.array(record, { minLength: 1, maxLength: 20 }), { minLength: 1, maxLength: 4 }), (batches) => {
+      const builder = new RecordBatchBuilder(128);
+      const built: Array<{ bytes: Uint8Array; expected: Uint8Array }> = [];
+      batches.forEach((records, seq) => {
+        const options = { producerId: 7, producerEpoch: 1, baseSequence: seq * 100 };
+        const frames = encodeFrames(records.map((r) => ({ key: r.key, value: r.value, headers: r.headers, timestamp: r.timestamp }))).buffer;
+        const reader = new FrameReader(frames);
+        while (reader.next()) builder.appendTail(reader.timestamp, frames, reader.tailOffset, reader.tailLength);
+        const bytes = builder.finishCopy(options);
+        assert.is(bytes.byteLength, bytes.buffer.byteLength, "a copy in an ArrayBuffer of its own");
+        assert.is(builder.count, 0);
+        built.push({ bytes, expected: encodeBatch(records as RecordInput[], options) });
+      });
+      for (const { bytes, expected } of built) {
+        assert.equal(Buffer.from(bytes).equals(Buffer.from(expected)), true);
+        verifyBatch(bytes);
+      }
+    }),
+    { numRuns: 100 },
+  );
+  assert.throws(() => new RecordBatchBuilder().finishCopy(), (e: SkeinError) => e.code === ErrorCode.INVALID_REQUEST);
+});
+
 test("string keys and values are framed as UTF-8; the key is found for the partitioner", () => {
   const frames = encodeFrames([{ key: "kä", value: "v€", partition: 2, timestamp: 1_700_000_000_000 }]).buffer;
   const reader = new FrameReader(frames);

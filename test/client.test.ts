@@ -92,6 +92,10 @@ test("bad input gives typed errors", async () => {
   assert.is((await errorOf(producer.send({ topic: "bad topic!", messages: [{ value: "x" }] })))?.code, ErrorCode.INVALID_TOPIC);
   assert.is((await errorOf(producer.send({ topic: "orders", messages: [{ value: 42 as unknown as string }] })))?.code, ErrorCode.INVALID_REQUEST);
   assert.is((await errorOf(producer.send({ topic: "orders", messages: [{ value: "x", partition: 99 }] })))?.code, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION);
+  // A timestamp that is a number but not whole ms is refused with the whole send, by the
+  // producer actor's all-or-nothing check, and the producer keeps working.
+  assert.is((await errorOf(producer.send({ topic: "orders", messages: [{ value: "x", partition: 0 }, { value: "y", partition: 0, timestamp: 1.5 }] })))?.code, ErrorCode.INVALID_REQUEST);
+  assert.is((await producer.send({ topic: "orders", messages: [{ value: "after a refused send", partition: 0 }] })).length, 1);
   assert.is((await errorOf(producer.send({ topic: "orders", messages: [{ value: new Uint8Array(2 * 1024 * 1024) }] })))?.code, ErrorCode.MESSAGE_TOO_LARGE);
   await producer.disconnect();
   const notConnected = skein.producer();

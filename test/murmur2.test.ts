@@ -45,6 +45,17 @@ test("murmur2 returns a signed 32-bit integer and depends on every byte", () => 
   assert.is(murmur2(key.subarray(5, 25)), murmur2(key.slice(5, 25)), "views hash like copies");
 });
 
+test("a key inside a larger buffer (offset, length) hashes like the key alone", () => {
+  for (const [input, hash] of [...KAFKA_VECTORS, ...JAVA_GENERATED_VECTORS]) {
+    const key = bytes(input);
+    // Junk on both sides: reading one byte too many or too few changes the hash.
+    const framed = new Uint8Array(key.length + 7).fill(0xa5);
+    framed.set(key, 3);
+    assert.is(murmur2(framed, 3, key.length), hash, input);
+    assert.is(partitionForKey(framed, 12, 3, key.length), (hash & 0x7fffffff) % 12, input);
+  }
+});
+
 test("partitionForKey is toPositive(murmur2) % numPartitions", () => {
   for (const [input, hash] of KAFKA_VECTORS) {
     for (const n of [1, 3, 12, 1000]) assert.is(partitionForKey(bytes(input), n), (hash & 0x7fffffff) % n);

@@ -80,6 +80,11 @@ const LEADER_CHECK_MS = 250;
 const ACKS0_METADATA_MAX_AGE_MS = 1_000;
 /** Room past batchBytes in a batch's buffer: the record that crosses batchBytes still fits. */
 const BATCH_SLACK_BYTES = 64 * 1024;
+/**
+ * Emptied builders kept for reuse (each holds batchBytes + BATCH_SLACK_BYTES): enough for the
+ * sticky partition's next batch and a few keyed partitions' at a time.
+ */
+const MAX_SPARE_BUILDERS = 4;
 
 export class ProducerState {
   readonly queues = new Map<string, PartitionQueue>();
@@ -91,12 +96,18 @@ export class ProducerState {
   producerEpoch = 0;
   nextBatchId = 1;
   lingerScheduled = false;
+  private readonly parsed = new ParsedFrames();
+  /** Builders of sealed batches, emptied, for the next open batches (at most MAX_SPARE_BUILDERS). */
+  private readonly spareBuilders: RecordBatchBuilder[] = [];
+  private readonly batchCapacityBytes: number;
   flushWaiters: Array<ReplyHandle<unknown>> = [];
 
   constructor(
     readonly meta: MetadataStore,
     readonly args: ProducerArgs,
-  ) {}
+  ) {
+    this.batchCapacityBytes = args.batchBytes + BATCH_SLACK_BYTES;
+  }
 
   async initProducerId(ctx: Ctx): Promise<void> {
     // acks=0 gets no answers, so sequences cannot be kept: a lost batch would leave a gap the
@@ -126,26 +137,25 @@ export class ProducerState {
     const send: PendingSend = { topic, reply, remaining: 0, results: new Map(), failed: false };
     if (frames.length === 0) return reply.resolve([]);
     let partitions: number;
+    let parsed: ParsedFrames;
     try {
       partitions = await this.partitionCount(topic);
       // All or nothing: a bad frame or partition refuses the whole send before any record is queued.
-      checkFrames(new FrameReader(frames), topic, partitions);
+      parsed = this.parsed.parse(frames, topic, partitions);
     } catch (e) {
+      this.parsed.release();
       return reply.reject(e);
     }
-    const reader = new FrameReader(frames);
     const now = Date.now();
     const queues = this.queuesOf(topic);
     const touched: PartitionQueue[] = [];
+    const { partition, timestamp, tailOffset, tailLength, count } = parsed;
     let sticky = -1; // valid until a seal (the sticky partition moves on when its batch is sealed)
-    while (reader.next()) {
-      let p = reader.partition;
-      if (p < 0) {
-        if (reader.keyLength >= 0) p = partitionForKey(frames.subarray(reader.keyOffset, reader.keyOffset + reader.keyLength), partitions);
-        else p = sticky >= 0 ? sticky : (sticky = this.stickyPartition(topic, partitions));
-      }
+    for (let i = 0; i < count; i++) {
+      let p = partition[i];
+      if (p < 0) p = sticky >= 0 ? sticky : (sticky = this.stickyPartition(topic, partitions));
       const q = queues[p] ?? this.queue(topic, p);
-      if (!q.open) q.open = { builder: new RecordBatchBuilder(this.args.batchBytes + BATCH_SLACK_BYTES), members: [], startedAt: now };
+      if (!q.open) q.open = { builder: this.spareBuilders.pop() ?? new RecordBatchBuilder(this.batchCapacityBytes), members: [], startedAt: now };
       const open = q.open;
       if (q.touchedBy !== send) {
         q.touchedBy = send;
@@ -153,13 +163,15 @@ export class ProducerState {
         open.members.push({ send, index: open.builder.count });
         send.remaining++;
       }
-      open.builder.appendTail(reader.timestamp < 0 ? now : reader.timestamp, frames, reader.tailOffset, reader.tailLength);
+      const ts = timestamp[i];
+      open.builder.appendTail(ts < 0 ? now : ts, frames, tailOffset[i], tailLength[i]);
       if (open.builder.sizeInBytes >= this.args.batchBytes) {
         this.seal(q);
         sticky = -1;
         q.touchedBy = null; // later records of this send start a new membership in the next batch
       }
     }
+    this.parsed.release();
     for (const q of touched) {
       q.touchedBy = null;
       this.drain(q, ctx);
@@ -210,21 +222,29 @@ export class ProducerState {
     if (!open || open.builder.count === 0) return;
     q.open = null;
     const records = open.builder.count;
-    const bytes = open.builder.finish({
+    const bytes = open.builder.finishCopy({
       producerId: this.producerId,
       producerEpoch: this.producerId >= 0 ? this.producerEpoch : -1,
       baseSequence: this.producerId >= 0 ? q.nextSequence : -1,
     });
+    // A builder that grew for an oversized record is not kept: spares hold batchCapacityBytes.
+    if (this.spareBuilders.length < MAX_SPARE_BUILDERS && open.builder.capacityBytes === this.batchCapacityBytes) this.spareBuilders.push(open.builder);
     if (this.producerId >= 0) q.nextSequence += records;
     q.sealed.push({ id: this.nextBatchId++, bytes, records, members: open.members, sealedAt: Date.now(), attempts: 0 });
     if (this.sticky.get(q.topic) === q.partition) this.sticky.delete(q.topic);
   }
 
+  /**
+   * Wakes the producer when the first open batch that only waits for its linger may go. A
+   * partition with a request in flight needs no timer: its answer (onSent) drains it.
+   */
   scheduleLinger(ctx: Ctx): void {
     if (this.lingerScheduled || this.args.lingerMs === 0) return;
-    if (![...this.queues.values()].some((q) => q.open)) return;
+    let first = Infinity;
+    for (const q of this.queues.values()) if (q.open && !q.inFlight && q.open.startedAt < first) first = q.open.startedAt;
+    if (first === Infinity) return;
     this.lingerScheduled = true;
-    ctx.schedule(this.args.lingerMs, "Linger", {});
+    ctx.schedule(Math.max(1, first + this.args.lingerMs - Date.now()), "Linger", {});
   }
 
   linger(ctx: Ctx): void {
@@ -334,6 +354,7 @@ export class ProducerState {
     }
     q.inFlight = null;
     this.drain(q, ctx);
+    this.scheduleLinger(ctx);
     this.checkFlushed();
   }
 
@@ -386,13 +407,71 @@ export class ProducerState {
   }
 }
 
-/** Throws the error a send gets for its first bad frame or nonexistent partition. */
-function checkFrames(reader: FrameReader, topic: string, partitions: number): void {
-  while (reader.next()) {
-    const p = reader.partition;
-    if (p >= partitions) {
-      throw new SkeinError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `topic ${topic} has ${partitions} partitions; partition ${p} does not exist`, { topic, partition: p });
+/** Records parsed per send before the parse arrays grow (and are shrunk back to after the send). */
+const PARSED_RECORDS = 8_192;
+
+/**
+ * One send's frames parsed in a single pass: the partition chosen for each record (-1 = the
+ * sticky partition, picked while appending), its timestamp (-1 = now) and where its tail is.
+ * Parsing first keeps a send all or nothing (a bad frame or partition refuses it before any
+ * record is queued) without walking the frames twice. The arrays are reused from send to
+ * send; a send with more than PARSED_RECORDS records gets larger ones for its own duration.
+ */
+class ParsedFrames {
+  count = 0;
+  partition = new Int32Array(PARSED_RECORDS);
+  timestamp = new Float64Array(PARSED_RECORDS);
+  tailOffset = new Int32Array(PARSED_RECORDS);
+  tailLength = new Int32Array(PARSED_RECORDS);
+
+  /** Throws the error a send gets for its first bad frame, timestamp or nonexistent partition. */
+  parse(frames: Uint8Array, topic: string, partitions: number): this {
+    const reader = new FrameReader(frames);
+    let n = 0;
+    while (reader.next()) {
+      let p = reader.partition;
+      if (p >= partitions) {
+        throw new SkeinError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `topic ${topic} has ${partitions} partitions; partition ${p} does not exist`, { topic, partition: p });
+      }
+      const ts = reader.timestamp;
+      // The facade lets any finite number through; a batch holds whole ms (found here, not
+      // halfway through appending the send).
+      if (ts !== -1 && !Number.isSafeInteger(ts)) throw new SkeinError(ErrorCode.INVALID_REQUEST, `timestamp must be a whole number of ms, got ${ts}`, { field: "timestamp" });
+      if (p < 0 && reader.keyLength >= 0) p = partitionForKey(frames, partitions, reader.keyOffset, reader.keyLength);
+      if (n === this.partition.length) this.grow();
+      this.partition[n] = p;
+      this.timestamp[n] = ts;
+      this.tailOffset[n] = reader.tailOffset;
+      this.tailLength[n] = reader.tailLength;
+      n++;
     }
+    this.count = n;
+    return this;
+  }
+
+  private grow(): void {
+    const size = this.partition.length * 2;
+    const partition = new Int32Array(size);
+    const timestamp = new Float64Array(size);
+    const tailOffset = new Int32Array(size);
+    const tailLength = new Int32Array(size);
+    partition.set(this.partition);
+    timestamp.set(this.timestamp);
+    tailOffset.set(this.tailOffset);
+    tailLength.set(this.tailLength);
+    this.partition = partition;
+    this.timestamp = timestamp;
+    this.tailOffset = tailOffset;
+    this.tailLength = tailLength;
+  }
+
+  /** Back to the usual size once a large send is queued: memory stays bounded between sends. */
+  release(): void {
+    if (this.partition.length === PARSED_RECORDS) return;
+    this.partition = new Int32Array(PARSED_RECORDS);
+    this.timestamp = new Float64Array(PARSED_RECORDS);
+    this.tailOffset = new Int32Array(PARSED_RECORDS);
+    this.tailLength = new Int32Array(PARSED_RECORDS);
   }
 }
 
