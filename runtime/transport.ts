@@ -16,7 +16,7 @@ import { addressToSubject } from "../protocol/address.js";
 import { decodeEnvelope, encodeEnvelope, EnvelopeKind, type Envelope } from "../protocol/envelope.js";
 import { BATCH_FRAME_MARKER, batchFrameBytes, encodeBatchFrame, MAX_BATCH_ENVELOPES, splitBatchFrame } from "../protocol/envelope-batch.js";
 import { ErrorCode, SkeinError, type WireError } from "../protocol/errors.js";
-import { askThroughFaults, receiveThroughFaults, tellThroughFaults, type FaultInjector, type RespondFn } from "./faults.js";
+import { askThroughFaults, receiveThroughFaults, tellThroughFaults, type FaultInjector } from "./faults.js";
 
 export type InboundHandler = (envelope: Envelope, reply: ReplyFn | null) => void;
 export type ReplyFn = (kind: EnvelopeKind, type: string, body: unknown) => void;
@@ -121,10 +121,10 @@ export class NatsTransport {
           return;
         }
         if (this.filter !== null) {
-          receiveThroughFaults(this.filter, address, msg, (respond) => deliver(data, respond ? this.replyVia(respond) : null, onMessage, onInvalid));
+          receiveThroughFaults(this.filter, address, msg, (respond) => deliver(data, respond ? this.replyVia((d) => respond(d, undefined)) : null, onMessage, onInvalid));
           return;
         }
-        deliver(data, msg.reply ? this.replyFor(msg) : null, onMessage, onInvalid);
+        deliver(data, msg.reply ? this.replyVia((d) => msg.respond(d)) : null, onMessage, onInvalid);
       },
     });
   }
@@ -238,27 +238,17 @@ export class NatsTransport {
   }
 
   /**
-   * A reply function for a request; answers at most once. Tells the handler made before it
-   * answered go first, as the rest of what this transport sends keeps call order.
+   * A reply function for a request: `send` (the request's respond, or a fault-judged one from
+   * faults.ts) at most once. Tells the handler made before it answered go first, as the rest
+   * of what this transport sends keeps call order.
    */
-  private replyFor(msg: Msg): ReplyFn {
+  private replyVia(send: (data: Uint8Array) => void): ReplyFn {
     let sent = false;
     return (kind, type, body) => {
       if (sent) return;
       sent = true;
       if (this.run.length > 0) this.flushRun();
-      msg.respond(encodeEnvelope(kind, type, body));
-    };
-  }
-
-  /** replyFor over a fault-judged respond (faults.ts). */
-  private replyVia(respond: RespondFn): ReplyFn {
-    let sent = false;
-    return (kind, type, body) => {
-      if (sent) return;
-      sent = true;
-      if (this.run.length > 0) this.flushRun();
-      respond(encodeEnvelope(kind, type, body), undefined);
+      send(encodeEnvelope(kind, type, body));
     };
   }
 
