@@ -77,4 +77,29 @@ test("eachMessage: the same records one by one", async () => {
   assertInOrder(got);
 });
 
+test("eachMessage that throws: the group commits up to the message before it", async () => {
+  const consumer = skein.consumer({ groupId: "throws" });
+  await consumer.connect();
+  await consumer.subscribe({ topics: ["big"], fromBeginning: true });
+  const FAIL_AT = 5_432;
+  let seen = 0;
+  await consumer.run({
+    eachMessage: async ({ message }) => {
+      seen++;
+      if (message.offset === String(FAIL_AT)) throw new Error("handler failed");
+    },
+  });
+  try {
+    await waitFor(() => seen > FAIL_AT, 15_000, `offset ${FAIL_AT} handled`);
+  } finally {
+    await consumer.disconnect();
+  }
+  assert.is(seen, FAIL_AT + 1, "run() stopped at the throwing message");
+  const admin = new Skein({ clientId: "test-admin", nats: cluster.natsUrl, cluster: "cr" }).admin();
+  await admin.connect();
+  const [group] = (await admin.describeGroups(["throws"])).groups;
+  await admin.disconnect();
+  assert.equal(group.offsets.map((o) => [o.partition, o.offset]), [[0, FAIL_AT]], "committed: the next offset to read is the failed message");
+});
+
 test.run();

@@ -498,9 +498,14 @@ export class Consumer {
             const last = b.batch.messages[b.batch.messages.length - 1];
             this.markProcessed({ topic, partition, offset: Number(last.offset) + 1 });
           } else {
-            for (const message of b.batch.messages) {
-              await handlers.eachMessage!({ topic, partition, message });
-              this.markProcessed({ topic, partition, offset: Number(message.offset) + 1 });
+            // What completed is marked once per batch (it is read only by the next poll), also
+            // when a handler throws: not a key string and an object per message.
+            const messages = b.batch.messages;
+            let done = 0;
+            try {
+              for (; done < messages.length; done++) await handlers.eachMessage!({ topic, partition, message: messages[done] });
+            } finally {
+              if (done > 0) this.markProcessed({ topic, partition, offset: Number(messages[done - 1].offset) + 1 });
             }
           }
         }
