@@ -9,7 +9,7 @@ import * as assert from "uvu/assert";
 import { ErrorCode, SkeinError } from "../protocol/errors.js";
 import { crc32c } from "../protocol/crc32c.js";
 import { BATCH_HEADER_SIZE, CompressionCodec, decodeRecords, encodeBatch, iterateBatches, LOG_OVERHEAD, type RecordInput } from "../protocol/record-batch.js";
-import { decodeChunkMessages } from "../actors/client/decode.js";
+import { decodeChunkMessages, splitChunk } from "../actors/client/decode.js";
 import type { KafkaMessage } from "../actors/client/skein.js";
 
 function referenceDecode(data: Uint8Array, fromOffset: number): KafkaMessage[] {
@@ -162,6 +162,34 @@ test("messages without headers share one frozen empty headers object", () => {
     a.headers.added = null;
   }, TypeError);
   assert.equal(c.headers, {});
+});
+
+test("splitChunk: slices at batch boundaries, each within maxBytes unless one batch is bigger, together the same messages", () => {
+  fc.assert(
+    fc.property(chunk, fc.nat(1_000), fc.integer({ min: 1, max: 600 }), fc.nat(40), (batches, firstOffset, maxBytes, skip) => {
+      const data = encodeChunk(batches, firstOffset);
+      const slices = splitChunk(data, maxBytes);
+      assert.equal([...concat(slices)], [...data], "the slices cover the chunk in order");
+      for (const s of slices) {
+        const sizes = [...iterateBatches(s)].map((b) => b.header.sizeInBytes);
+        assert.ok(s.length <= maxBytes || sizes.length === 1, `a slice of ${s.length} bytes holds ${sizes.length} batches (max ${maxBytes})`);
+      }
+      const fromOffset = firstOffset + skip;
+      assert.equal(plain(slices.flatMap((s) => decodeChunkMessages(s, fromOffset))), plain(decodeChunkMessages(data, fromOffset)));
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test("splitChunk: a bad batch length ends the splitting inside one slice, and decoding that slice fails", () => {
+  const batch = () => ({ records: [{ value: new Uint8Array(50) }, { value: new Uint8Array(50) }], gzip: false });
+  const data = encodeChunk([batch(), batch(), batch(), batch()], 0);
+  const second = [...iterateBatches(data)][1].pos;
+  new DataView(data.buffer, data.byteOffset).setInt32(second + 8, 1 << 30);
+  const slices = splitChunk(data, 1);
+  assert.is(slices.length, 2, "the first batch, then everything from the bad length on");
+  assert.is(decodeChunkMessages(slices[0], 0).length, 2);
+  expectCorrupt(() => decodeChunkMessages(slices[1], 0), "bad batch length");
 });
 
 test.run();

@@ -196,7 +196,7 @@ export class ConsumerState {
       a.position = a.fetchOffset = m.highWatermark!;
     } else {
       a.highWatermark = m.highWatermark ?? a.highWatermark;
-      const data = m.data!;
+      const data = ownBuffer(m.data!);
       if (data.length > 0) {
         let next = a.fetchOffset;
         for (const { header } of iterateBatches(data, { verifyCrc: false })) next = Math.max(next, header.lastOffset + 1);
@@ -343,6 +343,16 @@ export const ConsumerActor = defineActor({
     },
   },
 });
+
+/**
+ * Fetched data is a view into the buffer the NATS client assembled the reply in, which grows
+ * by doubling: often twice the data. A poll reply is structured-cloned to the facade, and a
+ * clone copies a view's whole buffer (on both threads), so such data is copied out once here;
+ * it also keeps what is buffered (bounded by maxBufferedBytes) close to the memory it holds.
+ */
+function ownBuffer(data: Uint8Array): Uint8Array {
+  return data.byteLength * 5 < data.buffer.byteLength * 4 ? data.slice() : data;
+}
 
 function requireGroup(s: ConsumerState): GroupMembership {
   if (!s.membership) throw new SkeinError(ErrorCode.INVALID_REQUEST, "this consumer has no groupId");

@@ -13,7 +13,7 @@
 
 import type { KafkaMessage } from "./skein.js";
 import type { ByteReader } from "../../protocol/varint.js";
-import { readBatchRecords, readHeader, readRecordFields, endRecord, RecordFields, verifyBatch, type BatchHeader } from "../../protocol/record-batch.js";
+import { batchSizeAt, readBatchRecords, readHeader, readRecordFields, endRecord, RecordFields, verifyBatch, BATCH_HEADER_SIZE, type BatchHeader } from "../../protocol/record-batch.js";
 
 /**
  * The headers of every message that has none. kafkajs hands out a fresh `{}`; sharing one
@@ -23,6 +23,39 @@ import { readBatchRecords, readHeader, readRecordFields, endRecord, RecordFields
  * (`{ ...message.headers, retry: "1" }`, the usual way to forward a message).
  */
 export const NO_HEADERS: Readonly<Record<string, Buffer | null>> = Object.freeze({});
+
+/**
+ * The most bytes of a fetched chunk decoded for one eachBatch call (a single larger batch
+ * stays whole). A chunk is up to maxBytesPerPartition (megabytes: ~40,000 100-byte records);
+ * decoded whole, its messages all outlive several young-generation collections and get
+ * copied and promoted, which cost more than the decoding itself. Slices this size die young:
+ * measured ~3x less CPU per record for 256 KiB slices of a 4 MiB chunk than for the chunk.
+ */
+export const EACH_BATCH_MAX_BYTES = 256 * 1024;
+
+/**
+ * Splits `data` (concatenated batches) at batch boundaries into views of at most `maxBytes`
+ * each, in order, covering every byte. Reads only the length fields: a bad length stops the
+ * splitting (the rest becomes one view), and decodeChunkMessages then rejects that view.
+ */
+export function splitChunk(data: Uint8Array, maxBytes: number): Uint8Array[] {
+  if (data.length <= maxBytes) return [data];
+  const out: Uint8Array[] = [];
+  let start = 0;
+  let pos = 0;
+  while (pos < data.length) {
+    const size = batchSizeAt(data, pos);
+    if (size < BATCH_HEADER_SIZE || size > data.length - pos) break;
+    if (pos > start && pos + size - start > maxBytes) {
+      out.push(data.subarray(start, pos));
+      start = pos;
+    }
+    pos += size;
+  }
+  if (pos > start && pos < data.length) out.push(data.subarray(start, pos));
+  out.push(data.subarray(pos < data.length ? pos : start));
+  return out;
+}
 
 /**
  * Decodes every batch of `data` (concatenated batches as fetched), verifying each one's CRC

@@ -21,7 +21,7 @@ import type { GroupEvent, PollResult, PolledChunk } from "../../protocol/client.
 import type { CommittedOffset } from "../../protocol/groups.js";
 import { ClusterClient } from "../cluster/admin.js";
 import { encodeFrames, type OutgoingMessage } from "./frames.js";
-import { decodeChunkMessages } from "./decode.js";
+import { decodeChunkMessages, EACH_BATCH_MAX_BYTES, splitChunk } from "./decode.js";
 import type { SendResult } from "./producer.js";
 
 export interface SkeinConfig {
@@ -386,6 +386,19 @@ export class Consumer {
    * finer control.
    */
   async poll(maxWaitMs = 1_000): Promise<EachBatchPayload[]> {
+    const batches = (await this.pollChunks(maxWaitMs)).map(decodeChunk).filter((b) => b.batch.messages.length > 0);
+    if (!this.inRun) {
+      // A plain poll() caller has "processed" what it got once it polls again.
+      for (const b of batches) {
+        const last = b.batch.messages[b.batch.messages.length - 1];
+        this.markProcessed({ topic: b.batch.topic, partition: b.batch.partition, offset: Number(last.offset) + 1 });
+      }
+    }
+    return batches;
+  }
+
+  /** Polls once and tells the group event listeners; the chunks are not decoded yet. */
+  private async pollChunks(maxWaitMs: number): Promise<PolledChunk[]> {
     if (!this.ref) throw new SkeinError(ErrorCode.NOT_CONNECTED, "consumer is not connected");
     const processed = [...this.processed.values()];
     this.processed.clear();
@@ -397,15 +410,7 @@ export class Consumer {
       throw e;
     }
     for (const e of r.events) for (const l of this.listeners.get(e.type) ?? []) l(e);
-    const batches = r.chunks.map(decodeChunk).filter((b) => b.batch.messages.length > 0);
-    if (!this.inRun) {
-      // A plain poll() caller has "processed" what it got once it polls again.
-      for (const b of batches) {
-        const last = b.batch.messages[b.batch.messages.length - 1];
-        this.markProcessed({ topic: b.batch.topic, partition: b.batch.partition, offset: Number(last.offset) + 1 });
-      }
-    }
-    return batches;
+    return r.chunks;
   }
 
   private inRun = false;
@@ -462,9 +467,9 @@ export class Consumer {
     this.inRun = true;
     this.stopped = (async () => {
       while (this.running) {
-        let batches: EachBatchPayload[];
+        let chunks: PolledChunk[];
         try {
-          batches = await this.poll(500);
+          chunks = await this.pollChunks(500);
         } catch (e) {
           if (!this.running || !this.ref) break;
           if ((e as SkeinError).retriable) {
@@ -473,17 +478,34 @@ export class Consumer {
           }
           throw e;
         }
-        for (const b of batches) {
+        // Decoded slice by slice, each just before its handler: see EACH_BATCH_MAX_BYTES.
+        const slices = chunks.flatMap((c) => splitChunk(c.data, EACH_BATCH_MAX_BYTES).map((data) => ({ ...c, data })));
+        for (const slice of slices) {
           if (!this.running) break;
+          let b: EachBatchPayload;
+          try {
+            b = decodeChunk(slice);
+          } catch (e) {
+            // As when poll() itself fails (it decoded everything before any handler ran).
+            if (!(e as SkeinError).retriable) throw e;
+            await new Promise((r) => setTimeout(r, 100));
+            break;
+          }
+          if (b.batch.messages.length === 0) continue;
           const { topic, partition } = b.batch;
           if (handlers.eachBatch) {
             await handlers.eachBatch(b);
             const last = b.batch.messages[b.batch.messages.length - 1];
             this.markProcessed({ topic, partition, offset: Number(last.offset) + 1 });
           } else {
-            for (const message of b.batch.messages) {
-              await handlers.eachMessage!({ topic, partition, message });
-              this.markProcessed({ topic, partition, offset: Number(message.offset) + 1 });
+            // What completed is marked once per batch (it is read only by the next poll), also
+            // when a handler throws: not a key string and an object per message.
+            const messages = b.batch.messages;
+            let done = 0;
+            try {
+              for (; done < messages.length; done++) await handlers.eachMessage!({ topic, partition, message: messages[done] });
+            } finally {
+              if (done > 0) this.markProcessed({ topic, partition, offset: Number(messages[done - 1].offset) + 1 });
             }
           }
         }
