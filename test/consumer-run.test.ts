@@ -1,11 +1,14 @@
 // consumer.run() against a real cluster, for what the facade does between a poll and the
 // handlers: a fetched chunk is decoded and handed out slice by slice (EACH_BATCH_MAX_BYTES),
-// in order, every record once, and eachMessage sees the same records one by one.
+// in order, every record once, and eachMessage sees the same records one by one. A chunk
+// damaged on its way (CRC fails in the facade) is fetched again: nothing is skipped.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { startLocalCluster, type LocalCluster } from "../bin/broker-cmd.js";
-import { Skein, type KafkaMessage } from "../actors/client/skein.js";
+import { Skein, type Consumer, type KafkaMessage } from "../actors/client/skein.js";
 import { EACH_BATCH_MAX_BYTES } from "../actors/client/decode.js";
+import { ErrorCode, SkeinError } from "../protocol/errors.js";
+import type { PolledChunk } from "../protocol/client.js";
 import { tempDir, waitFor, surfaced } from "./helpers.js";
 
 const data = tempDir("skein-consumer-run-");
@@ -100,6 +103,63 @@ test("eachMessage that throws: the group commits up to the message before it", a
   const [group] = (await admin.describeGroups(["throws"])).groups;
   await admin.disconnect();
   assert.equal(group.offsets.map((o) => [o.partition, o.offset]), [[0, FAIL_AT]], "committed: the next offset to read is the failed message");
+});
+
+/** Flips a byte near the end of the first chunk of the next `polls` polls that return data (a record value: its batch fails its CRC). */
+function damagePolls(consumer: Consumer, polls: number): { damaged: () => number } {
+  const c = consumer as unknown as { pollChunks(maxWaitMs: number): Promise<PolledChunk[]> };
+  const original = c.pollChunks.bind(c);
+  let damaged = 0;
+  c.pollChunks = async (maxWaitMs) => {
+    const chunks = await original(maxWaitMs);
+    if (damaged < polls && chunks.length > 0 && chunks[0].data.length > 0) {
+      const data = chunks[0].data;
+      data[data.length - 10] ^= 0xff;
+      damaged++;
+    }
+    return chunks;
+  };
+  return { damaged: () => damaged };
+}
+
+test("a fetched chunk that fails its CRC is fetched again: every record once, in order", async () => {
+  const consumer = skein.consumer();
+  await consumer.connect();
+  await consumer.subscribe({ topics: ["big"], fromBeginning: true });
+  const damage = damagePolls(consumer, 2);
+  const got: KafkaMessage[] = [];
+  await consumer.run({ eachBatch: ({ batch }) => void got.push(...batch.messages) });
+  try {
+    await waitFor(() => got.length >= RECORDS, 15_000, `${RECORDS} records`);
+  } finally {
+    await consumer.disconnect();
+  }
+  assert.is(damage.damaged(), 2, "two polls were damaged");
+  assertInOrder(got);
+});
+
+test("poll(): a batch that fails its CRC every time is reported as CORRUPT_MESSAGE, not skipped", async () => {
+  const consumer = skein.consumer();
+  await consumer.connect();
+  await consumer.assign([{ topic: "big", partition: 0, offset: 0 }]);
+  damagePolls(consumer, Number.MAX_SAFE_INTEGER);
+  const got: KafkaMessage[] = [];
+  let error: unknown;
+  try {
+    for (let i = 0; i < 50 && error === undefined; i++) {
+      try {
+        for (const b of await consumer.poll(2_000)) got.push(...b.batch.messages);
+      } catch (e) {
+        error = e;
+      }
+    }
+  } finally {
+    await consumer.disconnect();
+  }
+  assert.instance(error, SkeinError);
+  assert.is((error as SkeinError).code, ErrorCode.CORRUPT_MESSAGE);
+  // Whatever came before the damaged batch was returned once, in order, and nothing after it.
+  got.forEach((m, i) => assert.is(m.offset, String(i)));
 });
 
 test.run();

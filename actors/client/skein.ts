@@ -386,7 +386,11 @@ export class Consumer {
    * finer control.
    */
   async poll(maxWaitMs = 1_000): Promise<EachBatchPayload[]> {
-    const batches = (await this.pollChunks(maxWaitMs)).map(decodeChunk).filter((b) => b.batch.messages.length > 0);
+    const batches: EachBatchPayload[] = [];
+    for (const c of await this.pollChunks(maxWaitMs)) {
+      const b = await this.decodeOrRefetch(c, c.fromOffset);
+      if (b && b.batch.messages.length > 0) batches.push(b);
+    }
     if (!this.inRun) {
       // A plain poll() caller has "processed" what it got once it polls again.
       for (const b of batches) {
@@ -395,6 +399,37 @@ export class Consumer {
       }
     }
     return batches;
+  }
+
+  /** Per partition: the offset whose batch last failed its CRC, and how many times in a row. */
+  private corrupt = new Map<string, { offset: number; times: number }>();
+
+  /**
+   * Decodes a fetched chunk (CRC-checked). A chunk that fails its CRC was damaged on its way
+   * here or on the leader's disk, and the consumer's position has already moved past it: the
+   * partition is fetched again from `from` (the first offset not handed to the application)
+   * and null is returned, so nothing is skipped. The same offset failing
+   * CORRUPT_REFETCHES times in a row is not the wire: the CORRUPT_MESSAGE error is thrown.
+   */
+  private async decodeOrRefetch(chunk: PolledChunk, from: number): Promise<EachBatchPayload | null> {
+    const k = `${chunk.topic}/${chunk.partition}`;
+    try {
+      const b = decodeChunk(chunk);
+      this.corrupt.delete(k);
+      return b;
+    } catch (e) {
+      if ((e as SkeinError).code !== ErrorCode.CORRUPT_MESSAGE) throw e;
+      const seen = this.corrupt.get(k);
+      const times = seen?.offset === from ? seen.times + 1 : 1;
+      if (times >= CORRUPT_REFETCHES) {
+        this.corrupt.delete(k);
+        throw e;
+      }
+      this.corrupt.set(k, { offset: from, times });
+      // No longer ours (revoked meanwhile): its new owner reads it from the committed offset.
+      await this.seek({ topic: chunk.topic, partition: chunk.partition, offset: from }).catch(() => undefined);
+      return null;
+    }
   }
 
   /** Polls once and tells the group event listeners; the chunks are not decoded yet. */
@@ -480,18 +515,21 @@ export class Consumer {
         }
         // Decoded slice by slice, each just before its handler: see EACH_BATCH_MAX_BYTES.
         const slices = chunks.flatMap((c) => splitChunk(c.data, EACH_BATCH_MAX_BYTES).map((data) => ({ ...c, data })));
+        // Per partition: the first offset not yet handed to a handler in this poll; a partition
+        // whose slice failed its CRC is fetched again from there, and its later slices wait.
+        const next = new Map<string, number>();
         for (const slice of slices) {
           if (!this.running) break;
-          let b: EachBatchPayload;
-          try {
-            b = decodeChunk(slice);
-          } catch (e) {
-            // As when poll() itself fails (it decoded everything before any handler ran).
-            if (!(e as SkeinError).retriable) throw e;
-            await new Promise((r) => setTimeout(r, 100));
-            break;
+          const k = `${slice.topic}/${slice.partition}`;
+          const from = next.get(k) ?? slice.fromOffset;
+          if (from < 0) continue;
+          const b = await this.decodeOrRefetch(slice, from);
+          if (!b) {
+            next.set(k, -1);
+            continue;
           }
           if (b.batch.messages.length === 0) continue;
+          next.set(k, Number(b.batch.messages[b.batch.messages.length - 1].offset) + 1);
           const { topic, partition } = b.batch;
           if (handlers.eachBatch) {
             await handlers.eachBatch(b);
@@ -544,6 +582,9 @@ export class Consumer {
     await this.skein.releaseClient();
   }
 }
+
+/** A batch failing its CRC this many times in a row at one offset is reported, not fetched again. */
+const CORRUPT_REFETCHES = 3;
 
 function decodeChunk(c: PolledChunk): EachBatchPayload {
   return { batch: { topic: c.topic, partition: c.partition, highWatermark: String(c.highWatermark), messages: decodeChunkMessages(c.data, c.fromOffset) } };
