@@ -2,7 +2,8 @@
 // (explicit partition, Kafka's murmur2 for keys, a sticky partition for null keys), builds
 // one record batch per partition (sealed at batchBytes, or once lingerMs passed and nothing
 // is in flight for the partition), and keeps up to maxInFlightRequests produce requests in
-// flight per partition, all to one leader, in sequence order. With idempotence each batch
+// flight per partition, all to one leader, in sequence order (spaced over a round trip, see
+// lingerOf). With idempotence each batch
 // carries the producer id and a per-partition sequence: a retried batch is recognised by the
 // leader and answered with its original offsets, and a batch sent after one the leader
 // refused is refused too (OUT_OF_ORDER_SEQUENCE) instead of being written out of order.
@@ -67,6 +68,8 @@ interface SealedBatch {
   records: number;
   members: Member[];
   sealedAt: number;
+  /** When its latest request went out (for the partition's round-trip estimate). */
+  sentAt: number;
   attempts: number;
   state: BatchState;
   baseOffset: number;
@@ -89,6 +92,8 @@ interface PartitionQueue {
   refreshing: boolean;
   /** The current leader acknowledged a batch since the last failure: the window may open. */
   confirmed: boolean;
+  /** Round trip of its produce requests, moving average, ms (0 until the first answer). */
+  roundTripMs: number;
   nextSequence: number;
   leader: PartitionState | null;
   /** When `leader` was read from the KV (acks=0 re-reads it after ACKS0_METADATA_MAX_AGE_MS). */
@@ -242,7 +247,7 @@ export class ProducerState {
     const key = `${topic}/${partition}`;
     let q = this.queues.get(key);
     if (!q) {
-      q = { key, topic, partition, open: null, sealed: [], unacked: [], inFlight: 0, recovering: false, refreshing: false, confirmed: false, nextSequence: 0, leader: null, leaderReadAt: 0, touchedBy: null };
+      q = { key, topic, partition, open: null, sealed: [], unacked: [], inFlight: 0, recovering: false, refreshing: false, confirmed: false, roundTripMs: 0, nextSequence: 0, leader: null, leaderReadAt: 0, touchedBy: null };
       this.queues.set(key, q);
       this.queuesOf(topic)[partition] = q;
     }
@@ -262,8 +267,19 @@ export class ProducerState {
     // A builder that grew for an oversized record is not kept: spares hold batchCapacityBytes.
     if (this.spareBuilders.length < MAX_SPARE_BUILDERS && open.builder.capacityBytes === this.batchCapacityBytes) this.spareBuilders.push(open.builder);
     if (this.producerId >= 0) q.nextSequence += records;
-    q.sealed.push({ id: this.nextBatchId++, bytes, records, members: open.members, sealedAt: Date.now(), attempts: 0, state: "queued", baseOffset: -1, error: null });
+    q.sealed.push({ id: this.nextBatchId++, bytes, records, members: open.members, sealedAt: Date.now(), sentAt: 0, attempts: 0, state: "queued", baseOffset: -1, error: null });
     if (this.sticky.get(q.topic) === q.partition) this.sticky.delete(q.topic);
+  }
+
+  /**
+   * How long the partition's open batch waits for more records before it may go: lingerMs,
+   * and while requests are in flight at least a window's share of a round trip. Requests
+   * then leave spaced over the round trip instead of one per send() (with lingerMs 0 that was
+   * one small request per send: many more requests for the brokers to handle, for records
+   * that waited a fraction of a round trip less).
+   */
+  private lingerOf(q: PartitionQueue): number {
+    return q.inFlight === 0 ? this.args.lingerMs : Math.max(this.args.lingerMs, q.roundTripMs / this.window);
   }
 
   /**
@@ -271,12 +287,16 @@ export class ProducerState {
    * partition whose window is full needs no timer: an answer (onSent) drains it.
    */
   scheduleLinger(ctx: Ctx): void {
-    if (this.lingerScheduled || this.args.lingerMs === 0) return;
+    if (this.lingerScheduled) return;
     let first = Infinity;
-    for (const q of this.queues.values()) if (q.open && q.open.startedAt < first && this.hasRoom(q)) first = q.open.startedAt;
+    for (const q of this.queues.values()) {
+      if (!q.open || !this.hasRoom(q)) continue;
+      const due = q.open.startedAt + this.lingerOf(q);
+      if (due < first) first = due;
+    }
     if (first === Infinity) return;
     this.lingerScheduled = true;
-    ctx.schedule(Math.max(1, first + this.args.lingerMs - Date.now()), "Linger", {});
+    ctx.schedule(Math.max(1, first - Date.now()), "Linger", {});
   }
 
   linger(ctx: Ctx): void {
@@ -312,7 +332,7 @@ export class ProducerState {
         // newest sent: a resend stays among the leader's last CACHED_BATCHES_PER_PRODUCER.
         if (q.unacked.length >= this.limit(q)) return;
         if (q.sealed.length === 0) {
-          if (!q.open || Date.now() - q.open.startedAt < this.args.lingerMs) return;
+          if (!q.open || Date.now() - q.open.startedAt < this.lingerOf(q)) return;
           this.seal(q);
         }
         batch = q.sealed.shift()!;
@@ -356,6 +376,7 @@ export class ProducerState {
    */
   private request(q: PartitionQueue, batch: SealedBatch, leader: PartitionState, ctx: Ctx): void {
     const attempt = ++batch.attempts;
+    batch.sentAt = Date.now();
     const key = q.key;
     // Only this attempt's outcome counts: one given up on (its leader moved) stays silent.
     let settled = false;
@@ -419,6 +440,8 @@ export class ProducerState {
     } else {
       batch.state = "acked";
       batch.baseOffset = m.baseOffset ?? -1;
+      const rtt = Date.now() - batch.sentAt;
+      q.roundTripMs = q.roundTripMs === 0 ? rtt : q.roundTripMs * 0.8 + rtt * 0.2;
       q.confirmed = true;
       if (q.recovering && q.inFlight === 0) this.endRound(q, ctx);
     }
