@@ -1,7 +1,7 @@
 // The producer actor (runs in a worker thread of the application). It partitions records
 // (explicit partition, Kafka's murmur2 for keys, a sticky partition for null keys), builds
-// one record batch per partition (sealed at batchBytes, or once lingerMs passed and nothing
-// is in flight for the partition), and keeps up to maxInFlightRequests produce requests in
+// one record batch per partition (sealed at batchBytes, or once lingerMs passed and the
+// partition's window has room), and keeps up to maxInFlightRequests produce requests in
 // flight per partition, all to one leader, in sequence order (spaced over a round trip, see
 // lingerOf). With idempotence each batch
 // carries the producer id and a per-partition sequence: a retried batch is recognised by the
