@@ -122,19 +122,20 @@ test("a consumer whose position fell below the log start resets per policy", asy
   await consumer.disconnect();
 });
 
-test("idempotent producer across a leader SIGKILL: no duplicates, no gaps, order kept", async () => {
+for (const maxInFlightRequests of [1, 5]) test(`idempotent producer (${maxInFlightRequests} in flight) across a leader SIGKILL: no duplicates, no gaps, order kept`, async () => {
   const admin = skein.admin();
   await admin.connect();
-  await admin.createTopics({ topics: [{ topic: "exact", numPartitions: 1, replicationFactor: 3, configEntries: [{ name: "min.insync.replicas", value: "2" }] }] });
-  const producer = skein.producer({ acks: "all", idempotent: true, lingerMs: 1, requestTimeoutMs: 1_000 });
+  const topic = `exact-${maxInFlightRequests}`;
+  await admin.createTopics({ topics: [{ topic, numPartitions: 1, replicationFactor: 3, configEntries: [{ name: "min.insync.replicas", value: "2" }] }] });
+  const producer = skein.producer({ acks: "all", idempotent: true, lingerMs: 1, requestTimeoutMs: 1_000, maxInFlightRequests });
   await producer.connect();
   const total = 3000;
   const sends: Promise<unknown>[] = [];
   let killed: number | null = null;
   for (let i = 0; i < total; i += 10) {
-    sends.push(producer.send({ topic: "exact", messages: Array.from({ length: 10 }, (_, j) => ({ value: String(i + j) })) }));
+    sends.push(producer.send({ topic, messages: Array.from({ length: 10 }, (_, j) => ({ value: String(i + j) })) }));
     if (i === 1000) {
-      const leader = (await admin.describeTopics({ topics: ["exact"] }))[0].partitions[0].leader;
+      const leader = (await admin.describeTopics({ topics: [topic] }))[0].partitions[0].leader;
       killed = leader;
       await cluster.brokers.get(leader)!.kill();
     }
@@ -145,7 +146,7 @@ test("idempotent producer across a leader SIGKILL: no duplicates, no gaps, order
   await cluster.startBroker(killed!);
   const consumer = skein.consumer();
   await consumer.connect();
-  await consumer.assign([{ topic: "exact", partition: 0, offset: 0 }]);
+  await consumer.assign([{ topic, partition: 0, offset: 0 }]);
   const values: number[] = [];
   const offsets: number[] = [];
   await waitFor(async () => {

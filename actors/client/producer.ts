@@ -1,10 +1,19 @@
 // The producer actor (runs in a worker thread of the application). It partitions records
 // (explicit partition, Kafka's murmur2 for keys, a sticky partition for null keys), builds
-// one record batch per partition (sealed at batchBytes, or once lingerMs passed and nothing
-// is in flight for the partition), and keeps at most one produce request in flight per
-// partition, so retries can never reorder. With
-// idempotence each batch carries the producer id and a per-partition sequence: a retried
-// batch is recognised by the leader and answered with its original offsets.
+// one record batch per partition (sealed at batchBytes, or once lingerMs passed and the
+// partition's window has room), and keeps up to maxInFlightRequests produce requests in
+// flight per partition, all to one leader, in sequence order (spaced over a round trip, see
+// lingerOf). With idempotence each batch
+// carries the producer id and a per-partition sequence: a retried batch is recognised by the
+// leader and answered with its original offsets, and a batch sent after one the leader
+// refused is refused too (OUT_OF_ORDER_SEQUENCE) instead of being written out of order.
+//
+// Failures stop the partition: once any request fails, nothing new is sent until every
+// request of the partition is answered (or given up on); then the unacknowledged batches are
+// resent from the oldest, in order, with their sequences (see endRound). The first request
+// to a leader, and the first after a failure, goes alone: a leader that does not know this
+// producer yet (its first batch, or a leader that just took over without its state) accepts
+// any sequence, so a second batch racing a refused first one could be written ahead of it.
 
 import { defineActor, type ActorContext, type ReplyHandle } from "../../runtime/actor.js";
 import { ErrorCode, SkeinError, isSkeinError } from "../../protocol/errors.js";
@@ -46,13 +55,25 @@ interface OpenBatch {
   startedAt: number;
 }
 
+/**
+ * A sealed batch from its first send until it is completed or failed: "queued" waits to be
+ * (re)sent, "inflight" waits for its answer, "acked" waits for an older batch of the partition
+ * (sends resolve in order), "error" waits for the partition's other requests (endRound).
+ */
+type BatchState = "queued" | "inflight" | "acked" | "error" | "failed";
+
 interface SealedBatch {
   id: number;
   bytes: Uint8Array;
   records: number;
   members: Member[];
   sealedAt: number;
+  /** When its latest request went out (for the partition's round-trip estimate). */
+  sentAt: number;
   attempts: number;
+  state: BatchState;
+  baseOffset: number;
+  error: { code: string; message: string; retriable: boolean } | null;
 }
 
 interface PartitionQueue {
@@ -61,7 +82,18 @@ interface PartitionQueue {
   partition: number;
   open: OpenBatch | null;
   sealed: SealedBatch[];
-  inFlight: SealedBatch | null;
+  /** Sent batches not completed or failed yet, oldest first (at most `window` of them). */
+  unacked: SealedBatch[];
+  /** Requests of `unacked` waiting for their answer. */
+  inFlight: number;
+  /** A request failed: nothing is sent until endRound ran and the Retry backoff is over. */
+  recovering: boolean;
+  /** The leader's partition state is being read; sends wait for it (they must go in order). */
+  refreshing: boolean;
+  /** The current leader acknowledged a batch since the last failure: the window may open. */
+  confirmed: boolean;
+  /** Round trip of its produce requests, moving average, ms (0 until the first answer). */
+  roundTripMs: number;
   nextSequence: number;
   leader: PartitionState | null;
   /** When `leader` was read from the KV (acks=0 re-reads it after ACKS0_METADATA_MAX_AGE_MS). */
@@ -100,6 +132,8 @@ export class ProducerState {
   /** Builders of sealed batches, emptied, for the next open batches (at most MAX_SPARE_BUILDERS). */
   private readonly spareBuilders: RecordBatchBuilder[] = [];
   private readonly batchCapacityBytes: number;
+  /** Requests in flight per partition once its leader confirmed one (see the top of the file). */
+  readonly window: number;
   flushWaiters: Array<ReplyHandle<unknown>> = [];
 
   constructor(
@@ -107,6 +141,9 @@ export class ProducerState {
     readonly args: ProducerArgs,
   ) {
     this.batchCapacityBytes = args.batchBytes + BATCH_SLACK_BYTES;
+    // Without sequences a retried request can land after a later one, or twice: one at a time
+    // unless the application asked for more.
+    this.window = args.maxInFlightRequests ?? (args.idempotent ? 5 : 1);
   }
 
   async initProducerId(ctx: Ctx): Promise<void> {
@@ -210,7 +247,7 @@ export class ProducerState {
     const key = `${topic}/${partition}`;
     let q = this.queues.get(key);
     if (!q) {
-      q = { key, topic, partition, open: null, sealed: [], inFlight: null, nextSequence: 0, leader: null, leaderReadAt: 0, touchedBy: null };
+      q = { key, topic, partition, open: null, sealed: [], unacked: [], inFlight: 0, recovering: false, refreshing: false, confirmed: false, roundTripMs: 0, nextSequence: 0, leader: null, leaderReadAt: 0, touchedBy: null };
       this.queues.set(key, q);
       this.queuesOf(topic)[partition] = q;
     }
@@ -230,21 +267,36 @@ export class ProducerState {
     // A builder that grew for an oversized record is not kept: spares hold batchCapacityBytes.
     if (this.spareBuilders.length < MAX_SPARE_BUILDERS && open.builder.capacityBytes === this.batchCapacityBytes) this.spareBuilders.push(open.builder);
     if (this.producerId >= 0) q.nextSequence += records;
-    q.sealed.push({ id: this.nextBatchId++, bytes, records, members: open.members, sealedAt: Date.now(), attempts: 0 });
+    q.sealed.push({ id: this.nextBatchId++, bytes, records, members: open.members, sealedAt: Date.now(), sentAt: 0, attempts: 0, state: "queued", baseOffset: -1, error: null });
     if (this.sticky.get(q.topic) === q.partition) this.sticky.delete(q.topic);
   }
 
   /**
+   * How long the partition's open batch waits for more records before it may go: lingerMs,
+   * and while requests are in flight at least a window's share of a round trip. Requests
+   * then leave spaced over the round trip instead of one per send() (with lingerMs 0 that was
+   * one small request per send: many more requests for the brokers to handle, for records
+   * that waited a fraction of a round trip less).
+   */
+  private lingerOf(q: PartitionQueue): number {
+    return q.inFlight === 0 ? this.args.lingerMs : Math.max(this.args.lingerMs, q.roundTripMs / this.window);
+  }
+
+  /**
    * Wakes the producer when the first open batch that only waits for its linger may go. A
-   * partition with a request in flight needs no timer: its answer (onSent) drains it.
+   * partition whose window is full needs no timer: an answer (onSent) drains it.
    */
   scheduleLinger(ctx: Ctx): void {
-    if (this.lingerScheduled || this.args.lingerMs === 0) return;
+    if (this.lingerScheduled) return;
     let first = Infinity;
-    for (const q of this.queues.values()) if (q.open && !q.inFlight && q.open.startedAt < first) first = q.open.startedAt;
+    for (const q of this.queues.values()) {
+      if (!q.open || !this.hasRoom(q)) continue;
+      const due = q.open.startedAt + this.lingerOf(q);
+      if (due < first) first = due;
+    }
     if (first === Infinity) return;
     this.lingerScheduled = true;
-    ctx.schedule(Math.max(1, first + this.args.lingerMs - Date.now()), "Linger", {});
+    ctx.schedule(Math.max(1, first - Date.now()), "Linger", {});
   }
 
   linger(ctx: Ctx): void {
@@ -255,24 +307,76 @@ export class ProducerState {
 
   // Sending ---------------------------------------------------------------------------------------
 
-  /**
-   * Sends the partition's next batch unless one is in flight. An open batch is sealed only
-   * here, when it can go out at once (and its linger is over), not when its linger ends: while
-   * a request is in flight the open batch keeps growing, as Kafka's accumulator does, so a
-   * slow round trip makes batches bigger instead of queueing up many small ones.
-   */
-  drain(q: PartitionQueue, ctx: Ctx): void {
-    if (q.inFlight) return;
-    if (q.sealed.length === 0) {
-      if (!q.open || Date.now() - q.open.startedAt < this.args.lingerMs) return;
-      this.seal(q);
-    }
-    q.inFlight = q.sealed.shift()!;
-    void this.request(q, q.inFlight, ctx);
+  /** Requests the partition may have in flight now: 1 until its leader confirmed one. */
+  private limit(q: PartitionQueue): number {
+    return q.confirmed ? this.window : 1;
   }
 
-  private async request(q: PartitionQueue, batch: SealedBatch, ctx: Ctx): Promise<void> {
+  /** Whether drain could send the partition's open batch now (its linger permitting). */
+  private hasRoom(q: PartitionQueue): boolean {
+    return !q.recovering && !q.refreshing && q.unacked.length < this.limit(q);
+  }
+
+  /**
+   * Sends the partition's next batches while its window has room: first the batches to resend
+   * (queued in `unacked`), then sealed ones. An open batch is sealed only here, when it can go
+   * out at once (and its linger is over), not when its linger ends: while the window is full
+   * the open batch keeps growing, as Kafka's accumulator does, so a slow round trip makes
+   * batches bigger instead of queueing up many small ones.
+   */
+  drain(q: PartitionQueue, ctx: Ctx): void {
+    while (!q.recovering && !q.refreshing && q.inFlight < this.limit(q)) {
+      let batch = q.unacked.find((b) => b.state === "queued");
+      if (!batch) {
+        // `unacked` also bounds the sequences between the oldest unanswered batch and the
+        // newest sent: a resend stays among the leader's last CACHED_BATCHES_PER_PRODUCER.
+        if (q.unacked.length >= this.limit(q)) return;
+        if (q.sealed.length === 0) {
+          if (!q.open || Date.now() - q.open.startedAt < this.lingerOf(q)) return;
+          this.seal(q);
+        }
+        batch = q.sealed.shift()!;
+        q.unacked.push(batch);
+      }
+      batch.state = "inflight";
+      q.inFlight++;
+      const stale = this.args.acks === 0 && Date.now() - q.leaderReadAt > ACKS0_METADATA_MAX_AGE_MS;
+      if (!q.leader || q.leader.leader < 0 || stale) {
+        // Sends wait for the leader so that they leave in sequence order, one after the other.
+        q.refreshing = true;
+        void this.refreshThenRequest(q, batch, ctx);
+        return;
+      }
+      this.request(q, batch, q.leader, ctx);
+    }
+  }
+
+  private async refreshThenRequest(q: PartitionQueue, batch: SealedBatch, ctx: Ctx): Promise<void> {
+    try {
+      const fresh = await this.meta.getPartition(q.topic, q.partition);
+      if (!fresh) throw new SkeinError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `unknown partition ${q.key}`, { topic: q.topic, partition: q.partition });
+      q.leader = fresh.value;
+      q.leaderReadAt = Date.now();
+      if (fresh.value.leader < 0) throw new SkeinError(ErrorCode.LEADER_NOT_AVAILABLE, `${q.key} has no leader`, { topic: q.topic, partition: q.partition });
+    } catch (e) {
+      q.refreshing = false;
+      const err = isSkeinError(e) ? e : new SkeinError(ErrorCode.UNKNOWN, String((e as Error)?.message ?? e));
+      ctx.tell(ctx.self, "Sent", { key: q.key, batchId: batch.id, error: { code: err.code, message: err.message, retriable: err.retriable } });
+      return;
+    }
+    q.refreshing = false;
+    this.request(q, batch, q.leader, ctx);
+    this.drain(q, ctx);
+    this.scheduleLinger(ctx);
+  }
+
+  /**
+   * Sends one batch to `leader`. The ask is published before this returns (NATS keeps a
+   * connection's order), so the partition's requests reach the leader in the order of calls.
+   */
+  private request(q: PartitionQueue, batch: SealedBatch, leader: PartitionState, ctx: Ctx): void {
     const attempt = ++batch.attempts;
+    batch.sentAt = Date.now();
     const key = q.key;
     // Only this attempt's outcome counts: one given up on (its leader moved) stays silent.
     let settled = false;
@@ -281,36 +385,23 @@ export class ProducerState {
       settled = true;
       ctx.tell(ctx.self, "Sent", { key, batchId: batch.id, ...body });
     };
-    try {
-      const stale = this.args.acks === 0 && Date.now() - q.leaderReadAt > ACKS0_METADATA_MAX_AGE_MS;
-      if (!q.leader || q.leader.leader < 0 || attempt > 1 || stale) {
-        const fresh = await this.meta.getPartition(q.topic, q.partition);
-        if (!fresh) throw new SkeinError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `unknown partition ${key}`, { topic: q.topic, partition: q.partition });
-        q.leader = fresh.value;
-        q.leaderReadAt = Date.now();
-        if (fresh.value.leader < 0) throw new SkeinError(ErrorCode.LEADER_NOT_AVAILABLE, `${key} has no leader`, { topic: q.topic, partition: q.partition });
-      }
-      const leader = q.leader;
-      if (this.args.acks === 0) {
-        // Fire and forget, as Kafka's acks=0: a tell, so the leader has nowhere to answer and
-        // nothing here waits for it. A lost batch is lost; that is what acks=0 means.
-        ctx.tell(replicaAddress(q.topic, q.partition, leader.leader), "Produce", { batches: batch.bytes, acks: 0 });
-        settle({ baseOffset: -1 });
-        return;
-      }
-      const timeoutMs = this.args.requestTimeoutMs;
-      if (this.producerId >= 0) void this.watchLeader(q, leader, () => settled || batch.attempts !== attempt, settle);
-      const r = await ctx.ask<ProduceResult>(
-        replicaAddress(q.topic, q.partition, leader.leader),
-        "Produce",
-        { batches: batch.bytes, acks: this.args.acks, timeoutMs },
-        { timeoutMs: timeoutMs + 1_000 },
-      );
-      settle({ baseOffset: r.baseOffset });
-    } catch (e) {
-      const err = isSkeinError(e) ? e : new SkeinError(ErrorCode.UNKNOWN, String((e as Error)?.message ?? e));
-      settle({ error: { code: err.code, message: err.message, retriable: err.retriable } });
+    const address = replicaAddress(q.topic, q.partition, leader.leader);
+    if (this.args.acks === 0) {
+      // Fire and forget, as Kafka's acks=0: a tell, so the leader has nowhere to answer and
+      // nothing here waits for it. A lost batch is lost; that is what acks=0 means.
+      ctx.tell(address, "Produce", { batches: batch.bytes, acks: 0 });
+      settle({ baseOffset: -1 });
+      return;
     }
+    const timeoutMs = this.args.requestTimeoutMs;
+    if (this.producerId >= 0) void this.watchLeader(q, leader, () => settled || batch.attempts !== attempt, settle);
+    ctx.ask<ProduceResult>(address, "Produce", { batches: batch.bytes, acks: this.args.acks, timeoutMs }, { timeoutMs: timeoutMs + 1_000 }).then(
+      (r) => settle({ baseOffset: r.baseOffset }),
+      (e) => {
+        const err = isSkeinError(e) ? e : new SkeinError(ErrorCode.UNKNOWN, String((e as Error)?.message ?? e));
+        settle({ error: { code: err.code, message: err.message, retriable: err.retriable } });
+      },
+    );
   }
 
   /**
@@ -337,30 +428,79 @@ export class ProducerState {
 
   onSent(m: { key: string; batchId: number; baseOffset?: number; error?: { code: string; message: string; retriable: boolean } }, ctx: Ctx): void {
     const q = this.queues.get(m.key);
-    const batch = q?.inFlight;
-    if (!q || !batch || batch.id !== m.batchId) return;
+    const batch = q?.unacked.find((b) => b.id === m.batchId);
+    if (!q || !batch || batch.state !== "inflight") return;
+    q.inFlight--;
     if (m.error) {
-      const expired = Date.now() - batch.sealedAt > this.args.deliveryTimeoutMs;
-      if (m.error.retriable && !expired) {
-        if (m.error.code !== ErrorCode.TIMEOUT) q.leader = null;
-        const backoff = Math.min(1_000, this.args.retryBackoffMs * 2 ** Math.min(batch.attempts - 1, 10));
-        ctx.schedule(backoff, "Retry", { key: m.key });
-        return;
-      }
-      const why = expired ? `gave up after ${batch.attempts} attempts in ${this.args.deliveryTimeoutMs} ms: ${m.error.message}` : m.error.message;
-      this.fail(batch, new SkeinError(m.error.code as ErrorCode, why, { topic: q.topic, partition: q.partition }));
+      batch.state = "error";
+      batch.error = m.error;
+      q.recovering = true;
+      q.confirmed = false;
+      if (q.inFlight === 0) this.endRound(q, ctx);
     } else {
-      this.complete(q, batch, m.baseOffset ?? -1);
+      batch.state = "acked";
+      batch.baseOffset = m.baseOffset ?? -1;
+      const rtt = Date.now() - batch.sentAt;
+      q.roundTripMs = q.roundTripMs === 0 ? rtt : q.roundTripMs * 0.8 + rtt * 0.2;
+      q.confirmed = true;
+      if (q.recovering && q.inFlight === 0) this.endRound(q, ctx);
     }
-    q.inFlight = null;
+    this.settleInOrder(q);
     this.drain(q, ctx);
     this.scheduleLinger(ctx);
     this.checkFlushed();
   }
 
+  /**
+   * Every request of a failing partition is answered: decides per batch, oldest first, whether
+   * it is resent or fails. Retriable errors are resent (until the delivery timeout), and so is
+   * OUT_OF_ORDER_SEQUENCE after such a batch: the leader refused it only because the older
+   * one was missing. OUT_OF_ORDER_SEQUENCE with no failed batch before it fails, as it always
+   * did. Batches acknowledged meanwhile are done.
+   */
+  private endRound(q: PartitionQueue, ctx: Ctx): void {
+    let retry: SealedBatch | null = null;
+    const now = Date.now();
+    for (const b of q.unacked) {
+      if (b.state !== "error") continue;
+      const e = b.error!;
+      const expired = now - b.sealedAt > this.args.deliveryTimeoutMs;
+      if (!expired && (e.retriable || (retry !== null && e.code === ErrorCode.OUT_OF_ORDER_SEQUENCE))) {
+        b.state = "queued";
+        retry ??= b;
+        continue;
+      }
+      b.state = "failed";
+      const why = expired ? `gave up after ${b.attempts} attempts in ${this.args.deliveryTimeoutMs} ms: ${e.message}` : e.message;
+      b.error = { ...e, message: why };
+    }
+    if (!retry) {
+      q.recovering = false;
+      return;
+    }
+    // The resend reads the leader again (a TIMEOUT too: the leader may have moved meanwhile).
+    q.leader = null;
+    const backoff = Math.min(1_000, this.args.retryBackoffMs * 2 ** Math.min(retry.attempts - 1, 10));
+    ctx.schedule(backoff, "Retry", { key: q.key });
+  }
+
+  /** Completes or fails the partition's oldest batches that are decided: sends resolve in order. */
+  private settleInOrder(q: PartitionQueue): void {
+    while (q.unacked.length > 0) {
+      const b = q.unacked[0];
+      if (b.state === "acked") this.complete(q, b, b.baseOffset);
+      else if (b.state === "failed") this.fail(b, new SkeinError(b.error!.code as ErrorCode, b.error!.message, { topic: q.topic, partition: q.partition }));
+      else return;
+      q.unacked.shift();
+    }
+  }
+
   retry(key: string, ctx: Ctx): void {
     const q = this.queues.get(key);
-    if (q?.inFlight) void this.request(q, q.inFlight, ctx);
+    if (!q?.recovering) return;
+    q.recovering = false;
+    this.drain(q, ctx);
+    this.scheduleLinger(ctx);
   }
 
   private complete(q: PartitionQueue, batch: SealedBatch, baseOffset: number): void {
@@ -372,7 +512,7 @@ export class ProducerState {
     }
   }
 
-  private fail(batch: SealedBatch, error: SkeinError): void {
+  private fail(batch: { members: Member[] }, error: SkeinError): void {
     for (const { send } of batch.members) {
       send.remaining--;
       if (!send.failed) {
@@ -393,15 +533,19 @@ export class ProducerState {
 
   private checkFlushed(): void {
     if (this.flushWaiters.length === 0) return;
-    for (const q of this.queues.values()) if (q.open || q.inFlight || q.sealed.length) return;
+    for (const q of this.queues.values()) if (q.open || q.unacked.length || q.sealed.length) return;
     for (const w of this.flushWaiters.splice(0)) w.resolve({ flushed: true });
   }
 
   close(): void {
     const gone = new SkeinError(ErrorCode.NOT_CONNECTED, "producer disconnected before these records were acknowledged");
     for (const q of this.queues.values()) {
-      for (const b of [...q.sealed, ...(q.inFlight ? [q.inFlight] : [])]) this.fail(b, gone);
-      if (q.open) this.fail({ id: 0, bytes: new Uint8Array(0), records: 0, members: q.open.members, sealedAt: 0, attempts: 0 }, gone);
+      for (const b of q.unacked) {
+        if (b.state === "acked") this.complete(q, b, b.baseOffset);
+        else this.fail(b, gone);
+      }
+      for (const b of q.sealed) this.fail(b, gone);
+      if (q.open) this.fail(q.open, gone);
     }
     for (const w of this.flushWaiters.splice(0)) w.reject(gone);
   }

@@ -49,6 +49,14 @@ export interface ProducerConfig {
   bufferBytes?: number;
   requestTimeoutMs?: number;
   deliveryTimeoutMs?: number;
+  /**
+   * Produce requests per partition in flight at once (1–5), like Kafka's
+   * max.in.flight.requests.per.connection. Default 5 with idempotence: the leader's sequence
+   * checks keep order and drop duplicates across retries. Default 1 without it, because there
+   * a retried request may land after a later one (reordering) or twice; set it higher only
+   * if that is acceptable.
+   */
+  maxInFlightRequests?: number;
 }
 
 export interface ConsumerConfig {
@@ -191,6 +199,7 @@ export class Producer {
           batchBytes: this.config.batchBytes,
           requestTimeoutMs: this.config.requestTimeoutMs,
           deliveryTimeoutMs: this.config.deliveryTimeoutMs,
+          maxInFlightRequests: this.config.maxInFlightRequests,
         },
       });
     } catch (e) {
