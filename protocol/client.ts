@@ -19,8 +19,8 @@ export const ProducerArgs = z.object({
   /** First retry backoff, ms (doubles up to 1 s). */
   retryBackoffMs: z.number().int().min(1).max(10_000).default(50),
   /**
-   * Produce requests per partition sent and not yet answered. Default 5 when idempotent, 1
-   * otherwise (see ProducerConfig.maxInFlightRequests); at most 5, the batches a leader
+   * Produce requests per partition sent and not yet answered. Default 1 (see
+   * ProducerConfig.maxInFlightRequests); at most 5, the batches a leader
    * remembers per producer (CACHED_BATCHES_PER_PRODUCER), so a retry is always recognised.
    */
   maxInFlightRequests: z.number().int().min(1).max(5).optional(),

@@ -141,9 +141,8 @@ export class ProducerState {
     readonly args: ProducerArgs,
   ) {
     this.batchCapacityBytes = args.batchBytes + BATCH_SLACK_BYTES;
-    // Without sequences a retried request can land after a later one, or twice: one at a time
-    // unless the application asked for more.
-    this.window = args.maxInFlightRequests ?? (args.idempotent ? 5 : 1);
+    // One at a time unless the application asks for more: see ProducerConfig.maxInFlightRequests.
+    this.window = args.maxInFlightRequests ?? 1;
   }
 
   async initProducerId(ctx: Ctx): Promise<void> {

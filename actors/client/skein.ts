@@ -51,10 +51,12 @@ export interface ProducerConfig {
   deliveryTimeoutMs?: number;
   /**
    * Produce requests per partition in flight at once (1–5), like Kafka's
-   * max.in.flight.requests.per.connection. Default 5 with idempotence: the leader's sequence
-   * checks keep order and drop duplicates across retries. Default 1 without it, because there
-   * a retried request may land after a later one (reordering) or twice; set it higher only
-   * if that is acceptable.
+   * max.in.flight.requests.per.connection. Default 1. With idempotence up to 5 keep order and
+   * drop duplicates across retries (the leader's sequence checks); it pays where a round trip
+   * is long (brokers on other machines). On one 2-core machine it measured no throughput gain
+   * and a higher latency (more, smaller requests for the same CPU): bench/RESULTS.md. Without
+   * idempotence a retried request may land after a later one (reordering) or twice; set it
+   * higher there only if that is acceptable.
    */
   maxInFlightRequests?: number;
 }
