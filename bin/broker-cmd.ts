@@ -84,7 +84,11 @@ export function registerBrokerCommands(program: Command): void {
         flags.kafkaPort = 0;
       }
     }
-    const cluster = await startLocalCluster(flags, { echo: true, extraBrokerArgs: flags.allowFaults ? ["--allow-faults"] : [] });
+    // In a terminal, Ctrl-C signals the whole foreground group: the embedded nats-server gets a
+    // group of its own, so the brokers shut down cleanly before stop() ends it. Without a
+    // terminal (scripts, tests) it stays in ours, where a supervisor's group kill reaches it.
+    const natsOwnProcessGroup = process.stdin.isTTY === true;
+    const cluster = await startLocalCluster(flags, { echo: true, extraBrokerArgs: flags.allowFaults ? ["--allow-faults"] : [], natsOwnProcessGroup });
     onShutdownSignal(() => cluster.stop());
     const kafka = flags.kafkaPort > 0 ? ` kafka=${Array.from({ length: flags.brokers }, (_, i) => `127.0.0.1:${flags.kafkaPort + i}`).join(",")}` : "";
     console.log(`cluster ready: brokers=${flags.brokers} nats=${cluster.natsUrl} cluster=${flags.cluster} data=${cluster.dataDir}${kafka}`);
@@ -110,12 +114,17 @@ export interface LocalCluster {
 
 export async function startLocalCluster(
   flags: ConnectionFlags & { brokers: number; data?: string; workers: number; /** Gateway port of broker 1 (broker N: + N - 1); 0 or absent = no gateways. */ kafkaPort?: number },
-  options: { echo?: boolean; extraBrokerArgs?: string[] } = {},
+  options: {
+    echo?: boolean;
+    extraBrokerArgs?: string[];
+    /** The embedded nats-server in a process group of its own (see NatsServerOptions.ownProcessGroup). */
+    natsOwnProcessGroup?: boolean;
+  } = {},
 ): Promise<LocalCluster> {
   let server: NatsServerHandle | null = null;
   let url = flags.nats;
   if (!url) {
-    server = await startNatsServer();
+    server = await startNatsServer({ ownProcessGroup: options.natsOwnProcessGroup });
     url = server.url;
     if (options.echo) console.error(`up: nats-server with JetStream on ${url} (pid ${server.pid})`);
   }

@@ -30,6 +30,12 @@ export interface NatsServerOptions {
   readyTimeoutMs?: number;
   /** Clients must authenticate: with this token, or with this user and password. Default: no authentication. */
   auth?: { token: string } | { user: string; pass: string };
+  /**
+   * Run the server in a process group of its own, so a Ctrl-C in the terminal (SIGINT to the
+   * whole foreground group) does not stop it before the brokers that use it have shut down
+   * cleanly; the owner stops it last. Default false.
+   */
+  ownProcessGroup?: boolean;
 }
 
 export const NATS_INSTALL_HINT =
@@ -53,6 +59,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   writeFileSync(configPath, `max_payload: ${options.maxPayloadBytes ?? 8 * 1024 * 1024}\n${authConfig(options.auth)}`, { mode: 0o600 });
   const child = spawn(binary, ["-a", "127.0.0.1", "-p", String(options.port ?? -1), "-js", "-sd", storeDir, "-c", configPath], {
     stdio: ["ignore", "ignore", "pipe"],
+    detached: options.ownProcessGroup ?? false,
   });
   const port = await waitForReady(child, options.readyTimeoutMs ?? 15_000).catch((e) => {
     child.kill("SIGKILL");
