@@ -7,22 +7,11 @@ import { ConsumerArgs, type PollResult } from "../protocol/client.js";
 import { encodeBatch } from "../protocol/record-batch.js";
 import type { MetadataStore } from "../actors/cluster/metadata.js";
 import type { ActorContext } from "../runtime/actor.js";
+import { fakeConsumerContext } from "./helpers.js";
 
 function fakeContext(): ActorContext<ConsumerArgs> {
-  return {
-    self: "consumer/1@test",
-    node: "test",
-    worker: 0,
-    args: ConsumerArgs.parse({}),
-    cluster: "test",
-    nats: null as never,
-    tell() {},
-    // Fetches never complete here: the test hands the state its Fetched results itself.
-    ask: () => new Promise(() => undefined),
-    deferReply: () => ({ resolve() {}, reject() {}, settled: false }),
-    schedule: () => () => undefined,
-    stop() {},
-  };
+  // Fetches never complete here: the test hands the state its Fetched results itself.
+  return fakeConsumerContext({ ask: () => new Promise(() => undefined) });
 }
 
 /** One partition at offset 0 with `data` fetched for it; returns what a poll hands out. */

@@ -8,6 +8,7 @@ import { ConsumerActor, ConsumerState } from "../actors/client/consumer.js";
 import { ConsumerArgs, type PollResult } from "../protocol/client.js";
 import type { MetadataStore } from "../actors/cluster/metadata.js";
 import type { ActorContext } from "../runtime/actor.js";
+import { fakeConsumerContext } from "./helpers.js";
 
 interface Scheduled {
   ms: number;
@@ -15,22 +16,13 @@ interface Scheduled {
 }
 
 function fakeContext(scheduled: Scheduled[], replies: PollResult[]): ActorContext<ConsumerArgs> {
-  return {
-    self: "consumer/1@test",
-    node: "test",
-    worker: 0,
-    args: ConsumerArgs.parse({}),
-    cluster: "test",
-    nats: null as never,
-    tell() {},
-    ask: () => Promise.reject(new Error("no cluster in this test")),
+  return fakeConsumerContext({
     deferReply: <T>() => ({ resolve: (v: T) => replies.push(v as PollResult), reject() {}, settled: false }),
     schedule(ms, type) {
       scheduled.push({ ms, type });
       return () => undefined;
     },
-    stop() {},
-  };
+  });
 }
 
 test("a Kick that fires before the parked poll's deadline schedules another; the poll is answered at its deadline", () => {

@@ -24,7 +24,7 @@ import { startLocalCluster, type LocalCluster } from "../bin/broker-cmd.js";
 import { Skein, type Consumer } from "../actors/client/skein.js";
 import type { GroupEvent } from "../protocol/client.js";
 import { ClusterClient } from "../actors/cluster/admin.js";
-import { fixture, tempDir, waitFor, surfaced } from "./helpers.js";
+import { fixture, tempDir, waitFor, surfaced, seededRandom } from "./helpers.js";
 
 const TOPIC = "alo";
 const DEAD_TOPIC = "dead";
@@ -35,18 +35,6 @@ const KILLS = 4;
 const data = tempDir("skein-groups-alo-");
 let cluster: LocalCluster;
 let admin: ClusterClient;
-
-/** mulberry32: a small seeded PRNG, so a failing schedule can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Incarnation {
   n: number;
@@ -77,7 +65,7 @@ test.after(async () => {
 
 test("at-least-once: members SIGKILLed and restarted at random; every acked record processed, duplicates only from the uncommitted window", async () => {
   const seed = Number(process.env.GROUPS_ALO_SEED ?? Date.now() % 1_000_000_000);
-  const random = prng(seed);
+  const random = seededRandom(seed);
   console.log(`  seed ${seed} (GROUPS_ALO_SEED=${seed} replays this schedule)`);
   const incarnations: Incarnation[] = [];
   const start = (): Incarnation => {

@@ -4,6 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "node:net";
 import { startNatsServer, type NatsServerHandle } from "../runtime/nats-server.js";
+import { ConsumerArgs } from "../protocol/client.js";
+import type { ActorContext } from "../runtime/actor.js";
 
 export { startNatsServer, type NatsServerHandle };
 
@@ -89,5 +91,39 @@ export function surfaced<T>(hook: (state: T) => Promise<void>): (state: T) => Pr
       console.error("test.before failed:", e);
       throw e;
     }
+  };
+}
+
+/** mulberry32: small seeded pseudo-random numbers in [0, 1), so a failing case can be replayed from its printed seed. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * An actor context for driving a consumer actor's state directly (no cluster, no worker):
+ * tells go nowhere, asks fail, schedules and deferred replies do nothing unless `overrides`
+ * say otherwise.
+ */
+export function fakeConsumerContext(overrides: Partial<ActorContext<ConsumerArgs>> = {}): ActorContext<ConsumerArgs> {
+  return {
+    self: "consumer/1@test",
+    node: "test",
+    worker: 0,
+    args: ConsumerArgs.parse({}),
+    cluster: "test",
+    nats: null as never,
+    tell() {},
+    ask: () => Promise.reject(new Error("no cluster in this test")),
+    deferReply: () => ({ resolve() {}, reject() {}, settled: false }),
+    schedule: () => () => undefined,
+    stop() {},
+    ...overrides,
   };
 }

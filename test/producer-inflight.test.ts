@@ -12,6 +12,7 @@ import { readBatchHeader } from "../protocol/record-batch.js";
 import { ErrorCode, SkeinError, isSkeinError } from "../protocol/errors.js";
 import type { MetadataStore } from "../actors/cluster/metadata.js";
 import type { ActorContext, ReplyHandle } from "../runtime/actor.js";
+import { seededRandom } from "./helpers.js";
 
 /** What the simulated network and leader do with one produce request. */
 type Fate =
@@ -23,18 +24,6 @@ type Fate =
 interface Request {
   seq: number;
   index: number;
-}
-
-/** Deterministic pseudo-random numbers (mulberry32): a failing seed can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 class Harness {
@@ -243,7 +232,7 @@ test("injected duplicates on the wire and lost answers: no duplicates, original 
 test("random refusals, lost answers, duplicates and reply order, many seeds", async () => {
   let overlapped = 0;
   for (let seed = 1; seed <= 30; seed++) {
-    const random = rng(seed);
+    const random = seededRandom(seed);
     const fate = (): Fate => {
       const x = random();
       return x < 0.05 ? "refuse" : x < 0.08 ? "lost-reply" : x < 0.12 ? "duplicate" : "ok";

@@ -4,6 +4,7 @@ import * as fc from "fast-check";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { ErrorCode, SkeinError } from "../protocol/errors.js";
+import { seededRandom } from "./helpers.js";
 import {
   BATCH_HEADER_SIZE,
   BatchAttributes,
@@ -454,17 +455,6 @@ test("property: random record lists round-trip exactly", () => {
 
 // ---- fuzz: every input either decodes or fails with CORRUPT_MESSAGE, never anything else ----
 
-/** mulberry32: small, seeded, so a failing case can be replayed from the printed seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Feeds buf to every reader; returns how many calls succeeded. */
 function probe(buf: Uint8Array, label: string): number {
   let ok = 0;
@@ -497,7 +487,7 @@ function probe(buf: Uint8Array, label: string): number {
 
 test("fuzz: random and mutated buffers only ever fail with CORRUPT_MESSAGE", () => {
   const seed = Number(process.env.SKEIN_FUZZ_SEED ?? 0x5eed);
-  const random = rng(seed);
+  const random = seededRandom(seed);
   const int = (n: number) => Math.floor(random() * n);
   const randomBytes = (n: number) => {
     const b = new Uint8Array(n);
