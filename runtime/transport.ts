@@ -56,7 +56,7 @@ export class NatsTransport {
   private flushQueued = false;
   private readonly flushTask = () => {
     this.flushQueued = false;
-    if (this.run.length > 0) this.flushRun();
+    this.flushRun();
   };
   /** Frame bound: MAX_FRAME_BYTES, or the server's max_payload if that is smaller. */
   private frameLimit: number;
@@ -159,13 +159,13 @@ export class NatsTransport {
     }
     const data = encodeEnvelope(EnvelopeKind.MESSAGE, type, body);
     if (!this.connected) {
-      if (this.run.length > 0) this.flushRun();
+      this.flushRun();
       this.hold(data.length, () => this.publish(address, data, from));
       return;
     }
     // Faults judge each message, so with a filter every tell goes alone.
     if (this.filter !== null || !this.coalesceTells) {
-      if (this.run.length > 0) this.flushRun();
+      this.flushRun();
       this.publish(address, data, from);
       return;
     }
@@ -186,7 +186,7 @@ export class NatsTransport {
     if (batchFrameBytes(1, data.length) > this.frameLimit) {
       // Too big to share a frame: alone and at once, as without coalescing (an envelope over
       // max_payload still fails in the caller).
-      if (this.run.length > 0) this.flushRun();
+      this.flushRun();
       this.nc.publish(subject, data);
       return;
     }
@@ -206,9 +206,11 @@ export class NatsTransport {
   /**
    * Sends the run: one tell as a plain envelope, more as a frame. Disconnected meanwhile, its
    * tells are held one by one like any tell made while disconnected; what the connection no
-   * longer takes (closed, or past the end of a drain) is counted as dropped.
+   * longer takes (closed, or past the end of a drain) is counted as dropped. Nothing to send
+   * when the run is empty: everything that sends calls this first, to keep call order.
    */
   private flushRun(): void {
+    if (this.run.length === 0) return;
     const run = this.run;
     const subject = this.runSubject;
     this.run = [];
@@ -247,7 +249,7 @@ export class NatsTransport {
     return (kind, type, body) => {
       if (sent) return;
       sent = true;
-      if (this.run.length > 0) this.flushRun();
+      this.flushRun();
       send(encodeEnvelope(kind, type, body));
     };
   }
@@ -269,7 +271,7 @@ export class NatsTransport {
     const subject = this.subjectOf(address);
     const data = encodeEnvelope(EnvelopeKind.MESSAGE, type, body);
     // Tells made before the ask reach the wire before it, as they would uncoalesced.
-    if (this.run.length > 0) this.flushRun();
+    this.flushRun();
     const msg = this.filter === null
       ? await this.request(subject, data, timeoutMs, undefined, address, type)
       : await askThroughFaults(this.filter, from, address, type, timeoutMs, (ms, h) => this.request(subject, data, ms, h, address, type));

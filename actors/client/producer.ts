@@ -593,19 +593,10 @@ class ParsedFrames {
   }
 
   private grow(): void {
-    const size = this.partition.length * 2;
-    const partition = new Int32Array(size);
-    const timestamp = new Float64Array(size);
-    const tailOffset = new Int32Array(size);
-    const tailLength = new Int32Array(size);
-    partition.set(this.partition);
-    timestamp.set(this.timestamp);
-    tailOffset.set(this.tailOffset);
-    tailLength.set(this.tailLength);
-    this.partition = partition;
-    this.timestamp = timestamp;
-    this.tailOffset = tailOffset;
-    this.tailLength = tailLength;
+    this.partition = doubled(this.partition);
+    this.timestamp = doubled(this.timestamp);
+    this.tailOffset = doubled(this.tailOffset);
+    this.tailLength = doubled(this.tailLength);
   }
 
   /** Back to the usual size once a large send is queued: memory stays bounded between sends. */
@@ -616,6 +607,13 @@ class ParsedFrames {
     this.tailOffset = new Int32Array(PARSED_RECORDS);
     this.tailLength = new Int32Array(PARSED_RECORDS);
   }
+}
+
+/** A typed array twice as long, starting with `a`'s elements. */
+function doubled<T extends Int32Array | Float64Array>(a: T): T {
+  const b = new (a.constructor as new (length: number) => T)(a.length * 2);
+  b.set(a);
+  return b;
 }
 
 export const ProducerActor = defineActor({

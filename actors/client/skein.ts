@@ -540,12 +540,12 @@ export class Consumer {
             continue;
           }
           if (b.batch.messages.length === 0) continue;
-          next.set(k, Number(b.batch.messages[b.batch.messages.length - 1].offset) + 1);
+          const end = Number(b.batch.messages[b.batch.messages.length - 1].offset) + 1;
+          next.set(k, end);
           const { topic, partition } = b.batch;
           if (handlers.eachBatch) {
             await handlers.eachBatch(b);
-            const last = b.batch.messages[b.batch.messages.length - 1];
-            this.markProcessed({ topic, partition, offset: Number(last.offset) + 1 });
+            this.markProcessed({ topic, partition, offset: end });
           } else {
             // What completed is marked once per batch (it is read only by the next poll), also
             // when a handler throws: not a key string and an object per message.
