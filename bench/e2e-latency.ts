@@ -8,7 +8,9 @@
 // (publish→subscribe; no ack) and JetStream R3 (async publish→ack, ordered consumer). A
 // system that cannot keep up with a rate shows it as latency that grows over the run.
 
-import { startJetStreamR3, startRawNats, startSkeinCluster } from "./fixtures/servers.js";
+import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { cpuMsOf, startJetStreamR3, startRawNats, startSkeinCluster } from "./fixtures/servers.js";
 import type { LoadSpec } from "./fixtures/load-client.js";
 import { runLoad, type LoadRun } from "./load.js";
 import { JETSTREAM_WINDOW } from "./produce.js";
@@ -32,7 +34,7 @@ const WINDOW_RECORDS = 50_000;
 export async function runE2eLatencyBench(options: BenchOptions): Promise<SuiteResult> {
   const sizes = options.quick ? QUICK : FULL;
   const cleanup: Array<() => Promise<unknown>> = [];
-  const results = new Map<string, LoadRun>();
+  const results = new Map<string, Busy>();
   const wanted = (key: string) => !options.filter || key.includes(options.filter);
   let topics = 0;
   try {
@@ -51,21 +53,21 @@ export async function runE2eLatencyBench(options: BenchOptions): Promise<SuiteRe
       for (const system of SYSTEMS) {
         const k = key(system, rate);
         if (!wanted(k)) continue;
-        let r: LoadRun;
+        let r: Busy;
         if (system === "Skein RF3 acks=all") {
           const topic = `bench-latency-${++topics}`;
           await skein.createTopic(topic, PARTITIONS, 3);
           const producer: LoadSpec = { kind: "skein-produce", nats: skein.natsUrl, cluster: skein.cluster, topic, acks: "all", recordsPerSend: 1_000, lingerMs: 0, window: WINDOW_RECORDS, ...common };
-          r = await runLoad([producer], { background: [{ kind: "skein-consume", nats: skein.natsUrl, cluster: skein.cluster, topic, ...consume }] });
+          r = await busy([skein.natsPid, ...skein.brokerPids().values()], () => runLoad([producer], { background: [{ kind: "skein-consume", nats: skein.natsUrl, cluster: skein.cluster, topic, ...consume }] }));
           await skein.client.deleteTopic(topic).catch(() => undefined);
         } else if (system === "raw NATS") {
           const subject = `bench.latency.${rate}`;
-          r = await runLoad([{ kind: "nats-pub", nats: raw.url, subject, window: 1_000, ...common }], { background: [{ kind: "nats-sub", nats: raw.url, subject, ...consume }] });
+          r = await busy([raw.pid], () => runLoad([{ kind: "nats-pub", nats: raw.url, subject, window: 1_000, ...common }], { background: [{ kind: "nats-sub", nats: raw.url, subject, ...consume }] }));
         } else {
           const subject = `bench.latency.js.${rate}`;
           const stream = await js3.createStream(subject);
           try {
-            r = await runLoad([{ kind: "js-pub", nats: js3.url, subject, window: JETSTREAM_WINDOW, ...common }], { background: [{ kind: "js-consume", nats: js3.url, stream, ...consume }] });
+            r = await busy(js3.pids, () => runLoad([{ kind: "js-pub", nats: js3.url, subject, window: JETSTREAM_WINDOW, ...common }], { background: [{ kind: "js-consume", nats: js3.url, stream, ...consume }] }));
           } finally {
             await js3.deleteStream(stream).catch(() => undefined);
           }
@@ -81,10 +83,40 @@ export async function runE2eLatencyBench(options: BenchOptions): Promise<SuiteRe
   return report(results, sizes);
 }
 
+/** A run, and how busy the machine was meanwhile: latency at a fixed rate is mostly queueing for a core. */
+interface Busy extends LoadRun {
+  /** CPU of the system under test (its servers and load clients) over the run, in cores. */
+  systemCores: number;
+  /** Share of all the machine's cores busy over the run, whoever used them (/proc/stat). */
+  machineBusy: number;
+}
+
+async function busy(serverPids: number[], run: () => Promise<LoadRun>): Promise<Busy> {
+  const machine = machineTicks();
+  const servers = cpuMsOf(serverPids);
+  const r = await run();
+  const serverMs = cpuMsOf(serverPids) - servers;
+  const after = machineTicks();
+  const clientMs = (r.clientCpuUsPerRecord * r.records) / 1000;
+  const total = after.total - machine.total;
+  return { ...r, systemCores: (serverMs + clientMs) / 1000 / r.seconds, machineBusy: total > 0 ? (after.busy - machine.busy) / total : NaN };
+}
+
+/** Busy and total jiffies of all CPUs so far (the first line of /proc/stat; iowait counts as idle). */
+function machineTicks(): { busy: number; total: number } {
+  try {
+    const fields = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const total = fields.slice(0, 8).reduce((a, b) => a + b, 0);
+    return { busy: total - fields[3]! - fields[4]!, total };
+  } catch {
+    return { busy: NaN, total: NaN };
+  }
+}
+
 const key = (system: System, rate: number) => `${system} @ ${rate.toLocaleString("en-US")}/s`;
 const ms = (us: number | undefined) => (us === undefined ? "-" : (us / 1000).toFixed(2));
 
-function report(results: Map<string, LoadRun>, sizes: Sizes): SuiteResult {
+function report(results: Map<string, Busy>, sizes: Sizes): SuiteResult {
   const rows: SuiteResult["rows"] = [];
   const curves: Chart[] = [];
   for (const rate of sizes.rates) {
@@ -106,6 +138,8 @@ function report(results: Map<string, LoadRun>, sizes: Sizes): SuiteResult {
         "ack p50 ms": msNum(ack?.p50Us),
         "ack p99 ms": msNum(ack?.p99Us),
         "ack max ms": msNum(ack?.maxUs),
+        "CPU cores": Math.round(r.systemCores * 100) / 100,
+        "machine busy": Number.isFinite(r.machineBusy) ? `${Math.round(r.machineBusy * 100)}%` : null,
       });
       if (e2e) series.push({ label: `${system} end-to-end`, points: e2e.curve });
       if (ack) series.push({ label: `${system} publish→ack`, points: ack.curve });
@@ -120,7 +154,7 @@ function report(results: Map<string, LoadRun>, sizes: Sizes): SuiteResult {
   return {
     suite: "e2e-latency",
     title: `Latency at fixed rates (${sizes.recordBytes} B records, ${sizes.seconds} s per rate; HdrHistogram, coordinated omission corrected)`,
-    columns: ["system @ rate", "achieved/s", "delivered", "e2e p50 ms", "e2e p99 ms", "e2e p99.9 ms", "e2e max ms", "ack p50 ms", "ack p99 ms", "ack max ms"],
+    columns: ["system @ rate", "achieved/s", "delivered", "e2e p50 ms", "e2e p99 ms", "e2e p99.9 ms", "e2e max ms", "ack p50 ms", "ack p99 ms", "ack max ms", "CPU cores", "machine busy"],
     rows,
     targets,
     parameters: { ...sizes, partitions: PARTITIONS, lingerMs: 0, latencies: Object.fromEntries([...results].map(([k, r]) => [k, { ack: r.ackLatency, endToEnd: r.endToEndLatency }])) },
@@ -128,6 +162,7 @@ function report(results: Map<string, LoadRun>, sizes: Sizes): SuiteResult {
       "Latency counts from each record's scheduled send time, so a stall also delays what was scheduled behind it (no coordinated omission).",
       "raw NATS has no acknowledgement: its 'ack' is a flush round trip per chunk; its end-to-end is publish→subscribe.",
       "Skein runs with lingerMs 0 here; end-to-end includes the consumer's long-poll wake-up on the high watermark.",
+      `CPU cores: CPU time of the system under test (its servers, producer and consumer processes) per second of the run; machine busy: all ${availableParallelism()} cores, whoever used them. Near 100% every hop waits for a core, and that wait is most of the latency.`,
     ],
     charts: curves,
   };
