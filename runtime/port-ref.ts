@@ -18,9 +18,11 @@ export type PortReply = { id: number; ok: true; body: unknown } | { id: number; 
 
 /**
  * Where a reply keeps the buffers its actor hands over with it. A symbol key: structured
- * clone, JSON and the envelope codec all skip it, so the mark never leaves the worker.
+ * clone, JSON and the envelope codec all skip it, so the mark never leaves the worker. From
+ * the registry (Symbol.for): actor modules are bundles of their own, each with its own copy
+ * of this file, and the worker's bundle must see their marks.
  */
-const TRANSFER = Symbol("skein.transfer");
+const TRANSFER = Symbol.for("skein.transfer");
 
 /**
  * Marks `buffers` (each referenced by `reply`) to be moved, not copied, when the reply goes
