@@ -16,6 +16,32 @@ export interface PortRequest {
 
 export type PortReply = { id: number; ok: true; body: unknown } | { id: number; ok: false; error: WireError };
 
+/**
+ * Where a reply keeps the buffers its actor hands over with it. A symbol key: structured
+ * clone, JSON and the envelope codec all skip it, so the mark never leaves the worker. From
+ * the registry (Symbol.for): actor modules are bundles of their own, each with its own copy
+ * of this file, and the worker's bundle must see their marks.
+ */
+const TRANSFER = Symbol.for("skein.transfer");
+
+/**
+ * Marks `buffers` (each referenced by `reply`) to be moved, not copied, when the reply goes
+ * back over a MessagePort: the worker loses them (they become detached, length 0 there). Only
+ * for buffers the actor allocated itself and never reads again once it has replied: never a
+ * view into something a NATS connection, a log or another reply still holds. A reply that
+ * goes over NATS instead is encoded as usual and the mark is ignored.
+ */
+export function transferWith<T extends object>(reply: T, buffers: ArrayBuffer[]): T {
+  (reply as { [TRANSFER]?: ArrayBuffer[] })[TRANSFER] = buffers;
+  return reply;
+}
+
+/** The buffers transferWith marked on a reply, each once (postMessage refuses duplicates). */
+export function transferListOf(reply: unknown): ArrayBuffer[] {
+  const marked = typeof reply === "object" && reply !== null ? (reply as { [TRANSFER]?: ArrayBuffer[] })[TRANSFER] : undefined;
+  return marked ? [...new Set(marked)] : [];
+}
+
 interface Pending {
   resolve(value: unknown): void;
   reject(error: unknown): void;

@@ -14,7 +14,7 @@ import { FaultInjector } from "./faults.js";
 import type { FaultCounts, InstalledFault } from "../protocol/node-agent.js";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { ActorInfo, NatsOptions, RuntimeEvent, SpawnSpec, WorkerStats } from "./types.js";
-import type { PortReply, PortRequest } from "./port-ref.js";
+import { transferListOf, type PortReply, type PortRequest } from "./port-ref.js";
 import { toSkeinError } from "../protocol/errors.js";
 
 export interface WorkerInit {
@@ -104,7 +104,8 @@ const control: WorkerControl = {
     port.addEventListener("message", (event: MessageEvent) => {
       const { id, type, body, timeoutMs } = event.data as PortRequest;
       h.deliverDirect(address, type, body, timeoutMs).then(
-        (reply) => port.postMessage({ id, ok: true, body: reply } satisfies PortReply),
+        // Buffers the actor marked as its own move to the main thread instead of being copied twice (serialize, deserialize).
+        (reply) => port.postMessage({ id, ok: true, body: reply } satisfies PortReply, transferListOf(reply)),
         (e) => port.postMessage({ id, ok: false, error: toSkeinError(e, { address }).toWire() } satisfies PortReply),
       );
     });

@@ -1,12 +1,15 @@
 // The consumer actor's buffering of fetched data, without a cluster: what a poll hands the
-// facade (structured-cloned, which copies a view's whole underlying buffer).
+// facade, whose buffers move to the main thread (transferred: detached in the worker).
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { MessageChannel } from "node:worker_threads";
 import { ConsumerState } from "../actors/client/consumer.js";
+import { decodeChunkMessages } from "../actors/client/decode.js";
 import { ConsumerArgs, type PollResult } from "../protocol/client.js";
 import { encodeBatch } from "../protocol/record-batch.js";
 import type { MetadataStore } from "../actors/cluster/metadata.js";
 import type { ActorContext } from "../runtime/actor.js";
+import { transferListOf } from "../runtime/port-ref.js";
 import { fakeConsumerContext } from "./helpers.js";
 
 function fakeContext(): ActorContext<ConsumerArgs> {
@@ -32,15 +35,60 @@ test("fetched data in a much larger buffer is handed out in a buffer of its own,
   reply.set(batch, 50);
   const [chunk] = fetchAndPoll(reply.subarray(50, 50 + batch.length)).chunks;
   assert.equal([...chunk.data], [...batch]);
-  assert.is(chunk.data.buffer.byteLength, batch.length, "a structured clone copies only the data");
+  assert.is(chunk.data.buffer.byteLength, batch.length, "the facade receives only the data");
 });
 
-test("fetched data that nearly fills its buffer is handed out as it is (no copy)", () => {
+test("fetched data that nearly fills the NATS client's buffer is still copied: only the copy is marked to move", () => {
   const reply = new Uint8Array(batch.length + 8);
   reply.set(batch, 8);
-  const data = reply.subarray(8);
-  const [chunk] = fetchAndPoll(data).chunks;
-  assert.is(chunk.data, data);
+  const result = fetchAndPoll(reply.subarray(8));
+  const [chunk] = result.chunks;
+  assert.is.not(chunk.data.buffer, reply.buffer, "the NATS client's buffer is never handed over");
+  assert.equal([...chunk.data], [...batch]);
+  assert.equal(transferListOf(result), [chunk.data.buffer]);
+});
+
+/** Posts a poll result the way the worker answers the facade (worker-entry's attachPort). */
+function postReply(result: PollResult): Promise<PollResult> {
+  const { port1, port2 } = new MessageChannel();
+  return new Promise((resolve) => {
+    port2.once("message", (m: PollResult) => {
+      port1.close();
+      resolve(m);
+    });
+    port1.postMessage(result, transferListOf(result));
+  });
+}
+
+test("moving a poll's buffers to the facade loses no record and leaves the actor's other data alone", async () => {
+  const ctx = fakeContext();
+  const state = new ConsumerState({} as MetadataStore, ConsumerArgs.parse({}));
+  state.assign([{ topic: "t", partition: 0, offset: 0 }], ctx);
+  const { generation } = state.assigned.get("t/0")!;
+  // Three fetch replies that the NATS client read out of one socket buffer, side by side.
+  const batches = [0, 1, 2].map((i) => encodeBatch([{ value: new Uint8Array([i, 1]) }, { key: new Uint8Array([i]), value: new Uint8Array([i, 2]) }], { baseOffset: 2 * i }));
+  const socket = new Uint8Array(batches.reduce((n, b) => n + b.length, 0));
+  let at = 0;
+  for (const b of batches) {
+    socket.set(b, at);
+    state.onFetched({ key: "t/0", generation, fromOffset: state.assigned.get("t/0")!.fetchOffset, data: socket.subarray(at, at + b.length), highWatermark: 6 }, ctx);
+    at += b.length;
+  }
+  const values: number[][] = [];
+  // A poll for one chunk at a time: the chunks still buffered must survive each transfer.
+  for (let poll = 0; poll < 3; poll++) {
+    const result = state.poll({ maxWaitMs: 0, maxBytes: 1, processed: [] }, ctx)!;
+    assert.is(result.chunks.length, 1, `poll ${poll} hands out one chunk`);
+    const sent = result.chunks[0].data;
+    const received = await postReply(result);
+    assert.is(sent.length, 0, "the chunk's buffer moved (detached in the worker)");
+    assert.is(socket.length, at, "the NATS client's buffer stayed where it was");
+    for (const m of decodeChunkMessages(received.chunks[0].data, received.chunks[0].fromOffset)) values.push([Number(m.offset), ...m.value!]);
+    assert.is(state.bufferedBytes, batches.slice(poll + 1).reduce((n, b) => n + b.length, 0), "what is still buffered is counted");
+  }
+  assert.equal(values, [[0, 0, 1], [1, 0, 2], [2, 1, 1], [3, 1, 2], [4, 2, 1], [5, 2, 2]]);
+  assert.equal(state.positions(), [{ topic: "t", partition: 0, offset: 6, highWatermark: 6 }]);
+  assert.is(state.poll({ maxWaitMs: 0, maxBytes: 1, processed: [] }, ctx)!.chunks.length, 0, "nothing handed out twice");
 });
 
 test.run();

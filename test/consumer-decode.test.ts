@@ -3,6 +3,7 @@
 // record turned into a kafkajs-shaped message. Same messages, same CORRUPT_MESSAGE failures.
 
 import { gzipSync } from "node:zlib";
+import { inspect } from "node:util";
 import * as fc from "fast-check";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
@@ -162,6 +163,22 @@ test("messages without headers share one frozen empty headers object", () => {
     a.headers.added = null;
   }, TypeError);
   assert.equal(c.headers, {});
+});
+
+test("keys, values and header values are Buffers in every way an application checks", () => {
+  const data = encodeBatch([{ key: new Uint8Array([1, 2]), value: new TextEncoder().encode("hello"), headers: [{ key: "h", value: new Uint8Array([9]) }] }]);
+  const [m] = decodeChunkMessages(data, 0);
+  for (const b of [m.key!, m.value!, m.headers.h!]) {
+    assert.ok(Buffer.isBuffer(b) && b instanceof Buffer && b instanceof Uint8Array);
+    assert.is(b.constructor, Buffer);
+    assert.ok(Buffer.isBuffer(b.subarray(0, 1)) && Buffer.isBuffer(b.slice(0, 1)), "views of it are Buffers too");
+    assert.match(inspect(b), /^<Buffer /);
+  }
+  assert.is(m.value!.toString("utf8"), "hello");
+  assert.is(m.value!.readUInt8(1), "e".charCodeAt(0));
+  assert.ok(m.value!.equals(Buffer.from("hello")));
+  assert.is(Buffer.concat([m.key!, m.headers.h!]).toString("hex"), "010209");
+  assert.equal(JSON.parse(JSON.stringify(m.key)), { type: "Buffer", data: [1, 2] });
 });
 
 test("splitChunk: slices at batch boundaries, each within maxBytes unless one batch is bigger, together the same messages", () => {

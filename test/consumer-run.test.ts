@@ -106,20 +106,22 @@ test("eachMessage that throws: the group commits up to the message before it", a
 });
 
 /** Flips a byte near the end of the first chunk of the next `polls` polls that return data (a record value: its batch fails its CRC). */
-function damagePolls(consumer: Consumer, polls: number): { damaged: () => number } {
+function damagePolls(consumer: Consumer, polls: number): { damaged: () => number; chunksInDamagedPolls: () => number } {
   const c = consumer as unknown as { pollChunks(maxWaitMs: number): Promise<PolledChunk[]> };
   const original = c.pollChunks.bind(c);
   let damaged = 0;
+  let chunksInDamaged = 0;
   c.pollChunks = async (maxWaitMs) => {
     const chunks = await original(maxWaitMs);
     if (damaged < polls && chunks.length > 0 && chunks[0].data.length > 0) {
       const data = chunks[0].data;
       data[data.length - 10] ^= 0xff;
       damaged++;
+      chunksInDamaged += chunks.length;
     }
     return chunks;
   };
-  return { damaged: () => damaged };
+  return { damaged: () => damaged, chunksInDamagedPolls: () => chunksInDamaged };
 }
 
 test("a fetched chunk that fails its CRC is fetched again: every record once, in order", async () => {
@@ -135,6 +137,23 @@ test("a fetched chunk that fails its CRC is fetched again: every record once, in
     await consumer.disconnect();
   }
   assert.is(damage.damaged(), 2, "two polls were damaged");
+  assertInOrder(got);
+});
+
+test("poll(): the chunks behind one that fails its CRC wait for its refetch: every record once, in order", async () => {
+  const consumer = skein.consumer({ maxBytesPerPartition: 16 * 1024 });
+  await consumer.connect();
+  await consumer.assign([{ topic: "big", partition: 0, offset: 0 }]);
+  // Small fetches, buffered for a while: the damaged poll carries many chunks of the partition.
+  await new Promise((r) => setTimeout(r, 1_000));
+  const damage = damagePolls(consumer, 1);
+  const got: KafkaMessage[] = [];
+  try {
+    for (let i = 0; i < 200 && got.length < RECORDS; i++) for (const b of await consumer.poll(2_000)) got.push(...b.batch.messages);
+  } finally {
+    await consumer.disconnect();
+  }
+  assert.ok(damage.chunksInDamagedPolls() > 1, "the damaged poll held more than the damaged chunk");
   assertInOrder(got);
 });
 

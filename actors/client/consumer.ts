@@ -12,6 +12,7 @@ import { ConsumerArgs, ConsumerMessages, type GroupEvent, type PollResult, type 
 import { GroupMembership } from "../groups/membership.js";
 import { iterateBatches } from "../../protocol/record-batch.js";
 import { metadataFor } from "../cluster/shared.js";
+import { transferWith } from "../../runtime/port-ref.js";
 import type { MetadataStore } from "../cluster/metadata.js";
 import type { z } from "zod";
 
@@ -240,7 +241,9 @@ export class ConsumerState {
 
   private result(chunks: PolledChunk[]): PollResult {
     if (chunks.length) this.facadeIdle = false;
-    return { chunks, events: this.events.splice(0) };
+    // Every chunk's data is a buffer of its own (ownBuffer) that take() removed from this
+    // state for good: it moves to the facade instead of being copied.
+    return transferWith({ chunks, events: this.events.splice(0) }, chunks.map((c) => c.data.buffer as ArrayBuffer));
   }
 
   private take(maxBytes: number, ctx?: Ctx): PolledChunk[] {
@@ -345,13 +348,14 @@ export const ConsumerActor = defineActor({
 });
 
 /**
- * Fetched data is a view into the buffer the NATS client assembled the reply in, which grows
- * by doubling: often twice the data. A poll reply is structured-cloned to the facade, and a
- * clone copies a view's whole buffer (on both threads), so such data is copied out once here;
- * it also keeps what is buffered (bounded by maxBufferedBytes) close to the memory it holds.
+ * Fetched data is a view into a buffer the NATS client assembled the reply in: often twice
+ * the data (it grows by doubling), and the client's, not ours. It is copied once into a
+ * buffer of exactly its size that only this actor holds, so what is buffered (bounded by
+ * maxBufferedBytes) is close to the memory it takes, and a poll can move the buffer to the
+ * facade (transferWith) instead of structured-cloning it (a copy on each thread).
  */
-function ownBuffer(data: Uint8Array): Uint8Array {
-  return data.byteLength * 5 < data.buffer.byteLength * 4 ? data.slice() : data;
+function ownBuffer(data: Uint8Array): Uint8Array<ArrayBuffer> {
+  return data.slice();
 }
 
 function requireGroup(s: ConsumerState): GroupMembership {

@@ -398,9 +398,10 @@ export class Consumer {
    */
   async poll(maxWaitMs = 1_000): Promise<EachBatchPayload[]> {
     const batches: EachBatchPayload[] = [];
+    const next = new Map<string, number>();
     for (const c of await this.pollChunks(maxWaitMs)) {
-      const b = await this.decodeOrRefetch(c, c.fromOffset);
-      if (b && b.batch.messages.length > 0) batches.push(b);
+      const decoded = await this.decodeInOrder(c, next);
+      if (decoded) batches.push(decoded.payload);
     }
     if (!this.inRun) {
       // A plain poll() caller has "processed" what it got once it polls again.
@@ -441,6 +442,29 @@ export class Consumer {
       await this.seek({ topic: chunk.topic, partition: chunk.partition, offset: from }).catch(() => undefined);
       return null;
     }
+  }
+
+  /**
+   * Decodes one chunk (or slice) of a poll, in order with the ones before it. `next` holds
+   * per partition the first offset this poll has not handed out yet. A partition whose chunk
+   * failed its CRC is fetched again from there (decodeOrRefetch) and its later chunks in the
+   * same poll are dropped (null): they come again after the refetched records, never ahead.
+   * Null also for a chunk without messages at or after its fromOffset.
+   */
+  private async decodeInOrder(chunk: PolledChunk, next: Map<string, number>): Promise<{ payload: EachBatchPayload; end: number } | null> {
+    const k = `${chunk.topic}/${chunk.partition}`;
+    const from = next.get(k) ?? chunk.fromOffset;
+    if (from < 0) return null;
+    const payload = await this.decodeOrRefetch(chunk, from);
+    if (!payload) {
+      next.set(k, -1);
+      return null;
+    }
+    const messages = payload.batch.messages;
+    if (messages.length === 0) return null;
+    const end = Number(messages[messages.length - 1].offset) + 1;
+    next.set(k, end);
+    return { payload, end };
   }
 
   /** Polls once and tells the group event listeners; the chunks are not decoded yet. */
@@ -526,22 +550,12 @@ export class Consumer {
         }
         // Decoded slice by slice, each just before its handler: see EACH_BATCH_MAX_BYTES.
         const slices = chunks.flatMap((c) => splitChunk(c.data, EACH_BATCH_MAX_BYTES).map((data) => ({ ...c, data })));
-        // Per partition: the first offset not yet handed to a handler in this poll; a partition
-        // whose slice failed its CRC is fetched again from there, and its later slices wait.
         const next = new Map<string, number>();
         for (const slice of slices) {
           if (!this.running) break;
-          const k = `${slice.topic}/${slice.partition}`;
-          const from = next.get(k) ?? slice.fromOffset;
-          if (from < 0) continue;
-          const b = await this.decodeOrRefetch(slice, from);
-          if (!b) {
-            next.set(k, -1);
-            continue;
-          }
-          if (b.batch.messages.length === 0) continue;
-          const end = Number(b.batch.messages[b.batch.messages.length - 1].offset) + 1;
-          next.set(k, end);
+          const decoded = await this.decodeInOrder(slice, next);
+          if (!decoded) continue;
+          const { payload: b, end } = decoded;
           const { topic, partition } = b.batch;
           if (handlers.eachBatch) {
             await handlers.eachBatch(b);
