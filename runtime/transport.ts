@@ -1,5 +1,6 @@
 // The NATS side of an actor host: mailbox subscriptions, tell (publish) and ask (request with
-// a mandatory timeout). Core NATS is at-most-once; nothing here retries on its own.
+// a mandatory timeout; replies come back through reply-mux.ts). Core NATS is at-most-once;
+// nothing here retries on its own.
 //
 // Tells are coalesced: consecutive tells to one actor within one synchronous turn travel as
 // one NATS message (a batch frame, protocol/envelope-batch.ts), sent at the end of the turn,
@@ -303,7 +304,6 @@ function frameLimitOf(nc: NatsConnection): number {
   const maxPayload = nc.info?.max_payload;
   return maxPayload !== undefined && maxPayload > 0 ? Math.min(MAX_FRAME_BYTES, maxPayload) : MAX_FRAME_BYTES;
 }
-
 
 function unpackReplyMsg(msg: Msg, address: string): unknown {
   return unpackReply(msg.data, address);
