@@ -170,8 +170,18 @@ export function decodeEnvelope(buf: Uint8Array): Envelope {
  * broker's allocations (and so of its garbage collection).
  */
 export function localEnvelope(kind: EnvelopeKind, type: string, body: unknown): Envelope {
+  // A type name that is not short ASCII may not come back the same (UTF-8 of a lone
+  // surrogate, a u16 length overflow): it takes the real round trip.
+  if (toText(type) !== type) return decodeEnvelope(encodeEnvelope(kind, type, body));
   const split = splitBinaryFields(body);
-  if (!split) return decodeEnvelope(encodeEnvelope(kind, type, body));
+  if (!split) {
+    // The round trip of a body without binary fields is JSON.parse of its JSON (JSON.stringify
+    // escapes lone surrogates, so its UTF-8 decodes back to the same text); only a body that
+    // may be near the envelope size limit takes the real round trip, to fail as it would.
+    const json = JSON.stringify(body) ?? "null";
+    if (json.length > MAX_LOCAL_JSON_CHARS) return decodeEnvelope(encodeEnvelope(kind, type, body));
+    return { kind, type, body: JSON.parse(json) };
+  }
   if (split.values.length > 255) throw new SkeinError(ErrorCode.INVALID_REQUEST, "more than 255 binary fields");
   const rest = JSON.parse(split.json) as Record<string, unknown>;
   for (let i = 0; i < split.values.length; i++) {
@@ -181,6 +191,9 @@ export function localEnvelope(kind: EnvelopeKind, type: string, body: unknown): 
   }
   return { kind, type, body: rest };
 }
+
+/** JSON up to this many chars fits an envelope whatever its UTF-8 (at most 3 bytes a char), header included. */
+const MAX_LOCAL_JSON_CHARS = Math.floor(MAX_ENVELOPE_BYTES / 4);
 
 function allocate(size: number): Uint8Array {
   if (size > MAX_SLAB_ENVELOPE_BYTES) return new Uint8Array(size);

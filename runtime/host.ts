@@ -420,22 +420,7 @@ class ActorCell {
         const d = cell.current;
         if (!d) throw new Error("deferReply() may only be called while handling a message");
         d.deferred = true;
-        let settled = d.reply === null;
-        return {
-          get settled() {
-            return settled;
-          },
-          resolve(value: T) {
-            if (settled) return;
-            settled = true;
-            d.reply?.(EnvelopeKind.REPLY_OK, "reply", value);
-          },
-          reject(error: unknown) {
-            if (settled) return;
-            settled = true;
-            d.reply?.(EnvelopeKind.REPLY_ERROR, "error", withAddress(toSkeinError(error), cell.address));
-          },
-        };
+        return new DeferredReply<T>(d, cell.address);
       },
       schedule(ms, type, body) {
         const t = setTimeout(() => {
@@ -453,6 +438,39 @@ class ActorCell {
       },
     };
   }
+}
+
+/**
+ * A deferred reply: answers its delivery at most once. A class, not an object literal: a
+ * literal with a getter costs ~1 µs to build in V8 (it takes the slow path), this ~0.15 µs,
+ * and replicas and producers defer a reply per request. resolve and reject are bound (arrow
+ * fields): handlers pass them on as callbacks, e.g. `.then(reply.resolve, reply.reject)`.
+ */
+class DeferredReply<T> implements ReplyHandle<T> {
+  private done: boolean;
+
+  constructor(
+    private readonly d: Delivery,
+    private readonly address: string,
+  ) {
+    this.done = d.reply === null;
+  }
+
+  get settled(): boolean {
+    return this.done;
+  }
+
+  readonly resolve = (value: T): void => {
+    if (this.done) return;
+    this.done = true;
+    this.d.reply?.(EnvelopeKind.REPLY_OK, "reply", value);
+  };
+
+  readonly reject = (error: unknown): void => {
+    if (this.done) return;
+    this.done = true;
+    this.d.reply?.(EnvelopeKind.REPLY_ERROR, "error", withAddress(toSkeinError(error), this.address));
+  };
 }
 
 function withAddress(e: SkeinError, address: string) {

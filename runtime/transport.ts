@@ -1,5 +1,6 @@
 // The NATS side of an actor host: mailbox subscriptions, tell (publish) and ask (request with
-// a mandatory timeout). Core NATS is at-most-once; nothing here retries on its own.
+// a mandatory timeout; replies come back through reply-mux.ts). Core NATS is at-most-once;
+// nothing here retries on its own.
 //
 // Tells are coalesced: consecutive tells to one actor within one synchronous turn travel as
 // one NATS message (a batch frame, protocol/envelope-batch.ts), sent at the end of the turn,
@@ -11,11 +12,12 @@
 // (Lifecycle events, published on the connection directly, may go ahead of the tells of the
 // turn they were emitted in; NATS never ordered messages to different subscriptions anyway.)
 
-import type { NatsConnection, Subscription, Msg, MsgHdrs } from "@nats-io/transport-node";
+import { PermissionViolationError, type NatsConnection, type Subscription, type Msg } from "@nats-io/transport-node";
 import { addressToSubject } from "../protocol/address.js";
 import { decodeEnvelope, encodeEnvelope, EnvelopeKind, type Envelope } from "../protocol/envelope.js";
 import { BATCH_FRAME_MARKER, batchFrameBytes, encodeBatchFrame, MAX_BATCH_ENVELOPES, splitBatchFrame } from "../protocol/envelope-batch.js";
 import { ErrorCode, SkeinError, type WireError } from "../protocol/errors.js";
+import { ReplyMux } from "./reply-mux.js";
 import { askThroughFaults, receiveThroughFaults, tellThroughFaults, type FaultInjector } from "./faults.js";
 
 export type InboundHandler = (envelope: Envelope, reply: ReplyFn | null) => void;
@@ -60,6 +62,8 @@ export class NatsTransport {
   };
   /** Frame bound: MAX_FRAME_BYTES, or the server's max_payload if that is smaller. */
   private frameLimit: number;
+  /** Where asks wait for their replies. */
+  private readonly replies: ReplyMux;
 
   /** `coalesceTells` (default true): send tells as batch frames (see the top of this file). */
   constructor(
@@ -69,11 +73,13 @@ export class NatsTransport {
     readonly coalesceTells = true,
   ) {
     this.frameLimit = frameLimitOf(nc);
+    this.replies = new ReplyMux(nc);
     void this.watchStatus();
   }
 
   private async watchStatus(): Promise<void> {
     for await (const s of this.nc.status()) {
+      if (s.type === "error" && s.error instanceof PermissionViolationError && s.error.operation === "publish") this.replies.publishDenied(s.error);
       if (s.type === "disconnect" && this.connected) {
         this.connected = false;
         this.connectionListeners.forEach((l) => l(false));
@@ -264,25 +270,21 @@ export class NatsTransport {
     return subject;
   }
 
-  async ask(address: string, type: string, body: unknown, timeoutMs: number, from: string | null = null): Promise<unknown> {
-    if (!this.connected) {
-      throw new SkeinError(ErrorCode.NOT_CONNECTED, `NATS is disconnected; cannot ask ${address}`, { address });
-    }
-    const subject = this.subjectOf(address);
-    const data = encodeEnvelope(EnvelopeKind.MESSAGE, type, body);
-    // Tells made before the ask reach the wire before it, as they would uncoalesced.
-    this.flushRun();
-    const msg = this.filter === null
-      ? await this.request(subject, data, timeoutMs, undefined, address, type)
-      : await askThroughFaults(this.filter, from, address, type, timeoutMs, (ms, h) => this.request(subject, data, ms, h, address, type));
-    return unpackReply(msg.data, address);
-  }
-
-  private async request(subject: string, data: Uint8Array, timeoutMs: number, headers: MsgHdrs | undefined, address: string, type: string): Promise<Msg> {
+  ask(address: string, type: string, body: unknown, timeoutMs: number, from: string | null = null): Promise<unknown> {
     try {
-      return await this.nc.request(subject, data, headers ? { timeout: timeoutMs, headers } : { timeout: timeoutMs });
+      if (!this.connected) {
+        throw new SkeinError(ErrorCode.NOT_CONNECTED, `NATS is disconnected; cannot ask ${address}`, { address });
+      }
+      const subject = this.subjectOf(address);
+      const data = encodeEnvelope(EnvelopeKind.MESSAGE, type, body);
+      // Tells made before the ask reach the wire before it, as they would uncoalesced.
+      this.flushRun();
+      if (this.filter === null) return this.replies.request(subject, data, timeoutMs, undefined, address, type, unpackReplyMsg);
+      return askThroughFaults(this.filter, from, address, type, timeoutMs, (ms, h) => this.replies.request(subject, data, ms, h, address, type, null) as Promise<Msg>).then(
+        (msg) => unpackReply(msg.data, address),
+      );
     } catch (e) {
-      throw requestError(e, address, type, timeoutMs);
+      return Promise.reject(e);
     }
   }
 }
@@ -303,6 +305,9 @@ function frameLimitOf(nc: NatsConnection): number {
   return maxPayload !== undefined && maxPayload > 0 ? Math.min(MAX_FRAME_BYTES, maxPayload) : MAX_FRAME_BYTES;
 }
 
+function unpackReplyMsg(msg: Msg, address: string): unknown {
+  return unpackReply(msg.data, address);
+}
 
 export function unpackReply(data: Uint8Array, address: string): unknown {
   const env = decodeEnvelope(data);
@@ -314,18 +319,3 @@ export function unpackReply(data: Uint8Array, address: string): unknown {
   return env.body;
 }
 
-function requestError(e: unknown, address: string, type: string, timeoutMs: number): SkeinError {
-  const err = e as Error & { isNoResponders?: () => boolean; cause?: unknown };
-  const noResponders =
-    (typeof err?.isNoResponders === "function" && err.isNoResponders()) ||
-    (err?.cause as Error | undefined)?.name === "NoRespondersError" ||
-    err?.name === "NoRespondersError";
-  if (noResponders) {
-    return new SkeinError(ErrorCode.ACTOR_NOT_FOUND, `no actor at ${address}`, { address, type }, { cause: e });
-  }
-  const timedOut = err?.name === "TimeoutError" || (err?.cause as Error | undefined)?.name === "TimeoutError";
-  if (timedOut) {
-    return new SkeinError(ErrorCode.TIMEOUT, `ask ${type} to ${address} timed out after ${timeoutMs} ms`, { address, type, timeoutMs }, { cause: e });
-  }
-  return new SkeinError(ErrorCode.NOT_CONNECTED, `ask ${type} to ${address} failed: ${err?.message}`, { address, type }, { cause: e });
-}

@@ -37,6 +37,27 @@ test("binary fields are handed over, not copied; a Buffer arrives as a plain Uin
   assert.is(body.data.byteOffset, data.byteOffset);
 });
 
+test("without binary fields too, localEnvelope equals the round trip: odd strings, odd type names, non-JSON values (property)", () => {
+  // Any UTF-16 code unit, lone surrogates too, in the body and in the type name; values JSON
+  // turns into something else; nested binary data (only top-level fields are carried as binary).
+  const utf16 = (maxLength: number) => fc.string({ unit: fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c)), maxLength });
+  const odd = fc.oneof(
+    jsonValue,
+    utf16(20),
+    fc.date({ noInvalidDate: true }),
+    fc.constant(undefined),
+    fc.uint8Array({ maxLength: 8 }).map((b) => ({ nested: b })),
+  );
+  const body = fc.oneof(odd, fc.dictionary(fieldName(0, 10), odd, { maxKeys: 4 }), fc.array(odd, { maxLength: 4 }));
+  const typeName = fc.oneof(fc.constantFrom("Fetch", "reply", "error"), utf16(12));
+  fc.assert(
+    fc.property(fc.constantFrom(EnvelopeKind.MESSAGE, EnvelopeKind.REPLY_OK, EnvelopeKind.REPLY_ERROR), typeName, body, (kind, type, b) => {
+      assert.equal(localEnvelope(kind, type, b), decodeEnvelope(encodeEnvelope(kind, type, b)));
+    }),
+    { numRuns: 2000 },
+  );
+});
+
 test("bodies without binary fields take the plain round trip", () => {
   const body = { a: 1, d: new Date(0) };
   assert.equal(localEnvelope(EnvelopeKind.MESSAGE, "T", body).body, { a: 1, d: "1970-01-01T00:00:00.000Z" });

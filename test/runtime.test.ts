@@ -9,6 +9,8 @@ import { ErrorCode, isSkeinError, SkeinError } from "../protocol/errors.js";
 import { ActorHost } from "../runtime/host.js";
 import { NatsTransport } from "../runtime/transport.js";
 import { Escalating } from "./fixtures/counter.js";
+import { defineActor } from "../runtime/actor.js";
+import { z } from "zod";
 import type { RuntimeEvent } from "../runtime/types.js";
 import { fixture, startNatsServer, waitFor, type NatsServerHandle, surfaced } from "./helpers.js";
 import type { Counter } from "./fixtures/counter.js";
@@ -208,6 +210,43 @@ test("supervision: escalate on a main thread stops the actor and hands the failu
   assert.equal(escalated[0], { address: "escalating/main@main-test", error: "escalating broke", stillHosted: false });
   assert.ok(mainEvents.some((e) => e.type === "actor.stopped" && /^escalated/.test(e.reason)));
   await expectError(system.ask("escalating/main@main-test", "Get", {}, { timeoutMs: 1_000 }), ErrorCode.ACTOR_NOT_FOUND);
+});
+
+test("deferred replies: answered once, through unbound resolve/reject; a tell's is settled from the start", async () => {
+  const seen: Array<{ settledAtFirst: boolean; settledAfter: boolean }> = [];
+  const Deferring = defineActor({
+    kind: "deferring",
+    messages: { Later: z.object({ value: z.number(), fail: z.boolean() }) },
+    init: () => ({}),
+    handlers: {
+      Later: (_s, m, ctx) => {
+        const reply = ctx.deferReply<number>();
+        const settledAtFirst = reply.settled;
+        // Passed on unbound, as handlers do with `.then(reply.resolve, reply.reject)`.
+        const answer = m.fail ? reply.reject : reply.resolve;
+        setTimeout(() => {
+          answer(m.fail ? new SkeinError(ErrorCode.INVALID_REQUEST, "refused later") : m.value);
+          reply.resolve(-1); // too late: the first answer stands
+          reply.reject(new Error("also too late"));
+          seen.push({ settledAtFirst, settledAfter: reply.settled });
+        }, 5);
+      },
+    },
+  });
+  const host = new ActorHost({ node: "defer-test", worker: -1, transport: new NatsTransport(system.nc, "rt", 1024 * 1024), onEvent: () => {}, escalate: () => {} });
+  await host.spawnDefinition(Deferring, "deferring/1@defer-test", undefined);
+  assert.is(await host.ask(null, "deferring/1@defer-test", "Later", { value: 42, fail: false }), 42);
+  const refused = await expectError(host.ask(null, "deferring/1@defer-test", "Later", { value: 0, fail: true }), ErrorCode.INVALID_REQUEST);
+  assert.is(refused.message, "refused later");
+  assert.is(refused.context.address, "deferring/1@defer-test");
+  host.tell(null, "deferring/1@defer-test", "Later", { value: 7, fail: false });
+  await waitFor(() => seen.length === 3, 5_000, "the tell's handler");
+  assert.equal(seen, [
+    { settledAtFirst: false, settledAfter: true },
+    { settledAtFirst: false, settledAfter: true },
+    { settledAtFirst: true, settledAfter: true },
+  ]);
+  await host.stopAll("done");
 });
 
 test("started/stopped hooks and the actor.started event", async () => {
