@@ -5,12 +5,13 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { ProducerState } from "../actors/client/producer.js";
-import { encodeFrames } from "../actors/client/frames.js";
+import { encodeFrames, FrameRing, releaseFrames } from "../actors/client/frames.js";
 import { ProducerArgs } from "../protocol/client.js";
 import { decodeRecords, readBatchHeader, verifyBatch } from "../protocol/record-batch.js";
 import { ErrorCode, SkeinError } from "../protocol/errors.js";
 import type { MetadataStore } from "../actors/cluster/metadata.js";
 import type { ActorContext, ReplyHandle } from "../runtime/actor.js";
+import { seededRandom } from "./helpers.js";
 
 interface Held {
   bytes: Uint8Array;
@@ -166,6 +167,73 @@ test("leader moved: every waiting request is given up and resent to the new lead
   }
   assert.equal(await Promise.all(sends), Array.from({ length: 21 }, (_, i) => i));
   h.state.close();
+});
+
+test("FrameRing: a region is reused only after the actor released it, oldest first, across wrap-arounds", () => {
+  for (let seed = 1; seed <= 20; seed++) {
+    const random = seededRandom(seed);
+    const ring = new FrameRing(1024);
+    const live: Array<{ view: Uint8Array; fill: number }> = [];
+    let placed = 0;
+    let fallbacks = 0;
+    for (let step = 0; step < 2_000; step++) {
+      if (live.length > 0 && random() < 0.45) {
+        // The actor handles Sends in order: it releases the oldest.
+        releaseFrames(live.shift()!.view);
+      } else {
+        const size = 1 + Math.floor(random() * 300);
+        const fill = (step % 250) + 1;
+        const view = ring.place(new Uint8Array(size).fill(fill));
+        if (!view) {
+          fallbacks++;
+          assert.ok(size > 256 || live.length > 0, `seed ${seed}: an empty ring takes any send up to a quarter of it`);
+          continue;
+        }
+        assert.ok(view.buffer instanceof SharedArrayBuffer);
+        assert.is(view.length, size);
+        live.push({ view, fill });
+        placed++;
+      }
+      for (const r of live) assert.ok(r.view.every((b) => b === r.fill), `seed ${seed}, step ${step}: a region not released yet was overwritten`);
+    }
+    assert.ok(placed > 500 && fallbacks > 0, `seed ${seed}: placed ${placed}, fell back ${fallbacks}`);
+  }
+});
+
+test("FrameRing: nothing empty or over a quarter of the ring; a ring nobody releases fills up and stays full", () => {
+  const ring = new FrameRing(1024);
+  assert.is(ring.place(new Uint8Array(0)), null);
+  assert.is(ring.place(new Uint8Array(257)), null);
+  const views: Uint8Array[] = [];
+  for (let v = ring.place(new Uint8Array(200).fill(1)); v; v = ring.place(new Uint8Array(200).fill(1))) views.push(v);
+  assert.is(views.length, 5, "five 200-byte regions fit in 1024 bytes");
+  assert.is(ring.place(new Uint8Array(30)), null, "full until released (24 bytes left at the end)");
+  releaseFrames(views[0]);
+  assert.is(ring.place(new Uint8Array(30))?.byteOffset, 8, "room again once the oldest is released: at the start");
+  // Frames of an own buffer (a send that did not fit) are nobody's region: releasing them is a no-op.
+  releaseFrames(new Uint8Array(5));
+});
+
+test("the producer actor releases each Send's ring frames once, also a refused one", async () => {
+  const h = new Harness({});
+  const ring = new FrameRing(64 * 1024);
+  const counter = (v: Uint8Array) => new Int32Array(v.buffer, 0, 1)[0];
+  const post = (frames: Uint8Array) =>
+    new Promise((resolve, reject) => {
+      (h as unknown as { nextReply: ReplyHandle<unknown> }).nextReply = { resolve, reject, settled: false };
+      void h.state.send("t", frames, h.ctx);
+    });
+  const first = ring.place(encodeFrames([{ value: "a", partition: 0 }]).buffer)!;
+  const sent = post(first);
+  await tick();
+  assert.is(counter(first), 1, "released after the first send (partition count read first)");
+  const bad = ring.place(encodeFrames([{ value: "b", partition: 7 }]).buffer)!;
+  await assert.not.ok(await post(bad).then(() => true, () => false), "partition 7 of 1 refused");
+  assert.is(counter(first), 2, "a refused Send is released too");
+  while (h.held.length === 0) await tick();
+  h.answerOldest({ next: 0 });
+  assert.equal(await sent, [{ topic: "t", partition: 0, baseOffset: 0 }]);
+  assert.is(counter(first), 2, "once each");
 });
 
 test.run();

@@ -1,5 +1,6 @@
-// How a client facade hands a send() call's records to its producer actor: one buffer per
-// call (transferred, not copied), never one postMessage per record.
+// How a client facade hands a send() call's records to its producer actor: one region of a
+// shared ring per call (FrameRing; or, when it does not fit, one transferred buffer), never one
+// postMessage per record.
 //
 // Frame layout per record (fixed-width fields big-endian):
 //   i32 partition (-1 = choose)   f64 timestamp ms (-1 = now)
@@ -43,11 +44,27 @@ function headerList(h: OutgoingMessage["headers"], index: number): Array<[Uint8A
 
 /**
  * Encodes a send() call's messages into one transferable buffer (its own ArrayBuffer, exactly
- * sized). One pass over the messages into a scratch buffer kept between calls, then one copy
- * into the buffer handed over: a sizing pass before the writing one measured every string and
- * header twice, and cost more than the copy.
+ * sized).
  */
 export function encodeFrames(messages: OutgoingMessage[]): { buffer: Uint8Array; bytes: number } {
+  const buffer = ownCopy(encodeFramesScratch(messages));
+  return { buffer, bytes: buffer.length };
+}
+
+/** `frames` in an ArrayBuffer of its own (transferable). */
+export function ownCopy(frames: Uint8Array): Uint8Array {
+  const buffer = Buffer.allocUnsafeSlow(frames.length);
+  buffer.set(frames);
+  return buffer;
+}
+
+/**
+ * Encodes a send() call's messages in one pass into a scratch buffer kept between calls, and
+ * returns them there: valid until the next call, to be copied into a FrameRing or an own
+ * buffer at once. (A sizing pass before the writing one measured every string and header
+ * twice, and cost more than the copy.)
+ */
+export function encodeFramesScratch(messages: OutgoingMessage[]): Uint8Array {
   let buf = scratch;
   let o = 0;
   try {
@@ -94,9 +111,7 @@ export function encodeFrames(messages: OutgoingMessage[]): { buffer: Uint8Array;
       }
       writeI32(buf, tailLengthAt, o - tail);
     }
-    const buffer = Buffer.allocUnsafeSlow(o);
-    buffer.set(buf.subarray(0, o));
-    return { buffer, bytes: o };
+    return buf.subarray(0, o);
   } finally {
     // A large send's scratch is not kept: memory stays bounded between sends.
     scratch = buf.length > MAX_SCRATCH_BYTES ? Buffer.allocUnsafeSlow(SCRATCH_BYTES) : buf;
@@ -150,6 +165,82 @@ function writeRawField(buf: Uint8Array, o: number, v: Uint8Array | null): number
   o = writeVarint(buf, o, v.length);
   buf.set(v, o);
   return o + v.length;
+}
+
+/**
+ * Where a Producer facade puts each send()'s frames for its producer actor: a ring in a
+ * SharedArrayBuffer, so a send() allocates no buffer on either thread (a transferred buffer
+ * was an allocation on the application thread and, freed in the worker, external memory that
+ * paced the worker's major garbage collections). The actor counts each Send it is done with
+ * (releaseFrames: the ring's first 4 bytes, atomically); regions are reused oldest first once
+ * counted. Sends are handled in the order they are posted, and a Send the actor never handles
+ * (refused, or its worker died) is never counted, so the oldest `count` regions are all done
+ * with. Regions are placed only right before their ask, with no await between, and PortRef
+ * posts asks in call order, so regions are posted in placement order. A send that
+ * does not fit (full ring, over a quarter of it, too many regions outstanding) gets a buffer
+ * of its own, as before.
+ */
+export class FrameRing {
+  private sab: SharedArrayBuffer | null = null;
+  private counter: Int32Array | null = null;
+  private bytes: Uint8Array | null = null;
+  /** Logical positions: bytes placed so far, and the end of the oldest region not released. */
+  private written = 0;
+  private released = 0;
+  /** Count of regions released (mirrors the shared counter, modulo 2^32). */
+  private releasedCount = 0;
+  /** Logical end of each region not released yet, oldest first. */
+  private readonly ends: number[] = [];
+  private head = 0;
+
+  constructor(private readonly dataBytes = RING_DATA_BYTES) {}
+
+  /** `frames` copied into the ring, or null when they do not fit (send them in their own buffer). */
+  place(frames: Uint8Array): Uint8Array | null {
+    const n = frames.length;
+    if (n === 0 || n > this.dataBytes / 4) return null;
+    if (!this.sab) {
+      this.sab = new SharedArrayBuffer(RING_HEADER_BYTES + this.dataBytes);
+      this.counter = new Int32Array(this.sab, 0, 1);
+      this.bytes = new Uint8Array(this.sab, RING_HEADER_BYTES);
+    }
+    const count = Atomics.load(this.counter!, 0);
+    while (((count - this.releasedCount) | 0) > 0 && this.head < this.ends.length) {
+      this.released = this.ends[this.head++];
+      this.releasedCount = (this.releasedCount + 1) | 0;
+    }
+    if (this.head === this.ends.length) {
+      this.ends.length = 0;
+      this.head = 0;
+    } else if (this.head > 1024) {
+      this.ends.splice(0, this.head);
+      this.head = 0;
+    }
+    if (this.ends.length - this.head >= MAX_RING_REGIONS) return null;
+    const at = this.written % this.dataBytes;
+    const pad = at + n > this.dataBytes ? this.dataBytes - at : 0;
+    if (this.written + pad + n - this.released > this.dataBytes) return null;
+    const start = pad > 0 ? 0 : at;
+    this.bytes!.set(frames, start);
+    this.written += pad + n;
+    this.ends.push(this.written);
+    return new Uint8Array(this.sab, RING_HEADER_BYTES + start, n);
+  }
+}
+
+/** The ring's count of released regions (an Int32, 8 bytes keep the data aligned). */
+const RING_HEADER_BYTES = 8;
+/** Ring size: the most a producer facade keeps for frames in flight to its actor. */
+const RING_DATA_BYTES = 4 * 1024 * 1024;
+/** Regions outstanding at most (tiny sends in a burst use their own buffers past it). */
+const MAX_RING_REGIONS = 4096;
+
+/**
+ * The actor is done with a Send's frames (parsed and copied, or refused): a FrameRing may
+ * reuse their region. Call exactly once per Send handled, after the last read of `frames`.
+ */
+export function releaseFrames(frames: Uint8Array): void {
+  if (frames.buffer instanceof SharedArrayBuffer) Atomics.add(new Int32Array(frames.buffer, 0, 1), 0, 1);
 }
 
 function readI32(buf: Uint8Array, o: number): number {

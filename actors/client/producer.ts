@@ -21,7 +21,7 @@ import { controllerAddress, replicaAddress, type PartitionState, type ProduceRes
 import { ProducerArgs, ProducerMessages } from "../../protocol/client.js";
 import { RecordBatchBuilder } from "../../protocol/record-batch.js";
 import { partitionForKey } from "../../protocol/murmur2.js";
-import { FrameReader } from "./frames.js";
+import { FrameReader, releaseFrames } from "./frames.js";
 import { metadataFor } from "../cluster/shared.js";
 import type { MetadataStore } from "../cluster/metadata.js";
 
@@ -185,17 +185,26 @@ export class ProducerState {
 
   /**
    * Synchronous once the topic's partition count is known (every send but a topic's first): an
-   * async handler costs the mailbox a few promise turns per send().
+   * async handler costs the mailbox a few promise turns per send(). The frames are released
+   * (releaseFrames) once parsed and copied, or refused: nothing here keeps them.
    */
   send(topic: string, frames: Uint8Array, ctx: Ctx): void | Promise<void> {
     const reply = ctx.deferReply<SendResult[]>();
-    if (frames.length === 0) return reply.resolve([]);
     const known = this.partitionCounts.get(topic);
-    if (known !== undefined) return this.accept(topic, frames, known, reply, ctx);
-    return this.partitionCount(topic).then(
-      (partitions) => this.accept(topic, frames, partitions, reply, ctx),
-      (e) => reply.reject(e),
-    );
+    if (frames.length === 0 || known !== undefined) {
+      try {
+        if (frames.length === 0) return reply.resolve([]);
+        return this.accept(topic, frames, known!, reply, ctx);
+      } finally {
+        releaseFrames(frames);
+      }
+    }
+    return this.partitionCount(topic)
+      .then(
+        (partitions) => this.accept(topic, frames, partitions, reply, ctx),
+        (e) => reply.reject(e),
+      )
+      .finally(() => releaseFrames(frames));
   }
 
   private accept(topic: string, frames: Uint8Array, partitions: number, reply: ReplyHandle<SendResult[]>, ctx: Ctx): void {
