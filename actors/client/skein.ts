@@ -176,7 +176,7 @@ export class Producer {
   private inFlightBytes = 0;
   private waiters: Array<() => void> = [];
   private readonly bufferBytes: number;
-  /** Where send() puts its frames for the actor (see FrameRing); a new one after WORKER_LOST. */
+  /** Where send() puts its frames for the actor (see FrameRing); a new one for a new actor. */
   private ring = new FrameRing();
 
   constructor(
@@ -212,6 +212,7 @@ export class Producer {
     }
     this.node = node;
     this.ref = node.portRef(address);
+    this.ring = new FrameRing();
   }
 
   /** Bytes handed to the producer actor and not yet acknowledged (bounded by bufferBytes). */
