@@ -87,4 +87,54 @@ test("a truncated frame is CORRUPT_MESSAGE, bad input is INVALID_REQUEST", () =>
   assert.throws(() => new RecordBatchBuilder().finish(), (e: SkeinError) => e.code === ErrorCode.INVALID_REQUEST);
 });
 
+test("finishInPlace: the batch in the builder's own buffer equals encodeBatch; reset starts the next one there", () => {
+  fc.assert(
+    fc.property(fc.array(fc.array(record, { minLength: 1, maxLength: 20 }), { minLength: 2, maxLength: 4 }), (batches) => {
+      const builder = new RecordBatchBuilder(64 * 1024);
+      let buffer: ArrayBufferLike | null = null;
+      batches.forEach((records, seq) => {
+        const options = { producerId: 9, producerEpoch: 2, baseSequence: seq * 50 };
+        const frames = encodeFrames(records.map((r) => ({ key: r.key, value: r.value, headers: r.headers, timestamp: r.timestamp }))).buffer;
+        const reader = new FrameReader(frames);
+        while (reader.next()) builder.appendTail(reader.timestamp, frames, reader.tailOffset, reader.tailLength);
+        const bytes = builder.finishInPlace(options);
+        assert.throws(() => builder.appendTail(0, frames, 0, 1), /append after finish/);
+        assert.equal(Buffer.from(bytes).equals(Buffer.from(encodeBatch(records as RecordInput[], options))), true);
+        verifyBatch(bytes);
+        if (buffer) assert.is(bytes.buffer, buffer, "the same buffer, batch after batch");
+        buffer = bytes.buffer;
+        builder.reset();
+        assert.is(builder.count, 0);
+      });
+    }),
+    { numRuns: 100 },
+  );
+});
+
+test("encodeFrames: each call's buffer is its own, also past the scratch buffer's size", () => {
+  const first = encodeFrames([{ key: "a", value: "first" }]).buffer;
+  const copy = Buffer.from(first);
+  // 6 MiB: more than the scratch buffer holds (it grows for the call, then shrinks back).
+  const big = Array.from({ length: 96 }, (_, i) => ({ value: new Uint8Array(64 * 1024).fill(i) }));
+  const large = encodeFrames(big).buffer;
+  const again = encodeFrames([{ key: "b", value: "second" }]).buffer;
+  assert.equal(Buffer.from(first).equals(copy), true, "a later call leaves an earlier buffer alone");
+  for (const b of [first, large, again]) assert.is(b.byteLength, b.buffer.byteLength, "transferable: an ArrayBuffer of its own");
+  const reader = new FrameReader(large);
+  let n = 0;
+  while (reader.next()) {
+    assert.is(reader.tailLength, 1 + 3 + 64 * 1024 + 1);
+    assert.is(large[reader.tailOffset + 4], n++);
+  }
+  assert.is(n, 96);
+  // A message refused halfway through leaves the next call unaffected.
+  assert.throws(() => encodeFrames([{ value: "ok" }, { value: 5 as unknown as string }]), (e: SkeinError) => e.code === ErrorCode.INVALID_REQUEST && e.context.field === "messages.1.value");
+  const r = new FrameReader(encodeFrames([{ value: "x", timestamp: 1_700_000_000_123 }, { value: "y" }]).buffer);
+  assert.ok(r.next());
+  assert.is(r.timestamp, 1_700_000_000_123);
+  assert.ok(r.next());
+  assert.is(r.timestamp, -1, "no timestamp: -1 (now)");
+  assert.not.ok(r.next());
+});
+
 test.run();

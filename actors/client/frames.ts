@@ -1,5 +1,6 @@
-// How a client facade hands a send() call's records to its producer actor: one buffer per
-// call (transferred, not copied), never one postMessage per record.
+// How a client facade hands a send() call's records to its producer actor: one region of a
+// shared ring per call (FrameRing; or, when it does not fit, one transferred buffer), never one
+// postMessage per record.
 //
 // Frame layout per record (fixed-width fields big-endian):
 //   i32 partition (-1 = choose)   f64 timestamp ms (-1 = now)
@@ -41,62 +42,105 @@ function headerList(h: OutgoingMessage["headers"], index: number): Array<[Uint8A
   return Object.entries(h).map(([k, v]) => [utf8.encode(k), toBytes(v, `messages.${index}.headers.${k}`)]);
 }
 
-/** Encodes a send() call's messages into one transferable buffer (its own ArrayBuffer, exactly sized). */
+/**
+ * Encodes a send() call's messages into one transferable buffer (its own ArrayBuffer, exactly
+ * sized).
+ */
 export function encodeFrames(messages: OutgoingMessage[]): { buffer: Uint8Array; bytes: number } {
-  // Two passes over the messages and no object per record: sizes (validating), then bytes.
-  let size = 0;
-  for (let i = 0; i < messages.length; i++) {
-    const m = messages[i];
-    if (m === null || typeof m !== "object") throw new SkeinError(ErrorCode.INVALID_REQUEST, `messages[${i}] must be an object`, { field: `messages.${i}` });
-    const partition = m.partition ?? -1;
-    if (!Number.isInteger(partition) || partition < -1) throw new SkeinError(ErrorCode.INVALID_REQUEST, `messages[${i}].partition must be a non-negative integer`, { field: `messages.${i}.partition` });
-    if (m.timestamp !== undefined && !Number.isFinite(Number(m.timestamp))) {
-      throw new SkeinError(ErrorCode.INVALID_REQUEST, `messages[${i}].timestamp must be a number of ms`, { field: `messages.${i}.timestamp` });
-    }
-    size += FRAME_FIXED_BYTES + fieldSize(byteLength(m.key, i, "key")) + fieldSize(byteLength(m.value, i, "value"));
-    const headers = m.headers ? headerList(m.headers, i) : NO_HEADERS;
-    size += sizeOfVarint(headers.length);
-    for (const [k, v] of headers) size += sizeOfVarint(k.length) + k.length + (v === null ? 1 : sizeOfVarint(v.length) + v.length);
-  }
-  const buffer = Buffer.allocUnsafeSlow(size);
+  const buffer = ownCopy(encodeFramesScratch(messages));
+  return { buffer, bytes: buffer.length };
+}
+
+/** `frames` in an ArrayBuffer of its own (transferable). */
+export function ownCopy(frames: Uint8Array): Uint8Array {
+  const buffer = Buffer.allocUnsafeSlow(frames.length);
+  buffer.set(frames);
+  return buffer;
+}
+
+/**
+ * Encodes a send() call's messages in one pass into a scratch buffer kept between calls, and
+ * returns them there: valid until the next call, to be copied into a FrameRing or an own
+ * buffer at once. (A sizing pass before the writing one measured every string and header
+ * twice, and cost more than the copy.)
+ */
+export function encodeFramesScratch(messages: OutgoingMessage[]): Uint8Array {
+  let buf = scratch;
   let o = 0;
-  for (let i = 0; i < messages.length; i++) {
-    const m = messages[i];
-    o = writeI32(buffer, o, m.partition ?? -1);
-    o = buffer.writeDoubleBE(m.timestamp === undefined ? -1 : Number(m.timestamp), o);
-    const keyLength = byteLength(m.key, i, "key");
-    writeI32(buffer, o, keyLength);
-    const tailLengthAt = o + 4;
-    const tail = o + 8;
-    o = writeField(buffer, tail, m.key, keyLength);
-    o = writeField(buffer, o, m.value, byteLength(m.value, i, "value"));
-    const headers = m.headers ? headerList(m.headers, i) : NO_HEADERS;
-    o = writeVarint(buffer, o, headers.length);
-    for (const [k, v] of headers) {
-      o = writeVarint(buffer, o, k.length);
-      buffer.set(k, o);
-      o = writeRawField(buffer, o + k.length, v);
+  try {
+    for (let i = 0; i < messages.length; i++) {
+      const m = messages[i];
+      if (m === null || typeof m !== "object") throw new SkeinError(ErrorCode.INVALID_REQUEST, `messages[${i}] must be an object`, { field: `messages.${i}` });
+      const partition = m.partition ?? -1;
+      if (!Number.isInteger(partition) || partition < -1) throw new SkeinError(ErrorCode.INVALID_REQUEST, `messages[${i}].partition must be a non-negative integer`, { field: `messages.${i}.partition` });
+      const timestamp = m.timestamp === undefined ? -1 : Number(m.timestamp);
+      if (m.timestamp !== undefined && !Number.isFinite(timestamp)) {
+        throw new SkeinError(ErrorCode.INVALID_REQUEST, `messages[${i}].timestamp must be a number of ms`, { field: `messages.${i}.timestamp` });
+      }
+      const key = m.key;
+      const value = m.value;
+      const keyLength = byteLength(key, i, "key");
+      const valueLength = byteLength(value, i, "value");
+      const headers = m.headers ? headerList(m.headers, i) : NO_HEADERS;
+      let headerBytes = 0;
+      for (let h = 0; h < headers.length; h++) {
+        const v = headers[h][1];
+        headerBytes += MAX_VARINT_BYTES * 2 + headers[h][0].length + (v === null ? 0 : v.length);
+      }
+      const most = FRAME_FIXED_BYTES + MAX_VARINT_BYTES * 3 + Math.max(keyLength, 0) + Math.max(valueLength, 0) + headerBytes;
+      if (o + most > buf.length) buf = grown(buf, o, o + most);
+      o = writeI32(buf, o, partition);
+      if (timestamp === -1) {
+        // -1.0 as a big-endian double; most records say "now" and writeDoubleBE is slow.
+        buf[o] = 0xbf;
+        buf[o + 1] = 0xf0;
+        buf[o + 2] = buf[o + 3] = buf[o + 4] = buf[o + 5] = buf[o + 6] = buf[o + 7] = 0;
+        o += 8;
+      } else o = buf.writeDoubleBE(timestamp, o);
+      o = writeI32(buf, o, keyLength);
+      const tailLengthAt = o;
+      const tail = o + 4;
+      o = writeField(buf, tail, key, keyLength);
+      o = writeField(buf, o, value, valueLength);
+      o = writeVarint(buf, o, headers.length);
+      for (let h = 0; h < headers.length; h++) {
+        const [k, v] = headers[h];
+        o = writeVarint(buf, o, k.length);
+        buf.set(k, o);
+        o = writeRawField(buf, o + k.length, v);
+      }
+      writeI32(buf, tailLengthAt, o - tail);
     }
-    writeI32(buffer, tailLengthAt, o - tail);
+    return buf.subarray(0, o);
+  } finally {
+    // A large send's scratch is not kept: memory stays bounded between sends.
+    scratch = buf.length > MAX_SCRATCH_BYTES ? Buffer.allocUnsafeSlow(SCRATCH_BYTES) : buf;
   }
-  if (o !== size) throw new Error(`encodeFrames wrote ${o} bytes, sized ${size}`);
-  return { buffer, bytes: size };
 }
 
 /** partition, timestamp, key length, tail length. */
 const FRAME_FIXED_BYTES = 4 + 8 + 4 + 4;
+const MAX_VARINT_BYTES = 5;
 const NO_HEADERS: Array<[Uint8Array, Uint8Array | null]> = [];
+/** The scratch buffer's usual size, and the most it keeps after a larger send. */
+const SCRATCH_BYTES = 256 * 1024;
+const MAX_SCRATCH_BYTES = 4 * 1024 * 1024;
+let scratch: Buffer<ArrayBuffer> = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+
+/** A buffer of at least `need` bytes (doubling) holding `buf`'s first `used` bytes. */
+function grown(buf: Buffer<ArrayBuffer>, used: number, need: number): Buffer<ArrayBuffer> {
+  let size = buf.length * 2;
+  while (size < need) size *= 2;
+  const next = Buffer.allocUnsafeSlow(size);
+  next.set(buf.subarray(0, used));
+  return next;
+}
 
 function byteLength(v: Bytes, index: number, field: string): number {
   if (v === null || v === undefined) return -1;
   if (typeof v === "string") return Buffer.byteLength(v, "utf8");
   if (v instanceof Uint8Array) return v.length;
   throw new SkeinError(ErrorCode.INVALID_REQUEST, `messages.${index}.${field} must be a string, Uint8Array, Buffer or null, got ${typeof v}`, { field: `messages.${index}.${field}` });
-}
-
-/** Tail bytes of a key or value field of `length` bytes (-1 = null). */
-function fieldSize(length: number): number {
-  return length < 0 ? 1 : sizeOfVarint(length) + length;
 }
 
 function writeI32(buf: Uint8Array, o: number, v: number): number {
@@ -121,6 +165,82 @@ function writeRawField(buf: Uint8Array, o: number, v: Uint8Array | null): number
   o = writeVarint(buf, o, v.length);
   buf.set(v, o);
   return o + v.length;
+}
+
+/**
+ * Where a Producer facade puts each send()'s frames for its producer actor: a ring in a
+ * SharedArrayBuffer, so a send() allocates no buffer on either thread (a transferred buffer
+ * was an allocation on the application thread and, freed in the worker, external memory that
+ * paced the worker's major garbage collections). The actor counts each Send it is done with
+ * (releaseFrames: the ring's first 4 bytes, atomically); regions are reused oldest first once
+ * counted. Sends are handled in the order they are posted, and a Send the actor never handles
+ * (refused, or its worker died) is never counted, so the oldest `count` regions are all done
+ * with. Regions are placed only right before their ask, with no await between, and PortRef
+ * posts asks in call order, so regions are posted in placement order. A send that
+ * does not fit (full ring, over a quarter of it, too many regions outstanding) gets a buffer
+ * of its own, as before.
+ */
+export class FrameRing {
+  private sab: SharedArrayBuffer | null = null;
+  private counter: Int32Array | null = null;
+  private bytes: Uint8Array | null = null;
+  /** Logical positions: bytes placed so far, and the end of the oldest region not released. */
+  private written = 0;
+  private released = 0;
+  /** Count of regions released (mirrors the shared counter, modulo 2^32). */
+  private releasedCount = 0;
+  /** Logical end of each region not released yet, oldest first. */
+  private readonly ends: number[] = [];
+  private head = 0;
+
+  constructor(private readonly dataBytes = RING_DATA_BYTES) {}
+
+  /** `frames` copied into the ring, or null when they do not fit (send them in their own buffer). */
+  place(frames: Uint8Array): Uint8Array | null {
+    const n = frames.length;
+    if (n === 0 || n > this.dataBytes / 4) return null;
+    if (!this.sab) {
+      this.sab = new SharedArrayBuffer(RING_HEADER_BYTES + this.dataBytes);
+      this.counter = new Int32Array(this.sab, 0, 1);
+      this.bytes = new Uint8Array(this.sab, RING_HEADER_BYTES);
+    }
+    const count = Atomics.load(this.counter!, 0);
+    while (((count - this.releasedCount) | 0) > 0 && this.head < this.ends.length) {
+      this.released = this.ends[this.head++];
+      this.releasedCount = (this.releasedCount + 1) | 0;
+    }
+    if (this.head === this.ends.length) {
+      this.ends.length = 0;
+      this.head = 0;
+    } else if (this.head > 1024) {
+      this.ends.splice(0, this.head);
+      this.head = 0;
+    }
+    if (this.ends.length - this.head >= MAX_RING_REGIONS) return null;
+    const at = this.written % this.dataBytes;
+    const pad = at + n > this.dataBytes ? this.dataBytes - at : 0;
+    if (this.written + pad + n - this.released > this.dataBytes) return null;
+    const start = pad > 0 ? 0 : at;
+    this.bytes!.set(frames, start);
+    this.written += pad + n;
+    this.ends.push(this.written);
+    return new Uint8Array(this.sab, RING_HEADER_BYTES + start, n);
+  }
+}
+
+/** The ring's count of released regions (an Int32, 8 bytes keep the data aligned). */
+const RING_HEADER_BYTES = 8;
+/** Ring size: the most a producer facade keeps for frames in flight to its actor. */
+const RING_DATA_BYTES = 4 * 1024 * 1024;
+/** Regions outstanding at most (tiny sends in a burst use their own buffers past it). */
+const MAX_RING_REGIONS = 4096;
+
+/**
+ * The actor is done with a Send's frames (parsed and copied, or refused): a FrameRing may
+ * reuse their region. Call exactly once per Send handled, after the last read of `frames`.
+ */
+export function releaseFrames(frames: Uint8Array): void {
+  if (frames.buffer instanceof SharedArrayBuffer) Atomics.add(new Int32Array(frames.buffer, 0, 1), 0, 1);
 }
 
 function readI32(buf: Uint8Array, o: number): number {

@@ -21,7 +21,7 @@ import { controllerAddress, replicaAddress, type PartitionState, type ProduceRes
 import { ProducerArgs, ProducerMessages } from "../../protocol/client.js";
 import { RecordBatchBuilder } from "../../protocol/record-batch.js";
 import { partitionForKey } from "../../protocol/murmur2.js";
-import { FrameReader } from "./frames.js";
+import { FrameReader, releaseFrames } from "./frames.js";
 import { metadataFor } from "../cluster/shared.js";
 import type { MetadataStore } from "../cluster/metadata.js";
 
@@ -65,6 +65,11 @@ type BatchState = "queued" | "inflight" | "acked" | "error" | "failed";
 interface SealedBatch {
   id: number;
   bytes: Uint8Array;
+  /**
+   * The builder `bytes` lives in (sealed in place, see seal), back to the spares once the batch
+   * is completed or failed; null for a batch copied out of its builder.
+   */
+  builder: RecordBatchBuilder | null;
   records: number;
   members: Member[];
   sealedAt: number;
@@ -74,6 +79,12 @@ interface SealedBatch {
   state: BatchState;
   baseOffset: number;
   error: { code: string; message: string; retriable: boolean } | null;
+  /** The leader its idempotent request in flight went to (see checkLeaders). */
+  sentTo: PartitionState | null;
+  /** Ends that request as NOT_LEADER_OR_FOLLOWER; null once it is answered or given up. */
+  giveUp: ((message: string) => void) | null;
+  /** When that request's leader is checked next, ms since the epoch. */
+  checkAt: number;
 }
 
 interface PartitionQueue {
@@ -100,6 +111,8 @@ interface PartitionQueue {
   leaderReadAt: number;
   /** The send() whose records are being added to `open` right now (membership bookkeeping). */
   touchedBy: PendingSend | null;
+  /** The partition's leader check timer while idempotent requests wait (see checkLeaders). */
+  leaderCheck: ReturnType<typeof setTimeout> | null;
 }
 
 /** How often a produce request that is still waiting checks whether its leader moved, ms. */
@@ -135,6 +148,8 @@ export class ProducerState {
   /** Requests in flight per partition once its leader confirmed one (see the top of the file). */
   readonly window: number;
   flushWaiters: Array<ReplyHandle<unknown>> = [];
+  /** Stopped (close ran): the leader checks end. */
+  private closed = false;
 
   constructor(
     readonly meta: MetadataStore,
@@ -168,14 +183,34 @@ export class ProducerState {
 
   // Accepting records ---------------------------------------------------------------------------
 
-  async send(topic: string, frames: Uint8Array, ctx: Ctx): Promise<void> {
+  /**
+   * Synchronous once the topic's partition count is known (every send but a topic's first): an
+   * async handler costs the mailbox a few promise turns per send(). The frames are released
+   * (releaseFrames) once parsed and copied, or refused: nothing here keeps them.
+   */
+  send(topic: string, frames: Uint8Array, ctx: Ctx): void | Promise<void> {
     const reply = ctx.deferReply<SendResult[]>();
+    const known = this.partitionCounts.get(topic);
+    if (frames.length === 0 || known !== undefined) {
+      try {
+        if (frames.length === 0) return reply.resolve([]);
+        return this.accept(topic, frames, known!, reply, ctx);
+      } finally {
+        releaseFrames(frames);
+      }
+    }
+    return this.partitionCount(topic)
+      .then(
+        (partitions) => this.accept(topic, frames, partitions, reply, ctx),
+        (e) => reply.reject(e),
+      )
+      .finally(() => releaseFrames(frames));
+  }
+
+  private accept(topic: string, frames: Uint8Array, partitions: number, reply: ReplyHandle<SendResult[]>, ctx: Ctx): void {
     const send: PendingSend = { topic, reply, remaining: 0, results: new Map(), failed: false };
-    if (frames.length === 0) return reply.resolve([]);
-    let partitions: number;
     let parsed: ParsedFrames;
     try {
-      partitions = await this.partitionCount(topic);
       // All or nothing: a bad frame or partition refuses the whole send before any record is queued.
       parsed = this.parsed.parse(frames, topic, partitions);
     } catch (e) {
@@ -246,7 +281,7 @@ export class ProducerState {
     const key = `${topic}/${partition}`;
     let q = this.queues.get(key);
     if (!q) {
-      q = { key, topic, partition, open: null, sealed: [], unacked: [], inFlight: 0, recovering: false, refreshing: false, confirmed: false, roundTripMs: 0, nextSequence: 0, leader: null, leaderReadAt: 0, touchedBy: null };
+      q = { key, topic, partition, open: null, sealed: [], unacked: [], inFlight: 0, recovering: false, refreshing: false, confirmed: false, roundTripMs: 0, nextSequence: 0, leader: null, leaderReadAt: 0, touchedBy: null, leaderCheck: null };
       this.queues.set(key, q);
       this.queuesOf(topic)[partition] = q;
     }
@@ -257,17 +292,43 @@ export class ProducerState {
     const open = q.open;
     if (!open || open.builder.count === 0) return;
     q.open = null;
-    const records = open.builder.count;
-    const bytes = open.builder.finishCopy({
+    const builder = open.builder;
+    const records = builder.count;
+    const options = {
       producerId: this.producerId,
       producerEpoch: this.producerId >= 0 ? this.producerEpoch : -1,
       baseSequence: this.producerId >= 0 ? q.nextSequence : -1,
-    });
-    // A builder that grew for an oversized record is not kept: spares hold batchCapacityBytes.
-    if (this.spareBuilders.length < MAX_SPARE_BUILDERS && open.builder.capacityBytes === this.batchCapacityBytes) this.spareBuilders.push(open.builder);
+    };
+    // A batch that fills most of its buffer keeps it until it is done (a copy would allocate
+    // about as much, and every batch byte copied and freed is external memory the worker's
+    // major garbage collections are paced by); a smaller one (lingered) is copied out, so that
+    // it pins no more than its size while it waits for its answer.
+    const inPlace = builder.sizeInBytes * 2 >= builder.capacityBytes;
+    const bytes = inPlace ? builder.finishInPlace(options) : builder.finishCopy(options);
+    if (!inPlace) this.spare(builder);
     if (this.producerId >= 0) q.nextSequence += records;
-    q.sealed.push({ id: this.nextBatchId++, bytes, records, members: open.members, sealedAt: Date.now(), sentAt: 0, attempts: 0, state: "queued", baseOffset: -1, error: null });
+    q.sealed.push({ id: this.nextBatchId++, bytes, builder: inPlace ? builder : null, records, members: open.members, sealedAt: Date.now(), sentAt: 0, attempts: 0, state: "queued", baseOffset: -1, error: null, sentTo: null, giveUp: null, checkAt: 0 });
     if (this.sticky.get(q.topic) === q.partition) this.sticky.delete(q.topic);
+  }
+
+  /**
+   * Keeps an emptied builder for the next open batch. One that grew for an oversized record is
+   * not kept: spares hold batchCapacityBytes.
+   */
+  private spare(builder: RecordBatchBuilder): void {
+    if (this.spareBuilders.length < MAX_SPARE_BUILDERS && builder.capacityBytes === this.batchCapacityBytes) this.spareBuilders.push(builder);
+  }
+
+  /**
+   * A completed or failed batch's buffer, back for new batches: no attempt of it is sent
+   * again, and the ones sent were copied on their way (the transport encodes a request's body
+   * before ask() or tell() returns; a producer's node hosts no replica, so no ask is local).
+   */
+  private release(batch: SealedBatch): void {
+    if (!batch.builder) return;
+    batch.builder.reset();
+    this.spare(batch.builder);
+    batch.builder = null;
   }
 
   /**
@@ -382,6 +443,7 @@ export class ProducerState {
     const settle = (body: { baseOffset?: number; error?: { code: string; message: string; retriable: boolean } }) => {
       if (settled || batch.attempts !== attempt) return;
       settled = true;
+      batch.giveUp = null;
       ctx.tell(ctx.self, "Sent", { key, batchId: batch.id, ...body });
     };
     const address = replicaAddress(q.topic, q.partition, leader.leader);
@@ -393,7 +455,12 @@ export class ProducerState {
       return;
     }
     const timeoutMs = this.args.requestTimeoutMs;
-    if (this.producerId >= 0) void this.watchLeader(q, leader, () => settled || batch.attempts !== attempt, settle);
+    if (this.producerId >= 0) {
+      batch.sentTo = leader;
+      batch.giveUp = (message) => settle({ error: { code: ErrorCode.NOT_LEADER_OR_FOLLOWER, message, retriable: true } });
+      batch.checkAt = batch.sentAt + LEADER_CHECK_MS;
+      q.leaderCheck ??= setTimeout(() => void this.checkLeaders(q), LEADER_CHECK_MS);
+    } else batch.giveUp = null;
     ctx.ask<ProduceResult>(address, "Produce", { batches: batch.bytes, acks: this.args.acks, timeoutMs }, { timeoutMs: timeoutMs + 1_000 }).then(
       (r) => settle({ baseOffset: r.baseOffset }),
       (e) => {
@@ -404,25 +471,39 @@ export class ProducerState {
   }
 
   /**
-   * While an idempotent request waits, checks the partition state every LEADER_CHECK_MS: when
-   * the leader moved (a new epoch), the request is given up as NOT_LEADER_OR_FOLLOWER and the
-   * batch retried at the new leader at once. A leader whose worker or process died never
-   * answers, and waiting out the request timeout (10 s by default) was most of a failover.
-   * Safe only with idempotence: should the old leader have appended the batch and the new
-   * one have it too, the new leader answers the retry with the original offsets.
+   * While idempotent requests wait, checks the partition state every LEADER_CHECK_MS of each
+   * one's wait (with one timer and one read per partition, not per request): a request whose
+   * leader moved (a new epoch) is given up as NOT_LEADER_OR_FOLLOWER and its batch retried at
+   * the new leader at once. A leader whose worker or process died never answers, and waiting
+   * out the request timeout (10 s by default) was most of a failover. Safe only with
+   * idempotence: should the old leader have appended the batch and the new one have it too,
+   * the new leader answers the retry with the original offsets.
    */
-  private async watchLeader(q: PartitionQueue, sentTo: PartitionState, done: () => boolean, settle: (body: { error: { code: string; message: string; retriable: boolean } }) => void): Promise<void> {
-    for (;;) {
-      await new Promise((r) => setTimeout(r, LEADER_CHECK_MS));
-      if (done()) return;
+  private async checkLeaders(q: PartitionQueue): Promise<void> {
+    q.leaderCheck = null;
+    const waiting = (b: SealedBatch) => b.state === "inflight" && b.giveUp !== null;
+    if (q.unacked.some((b) => waiting(b) && b.checkAt <= Date.now())) {
       const now = await this.meta.getPartition(q.topic, q.partition).catch(() => null);
-      if (done()) return;
-      if (now && (now.value.leaderEpoch !== sentTo.leaderEpoch || now.value.leader !== sentTo.leader)) {
-        const message = `${q.key}: leader moved from broker ${sentTo.leader} (epoch ${sentTo.leaderEpoch}) to ${now.value.leader} (epoch ${now.value.leaderEpoch}) while a produce waited`;
-        settle({ error: { code: ErrorCode.NOT_LEADER_OR_FOLLOWER, message, retriable: true } });
-        return;
+      const at = Date.now();
+      const moved: SealedBatch[] = [];
+      for (const b of q.unacked) {
+        const sentTo = b.sentTo;
+        // Every waiting request is judged by the read, not only the ones due: one read per
+        // partition and check, and a request to a leader that moved is lost either way.
+        if (!waiting(b) || !sentTo) continue;
+        if (now && (now.value.leaderEpoch !== sentTo.leaderEpoch || now.value.leader !== sentTo.leader)) moved.push(b);
+        else b.checkAt = at + LEADER_CHECK_MS;
+      }
+      // Given up after the walk: the answer may be handled at once and change `unacked`.
+      for (const b of moved) {
+        const sentTo = b.sentTo!;
+        b.giveUp?.(`${q.key}: leader moved from broker ${sentTo.leader} (epoch ${sentTo.leaderEpoch}) to ${now!.value.leader} (epoch ${now!.value.leaderEpoch}) while a produce waited`);
       }
     }
+    if (this.closed || q.leaderCheck) return;
+    let next = Infinity;
+    for (const b of q.unacked) if (waiting(b) && b.checkAt < next) next = b.checkAt;
+    if (next !== Infinity) q.leaderCheck = setTimeout(() => void this.checkLeaders(q), Math.max(1, next - Date.now()));
   }
 
   onSent(m: { key: string; batchId: number; baseOffset?: number; error?: { code: string; message: string; retriable: boolean } }, ctx: Ctx): void {
@@ -491,6 +572,7 @@ export class ProducerState {
       else if (b.state === "failed") this.fail(b, new SkeinError(b.error!.code as ErrorCode, b.error!.message, { topic: q.topic, partition: q.partition }));
       else return;
       q.unacked.shift();
+      this.release(b);
     }
   }
 
@@ -538,7 +620,10 @@ export class ProducerState {
 
   close(): void {
     const gone = new SkeinError(ErrorCode.NOT_CONNECTED, "producer disconnected before these records were acknowledged");
+    this.closed = true;
     for (const q of this.queues.values()) {
+      if (q.leaderCheck) clearTimeout(q.leaderCheck);
+      q.leaderCheck = null;
       for (const b of q.unacked) {
         if (b.state === "acked") this.complete(q, b, b.baseOffset);
         else this.fail(b, gone);

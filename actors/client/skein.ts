@@ -20,7 +20,7 @@ import { validateTopicName } from "../../protocol/cluster.js";
 import type { GroupEvent, PollResult, PolledChunk } from "../../protocol/client.js";
 import type { CommittedOffset } from "../../protocol/groups.js";
 import { ClusterClient } from "../cluster/admin.js";
-import { encodeFrames, type OutgoingMessage } from "./frames.js";
+import { encodeFramesScratch, FrameRing, ownCopy, type OutgoingMessage } from "./frames.js";
 import { decodeChunkMessages, EACH_BATCH_MAX_BYTES, splitChunk } from "./decode.js";
 import type { SendResult } from "./producer.js";
 
@@ -176,6 +176,8 @@ export class Producer {
   private inFlightBytes = 0;
   private waiters: Array<() => void> = [];
   private readonly bufferBytes: number;
+  /** Where send() puts its frames for the actor (see FrameRing); a new one for a new actor. */
+  private ring = new FrameRing();
 
   constructor(
     private readonly skein: Skein,
@@ -210,6 +212,7 @@ export class Producer {
     }
     this.node = node;
     this.ref = node.portRef(address);
+    this.ring = new FrameRing();
   }
 
   /** Bytes handed to the producer actor and not yet acknowledged (bounded by bufferBytes). */
@@ -223,11 +226,22 @@ export class Producer {
     if (!record || typeof record !== "object") throw new SkeinError(ErrorCode.INVALID_REQUEST, "send({ topic, messages }) takes an object", { field: "(root)" });
     validateTopicName(record.topic);
     if (!Array.isArray(record.messages)) throw new SkeinError(ErrorCode.INVALID_REQUEST, "messages must be an array", { field: "messages" });
-    const { buffer, bytes } = encodeFrames(record.messages);
-    while (this.inFlightBytes > 0 && this.inFlightBytes + bytes > this.bufferBytes) await new Promise<void>((r) => this.waiters.push(r));
+    const encoded = encodeFramesScratch(record.messages);
+    const bytes = encoded.length;
+    const full = () => this.inFlightBytes > 0 && this.inFlightBytes + bytes > this.bufferBytes;
+    // Into the ring only when the ask follows at once: regions must be placed in posting order.
+    const ring = this.ring;
+    const frames = (full() ? null : ring.place(encoded)) ?? ownCopy(encoded);
+    while (full()) await new Promise<void>((r) => this.waiters.push(r));
     this.inFlightBytes += bytes;
     try {
-      return await this.ref.ask<SendResult[]>("Send", { topic: record.topic, frames: buffer }, { timeoutMs: (this.config.deliveryTimeoutMs ?? 60_000) + 5_000, transfer: [buffer.buffer as ArrayBuffer] });
+      const transfer = frames.buffer instanceof SharedArrayBuffer ? [] : [frames.buffer as ArrayBuffer];
+      return await this.ref.ask<SendResult[]>("Send", { topic: record.topic, frames }, { timeoutMs: (this.config.deliveryTimeoutMs ?? 60_000) + 5_000, transfer });
+    } catch (e) {
+      // Regions posted to an actor that stopped or a worker that died may never be released:
+      // start over on a new ring (the old one is never written again, so late reads are safe).
+      if (e instanceof SkeinError && (e.code === ErrorCode.WORKER_LOST || e.code === ErrorCode.ACTOR_NOT_FOUND) && this.ring === ring) this.ring = new FrameRing();
+      throw e;
     } finally {
       this.inFlightBytes -= bytes;
       this.waiters.shift()?.();
