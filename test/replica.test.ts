@@ -7,14 +7,20 @@ import { join } from "node:path";
 import { startLocalCluster, type LocalCluster } from "../bin/broker-cmd.js";
 import { ClusterClient } from "../actors/cluster/admin.js";
 import { ProducerStateTable } from "../actors/cluster/producer-state.js";
-import { partitionDir } from "../actors/cluster/replica.js";
+import { ReplicaArgs, ReplicaState, partitionDir } from "../actors/cluster/replica.js";
+import { FetchServerArgs, FetchServerState } from "../actors/cluster/fetch-server.js";
+import { logConfigFor } from "../actors/cluster/shared.js";
+import type { MetadataStore } from "../actors/cluster/metadata.js";
+import { PartitionLog } from "../actors/log/log.js";
+import { EnvelopeKind, decodeEnvelope, encodeEnvelope, localEnvelope } from "../protocol/envelope.js";
 import { encodeBatch, readBatchHeader, iterateBatches, decodeRecords } from "../protocol/record-batch.js";
 import { ErrorCode, type SkeinError } from "../protocol/errors.js";
-import { replicaAddress } from "../protocol/cluster.js";
+import { replicaAddress, type FetchManyResult } from "../protocol/cluster.js";
 import { tempDir, waitFor, surfaced } from "./helpers.js";
 
 const enc = new TextEncoder();
 const data = tempDir("skein-replica-");
+const unitData = tempDir("skein-replica-unit-");
 let cluster: LocalCluster;
 let client: ClusterClient;
 
@@ -30,6 +36,7 @@ test.after(async () => {
   await client?.close();
   await cluster?.stop();
   data.remove();
+  unitData.remove();
 });
 
 const batch = (pid: number, seq: number, n = 2) =>
@@ -127,6 +134,104 @@ test("deleting a topic stops its replicas and removes its data", async () => {
   await client.createTopic("doomed", 1, 1);
   await client.waitForLeaders("doomed");
   assert.is((await client.describeReplica("doomed", 0, 1)).logEndOffset, 0, "a re-created topic starts empty");
+});
+
+/** A leader replica of `topic`/0 on broker 0 over a log of its own (unit: no actor around it), followed by broker 1. */
+async function leaderOf(topic: string, records: number): Promise<ReplicaState> {
+  const args = ReplicaArgs.parse({ topic, topicId: `${topic}-id`, partition: 0, broker: 0, dataDir: unitData.path, configs: {} });
+  const log = await PartitionLog.open(partitionDir(unitData.path, topic, 0), logConfigFor(args.configs), { topic, partition: 0 });
+  for (let i = 0; i < records; i += 100) {
+    await log.append(encodeBatch(Array.from({ length: 100 }, (_, j) => ({ value: enc.encode(`${topic}-${i + j}`.padEnd(100, ".")) }))), { leaderEpoch: 0 });
+  }
+  const r = new ReplicaState(log, {} as MetadataStore, args);
+  r.role = "leader";
+  r.leaderEpoch = 0;
+  r.highWatermark = log.logEndOffset;
+  r.isr = new Set([0, 1]);
+  r.followers.set(1, { logEndOffset: 0, lastFetchAt: 0, leaderEndAtLastFetch: 0, lastCaughtUpAt: Date.now() });
+  return r;
+}
+
+/** The reply's envelope as the transport writes it, and whether it shares the buffer of `data` (written around it, no copy). */
+function replyEnvelope(body: { data: Uint8Array }): { shared: boolean; decoded: { data: Uint8Array } } {
+  const env = encodeEnvelope(EnvelopeKind.REPLY_OK, "reply", body);
+  return { shared: env.buffer === body.data.buffer, decoded: decodeEnvelope(env).body as { data: Uint8Array } };
+}
+
+test("a fetch reply's envelope is written in front of the batches the leader read, not around a copy of them (unit)", async () => {
+  const r = await leaderOf("unit-headroom", 1_000);
+  try {
+    // A consumer's fetch, and a follower's: both read behind room for the reply's envelope.
+    for (const replicaId of [undefined, 1]) {
+      const result = await r.fetch({ fromOffset: 0, maxBytes: 1024 * 1024, maxWaitMs: 0, replicaId, leaderEpoch: 0, upToLogEnd: false }, {} as never);
+      assert.ok(result && result.data.length > 100_000, "batches read");
+      const { shared, decoded } = replyEnvelope(result!);
+      assert.ok(shared, `no copy of the batches (replicaId ${replicaId})`);
+      assert.ok(Buffer.from(decoded.data).equals(result!.data), "the same bytes");
+      assert.is([...iterateBatches(decoded.data)].reduce((n, b) => n + b.header.recordCount, 0), 1_000);
+    }
+  } finally {
+    await r.close();
+  }
+});
+
+test("a fetch server's FetchMany reply is written in front of its data, for one partition and joined partitions (unit)", async () => {
+  const leaders = [await leaderOf("unit-fm-a", 300), await leaderOf("unit-fm-b", 500)];
+  const byTopic = new Map(leaders.map((r) => [r.args.topic, r]));
+  const server = new FetchServerState(FetchServerArgs.parse({ broker: 0 }));
+  let answered: Promise<void> = Promise.resolve();
+  const parked: { answer: FetchManyResult | null } = { answer: null };
+  // What the fetch server's context does, with the same-thread delivery the runtime uses (localEnvelope).
+  const ctx = {
+    self: "fetch-server",
+    ask: async (address: string, _type: string, body: Record<string, unknown>) => {
+      const replica = byTopic.get(address.split("/")[1])!;
+      const result = await replica.fetch(localEnvelope(EnvelopeKind.MESSAGE, "Fetch", body).body as never, {} as never);
+      return localEnvelope(EnvelopeKind.REPLY_OK, "reply", result).body;
+    },
+    tell: (_to: string, _type: string, body: unknown) => {
+      answered = answered.then(() => server.localFetched(localEnvelope(EnvelopeKind.MESSAGE, "LocalFetched", body).body as never, ctx as never));
+    },
+    deferReply: () => ({ resolve: (v: FetchManyResult) => (parked.answer = v), reject: (e: unknown) => assert.unreachable(String(e)) }),
+  };
+  const request = (full: boolean, partitions: Array<{ topic: string; partition: number; fetchOffset: number; leaderEpoch: number }>, maxWaitMs: number) =>
+    server.fetchMany({ session: "s", replicaId: 1, maxWaitMs, maxBytes: 8 * 1024 * 1024, full, partitions, removed: [] }, ctx as never);
+  const settle = async () => {
+    await waitFor(async () => {
+      await answered;
+      return [...server.sessions.values()].every((s) => [...s.entries.values()].every((e) => !e.outstanding));
+    }, 5_000, "local fetches answered");
+  };
+  try {
+    // One partition ready: its read buffer is the reply's.
+    assert.is(request(true, [{ topic: "unit-fm-a", partition: 0, fetchOffset: 0, leaderEpoch: 0 }], 5_000), undefined, "parked");
+    await settle();
+    assert.ok(parked.answer, "answered when the data came");
+    const one = replyEnvelope(parked.answer!);
+    assert.ok(one.shared, "one partition: no copy");
+    assert.ok(Buffer.from(one.decoded.data).equals(parked.answer!.data), "the same bytes");
+
+    // Both ready at once: joined into one buffer that has room for the envelope too.
+    const both = [
+      { topic: "unit-fm-a", partition: 0, fetchOffset: 300, leaderEpoch: 0 },
+      { topic: "unit-fm-b", partition: 0, fetchOffset: 0, leaderEpoch: 0 },
+    ];
+    for (const r of leaders) await r.log.append(encodeBatch([{ value: enc.encode(`${r.args.topic}-more`) }]), { leaderEpoch: 0 });
+    leaders.forEach((r) => (r.highWatermark = r.log.logEndOffset));
+    assert.equal(request(true, both, 0), { results: [], data: new Uint8Array(0) }, "nothing ready yet");
+    await settle();
+    const joined = request(false, [], 0)!;
+    assert.is(joined.results.length, 2);
+    const many = replyEnvelope(joined);
+    assert.ok(many.shared, "joined partitions: no second copy for the envelope");
+    for (const e of joined.results) {
+      const records = [...iterateBatches(many.decoded.data.subarray(e.start, e.start + e.length))].reduce((n, b) => n + b.header.recordCount, 0);
+      assert.is(records, e.topic === "unit-fm-a" ? 1 : 501, e.topic);
+    }
+  } finally {
+    server.close();
+    for (const r of leaders) await r.close();
+  }
 });
 
 test.run();
