@@ -29,7 +29,7 @@ interface Client {
   result: Promise<LoadResult>;
 }
 
-function startClient(spec: LoadSpec, env: NodeJS.ProcessEnv | undefined): Client {
+function startClient(spec: LoadSpec, env: NodeJS.ProcessEnv | undefined, onMeasuring?: () => void): Client {
   const child = spawn(process.execPath, ["--enable-source-maps", CLIENT, JSON.stringify(spec)], { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...env } });
   let out = "";
   let err = "";
@@ -45,6 +45,7 @@ function startClient(spec: LoadSpec, env: NodeJS.ProcessEnv | undefined): Client
       out = lines.pop() ?? "";
       for (const line of lines) {
         if (line === "ready") markReady();
+        else if (line === "measuring") onMeasuring?.();
         else if (line.startsWith("result ")) resolve(JSON.parse(line.slice(7)) as LoadResult);
         else if (line.startsWith("error ")) reject(new Error(`${spec.kind}: ${line.slice(6)}`));
       }
@@ -56,18 +57,21 @@ function startClient(spec: LoadSpec, env: NodeJS.ProcessEnv | undefined): Client
 }
 
 /**
- * Runs the given load clients together: all connect first, then all start at once. The clock
+ * Runs the given load clients together: all connect (and warm up) first, then all start at once
+ * (`onStart` is called just before: servers' CPU is counted from there; `onMeasuring` when a
+ * consumer with warmupRecords has read them, to count from there instead). The clock
  * runs from the earliest first record to the latest last ack/receipt. `background` clients
  * (e.g. a subscriber counting what publishers send) start first and are waited for too.
  */
-export async function runLoad(specs: LoadSpec[], options: { timeoutMs?: number; env?: NodeJS.ProcessEnv; background?: LoadSpec[] } = {}): Promise<LoadRun> {
-  const background = (options.background ?? []).map((s) => startClient(s, options.env));
-  const clients = specs.map((s) => startClient(s, options.env));
+export async function runLoad(specs: LoadSpec[], options: { timeoutMs?: number; env?: NodeJS.ProcessEnv; background?: LoadSpec[]; onStart?: () => unknown; onMeasuring?: () => void } = {}): Promise<LoadRun> {
+  const background = (options.background ?? []).map((s) => startClient(s, options.env, options.onMeasuring));
+  const clients = specs.map((s) => startClient(s, options.env, options.onMeasuring));
   const all = [...background, ...clients];
   const timer = setTimeout(() => all.forEach((c) => c.child.kill("SIGKILL")), options.timeoutMs ?? 300_000);
   try {
     await Promise.all(all.map((c) => Promise.race([c.ready, c.result.then(() => undefined)])));
     await startProfiles();
+    await options.onStart?.();
     for (const c of background) c.child.stdin!.write("go\n");
     for (const c of clients) c.child.stdin!.write("go\n");
     const fg = await Promise.all(clients.map((c) => c.result));
