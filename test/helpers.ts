@@ -111,6 +111,14 @@ export function seededRandom(seed: number): () => number {
  * tells go nowhere, asks fail, schedules and deferred replies do nothing unless `overrides`
  * say otherwise.
  */
+/**
+ * The fields of an ActorContext that a unit test of one actor's state does not exercise (its
+ * address, node, cluster, no NATS): spread them into a fake context and add the behaviour.
+ */
+export function actorContextBase<A>(args: A, self = "producer"): Pick<ActorContext<A>, "self" | "node" | "worker" | "args" | "cluster" | "nats"> {
+  return { self, node: "n", worker: 0, args, cluster: "c", nats: null as never };
+}
+
 export function fakeConsumerContext(overrides: Partial<ActorContext<ConsumerArgs>> = {}): ActorContext<ConsumerArgs> {
   return {
     self: "consumer/1@test",

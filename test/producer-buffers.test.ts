@@ -11,7 +11,7 @@ import { decodeRecords, readBatchHeader, verifyBatch } from "../protocol/record-
 import { ErrorCode, SkeinError } from "../protocol/errors.js";
 import type { MetadataStore } from "../actors/cluster/metadata.js";
 import type { ActorContext, ReplyHandle } from "../runtime/actor.js";
-import { seededRandom } from "./helpers.js";
+import { actorContextBase, seededRandom } from "./helpers.js";
 
 interface Held {
   bytes: Uint8Array;
@@ -43,12 +43,7 @@ class Harness {
     this.state = new ProducerState(meta, parsed);
     this.state.producerId = 3;
     this.ctx = {
-      self: "producer",
-      node: "n",
-      worker: 0,
-      args: parsed,
-      cluster: "c",
-      nats: null as never,
+      ...actorContextBase(parsed),
       tell: (_address, type, body) => setImmediate(() => (type === "Sent" ? this.state.onSent(body as never, this.ctx) : assert.unreachable(type))),
       ask: <T>(address: string, _type: string, body: unknown) =>
         new Promise<T>((resolve, reject) => {

@@ -12,7 +12,7 @@ import { readBatchHeader } from "../protocol/record-batch.js";
 import { ErrorCode, SkeinError, isSkeinError } from "../protocol/errors.js";
 import type { MetadataStore } from "../actors/cluster/metadata.js";
 import type { ActorContext, ReplyHandle } from "../runtime/actor.js";
-import { seededRandom } from "./helpers.js";
+import { actorContextBase, seededRandom } from "./helpers.js";
 
 /** What the simulated network and leader do with one produce request. */
 type Fate =
@@ -59,12 +59,7 @@ class Harness {
       if (this.mailbox.length === 1) setImmediate(() => this.runMailbox());
     };
     this.ctx = {
-      self: "producer",
-      node: "n",
-      worker: 0,
-      args: parsed,
-      cluster: "c",
-      nats: null as never,
+      ...actorContextBase(parsed),
       tell: (address, type, body) => {
         assert.is(address, "producer", "only tells to itself");
         const m = body as never;
