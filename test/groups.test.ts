@@ -272,10 +272,15 @@ function assertSurvived(before: Map<string, { offset: number; metadata: string }
 
 /** After a broker or worker comes back: preferred leaders return (moving the coordinator again); wait for that to settle. */
 async function settle(): Promise<void> {
+  // On a timeout the message names the partitions still away from their preferred leader.
+  let away: string[] = [];
   await waitFor(async () => {
     const parts = [...(await admin.meta.listPartitions(OFFSETS_TOPIC)), ...(await admin.meta.listPartitions(TOPIC))];
-    return parts.every((x) => x.value.leader === x.value.replicas[0]);
-  }, 60_000, "preferred leaders restored");
+    away = parts.filter((x) => x.value.leader !== x.value.replicas[0]).map((x) => `${x.value.topic}/${x.value.partition} leader ${x.value.leader} replicas [${x.value.replicas}] isr [${x.value.isr}]`);
+    return away.length === 0;
+  }, 60_000, "preferred leaders restored").catch((e: Error) => {
+    throw new Error(`${e.message}; still away: ${away.join("; ")}`);
+  });
   await waitFor(async () => {
     const d = await admin.describeGroup("workers").catch(() => null);
     return d?.state === "Stable" && d.members.length === members.length && members.every((m) => owned(m).length > 0);
