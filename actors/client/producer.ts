@@ -3,7 +3,8 @@
 // one record batch per partition (sealed at batchBytes, or once lingerMs passed and the
 // partition's window has room), and keeps up to maxInFlightRequests produce requests in
 // flight per partition, all to one leader, in sequence order (spaced over a round trip, see
-// lingerOf). With idempotence each batch
+// lingerOf). The requests of one turn to partitions led by the same worker of the same broker
+// leave as one ProduceMany (see ProduceOutbox). With idempotence each batch
 // carries the producer id and a per-partition sequence: a retried batch is recognised by the
 // leader and answered with its original offsets, and a batch sent after one the leader
 // refused is refused too (OUT_OF_ORDER_SEQUENCE) instead of being written out of order.
@@ -17,7 +18,9 @@
 
 import { defineActor, type ActorContext, type ReplyHandle } from "../../runtime/actor.js";
 import { ErrorCode, SkeinError, isSkeinError } from "../../protocol/errors.js";
-import { controllerAddress, replicaAddress, type PartitionState, type ProduceResult } from "../../protocol/cluster.js";
+import { controllerAddress, produceServerAddress, replicaAddress, type PartitionState, type ProduceManyResult, type ProduceResult } from "../../protocol/cluster.js";
+import { offerEnvelopeHeadroom } from "../../protocol/envelope.js";
+import { placementOf } from "../../protocol/placement.js";
 import { ProducerArgs, ProducerMessages } from "../../protocol/client.js";
 import { RecordBatchBuilder } from "../../protocol/record-batch.js";
 import { partitionForKey } from "../../protocol/murmur2.js";
@@ -150,6 +153,8 @@ export class ProducerState {
   flushWaiters: Array<ReplyHandle<unknown>> = [];
   /** Stopped (close ran): the leader checks end. */
   private closed = false;
+  /** Requests of this turn, sent at its end: one ProduceMany per leader worker (see ProduceOutbox). */
+  private readonly outbox: ProduceOutbox;
 
   constructor(
     readonly meta: MetadataStore,
@@ -158,6 +163,7 @@ export class ProducerState {
     this.batchCapacityBytes = args.batchBytes + BATCH_SLACK_BYTES;
     // One at a time unless the application asks for more: see ProducerConfig.maxInFlightRequests.
     this.window = args.maxInFlightRequests ?? 1;
+    this.outbox = new ProduceOutbox(meta, args, this.batchCapacityBytes);
   }
 
   async initProducerId(ctx: Ctx): Promise<void> {
@@ -425,14 +431,17 @@ export class ProducerState {
       return;
     }
     q.refreshing = false;
+    // Its worker count is read now, so that requests to this leader can fan in from the next turn on.
+    this.outbox.leaderWorkers(q.leader.leader);
     this.request(q, batch, q.leader, ctx);
     this.drain(q, ctx);
     this.scheduleLinger(ctx);
   }
 
   /**
-   * Sends one batch to `leader`. The ask is published before this returns (NATS keeps a
-   * connection's order), so the partition's requests reach the leader in the order of calls.
+   * Sends one batch to `leader`: queued in the outbox, which sends everything queued in this
+   * turn at its end, in call order (see ProduceOutbox), so the partition's requests reach the
+   * leader in the order of calls.
    */
   private request(q: PartitionQueue, batch: SealedBatch, leader: PartitionState, ctx: Ctx): void {
     const attempt = ++batch.attempts;
@@ -440,34 +449,19 @@ export class ProducerState {
     const key = q.key;
     // Only this attempt's outcome counts: one given up on (its leader moved) stays silent.
     let settled = false;
-    const settle = (body: { baseOffset?: number; error?: { code: string; message: string; retriable: boolean } }) => {
+    const settle = (body: Outcome) => {
       if (settled || batch.attempts !== attempt) return;
       settled = true;
       batch.giveUp = null;
       ctx.tell(ctx.self, "Sent", { key, batchId: batch.id, ...body });
     };
-    const address = replicaAddress(q.topic, q.partition, leader.leader);
-    if (this.args.acks === 0) {
-      // Fire and forget, as Kafka's acks=0: a tell, so the leader has nowhere to answer and
-      // nothing here waits for it. A lost batch is lost; that is what acks=0 means.
-      ctx.tell(address, "Produce", { batches: batch.bytes, acks: 0 });
-      settle({ baseOffset: -1 });
-      return;
-    }
-    const timeoutMs = this.args.requestTimeoutMs;
-    if (this.producerId >= 0) {
+    if (this.args.acks !== 0 && this.producerId >= 0) {
       batch.sentTo = leader;
       batch.giveUp = (message) => settle({ error: { code: ErrorCode.NOT_LEADER_OR_FOLLOWER, message, retriable: true } });
       batch.checkAt = batch.sentAt + LEADER_CHECK_MS;
       q.leaderCheck ??= setTimeout(() => void this.checkLeaders(q), LEADER_CHECK_MS);
     } else batch.giveUp = null;
-    ctx.ask<ProduceResult>(address, "Produce", { batches: batch.bytes, acks: this.args.acks, timeoutMs }, { timeoutMs: timeoutMs + 1_000 }).then(
-      (r) => settle({ baseOffset: r.baseOffset }),
-      (e) => {
-        const err = isSkeinError(e) ? e : new SkeinError(ErrorCode.UNKNOWN, String((e as Error)?.message ?? e));
-        settle({ error: { code: err.code, message: err.message, retriable: err.retriable } });
-      },
-    );
+    this.outbox.add(leader.leader, { topic: q.topic, partition: q.partition, bytes: batch.bytes, settle }, ctx);
   }
 
   /**
@@ -621,6 +615,7 @@ export class ProducerState {
   close(): void {
     const gone = new SkeinError(ErrorCode.NOT_CONNECTED, "producer disconnected before these records were acknowledged");
     this.closed = true;
+    this.outbox.close();
     for (const q of this.queues.values()) {
       if (q.leaderCheck) clearTimeout(q.leaderCheck);
       q.leaderCheck = null;
@@ -633,6 +628,202 @@ export class ProducerState {
     }
     for (const w of this.flushWaiters.splice(0)) w.reject(gone);
   }
+}
+
+/** What a produce request's attempt came to: the batch's base offset, or an error. */
+type Outcome = { baseOffset?: number; error?: { code: string; message: string; retriable: boolean } };
+
+/** One batch on its way out: settled with its outcome once (acks=0: once it was sent). */
+interface OutgoingBatch {
+  topic: string;
+  partition: number;
+  bytes: Uint8Array;
+  settle: (outcome: Outcome) => void;
+}
+
+/** Most entries the producer puts in one ProduceMany (the server takes up to MAX_PRODUCE_MANY_ENTRIES). */
+const MAX_ENTRIES_PER_REQUEST = 1_000;
+/** A ProduceMany entry's JSON is at most this many bytes plus its topic name's (see entriesJsonBytes). */
+const ENTRY_JSON_BYTES = 64;
+/** The rest of a ProduceMany envelope (type name, acks, timeoutMs, field names), bytes, from above. */
+const REQUEST_ENVELOPE_BYTES = 256;
+/** A leader broker whose worker count could not be read is read again after this long, ms. */
+const WORKERS_REREAD_MS = 1_000;
+
+/**
+ * Produce fan-in (Kafka's ProduceRequest carries many partitions too). Requests made in one
+ * turn of the producer actor wait here until its end (a microtask), then leave grouped by
+ * leader: the batches of several partitions led by the same worker of the same broker go as one
+ * ProduceMany to that worker's produce server (protocol/cluster.ts), one NATS message and one
+ * wake-up instead of one per partition. Partitions answered together drain together, so they
+ * stay combined from then on. A batch alone for its leader worker goes as a plain Produce to its
+ * replica (no extra hop), and so does every batch while the leader broker's worker count is not
+ * known (read from its live record; the produce server's answers keep it current).
+ *
+ * Per batch nothing changes: each entry is settled with its own outcome, an error of one entry
+ * (or a given-up attempt, see checkLeaders) touches no other, and a failed request fails each
+ * of its entries with the request's error, as if each had been sent alone.
+ */
+class ProduceOutbox {
+  /** Batches of this turn by leader broker, in call order. */
+  private readonly pending = new Map<number, OutgoingBatch[]>();
+  private flushQueued = false;
+  /** Worker counts of leader brokers (from their live records, corrected by their produce servers). */
+  private readonly workersOf = new Map<number, number>();
+  /** When each broker's worker count was last read, ms since the epoch (one read at a time, spaced). */
+  private readonly workersReadAt = new Map<number, number>();
+  /** A ProduceMany's data and envelope stay within one batch's buffer: what fits a full batch's Produce fits it. */
+  private readonly maxRequestBytes: number;
+  private closed = false;
+
+  constructor(
+    private readonly meta: MetadataStore,
+    private readonly args: ProducerArgs,
+    batchCapacityBytes: number,
+  ) {
+    this.maxRequestBytes = batchCapacityBytes;
+  }
+
+  add(broker: number, batch: OutgoingBatch, ctx: Ctx): void {
+    let list = this.pending.get(broker);
+    if (!list) {
+      list = [];
+      this.pending.set(broker, list);
+    }
+    list.push(batch);
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    queueMicrotask(() => this.flush(ctx));
+  }
+
+  private flush(ctx: Ctx): void {
+    this.flushQueued = false;
+    // Closed meanwhile: close() failed these batches' sends already.
+    if (this.closed) return this.pending.clear();
+    for (const [broker, list] of this.pending) {
+      const workers = list.length > 1 ? this.leaderWorkers(broker) : undefined;
+      if (workers === undefined) {
+        for (const b of list) this.produceOne(broker, b, ctx);
+        continue;
+      }
+      const byWorker = new Map<number, OutgoingBatch[]>();
+      for (const b of list) {
+        const w = placementOf(replicaAddress(b.topic, b.partition, broker), workers);
+        const group = byWorker.get(w);
+        if (group) group.push(b);
+        else byWorker.set(w, [b]);
+      }
+      for (const [worker, group] of byWorker) this.produceGrouped(broker, worker, workers, group, ctx);
+    }
+    this.pending.clear();
+  }
+
+  /** A leader worker's batches, in requests within the bounds: entries and bytes. */
+  private produceGrouped(broker: number, worker: number, workers: number, group: OutgoingBatch[], ctx: Ctx): void {
+    let from = 0;
+    let bytes = REQUEST_ENVELOPE_BYTES;
+    for (let i = 0; i <= group.length; i++) {
+      const size = i < group.length ? group[i].bytes.length + ENTRY_JSON_BYTES + group[i].topic.length : 0;
+      if (i < group.length && i - from < MAX_ENTRIES_PER_REQUEST && bytes + size <= this.maxRequestBytes) {
+        bytes += size;
+        continue;
+      }
+      if (i - from === 1) this.produceOne(broker, group[from], ctx);
+      else if (i > from) this.produceMany(broker, worker, workers, group.slice(from, i), ctx);
+      from = i;
+      bytes = REQUEST_ENVELOPE_BYTES + size;
+    }
+  }
+
+  /** One batch as a plain Produce, straight to the partition's replica. */
+  private produceOne(broker: number, b: OutgoingBatch, ctx: Ctx): void {
+    const address = replicaAddress(b.topic, b.partition, broker);
+    if (this.args.acks === 0) {
+      // Fire and forget, as Kafka's acks=0: a tell, so the leader has nowhere to answer and
+      // nothing here waits for it. A lost batch is lost; that is what acks=0 means.
+      ctx.tell(address, "Produce", { batches: b.bytes, acks: 0 });
+      return b.settle({ baseOffset: -1 });
+    }
+    const timeoutMs = this.args.requestTimeoutMs;
+    ctx.ask<ProduceResult>(address, "Produce", { batches: b.bytes, acks: this.args.acks, timeoutMs }, { timeoutMs: timeoutMs + 1_000 }).then(
+      (r) => b.settle({ baseOffset: r.baseOffset }),
+      (e) => b.settle({ error: asOutcomeError(e) }),
+    );
+  }
+
+  private produceMany(broker: number, worker: number, workers: number, group: OutgoingBatch[], ctx: Ctx): void {
+    let total = 0;
+    let headroom = REQUEST_ENVELOPE_BYTES;
+    for (const b of group) {
+      total += b.bytes.length;
+      headroom += ENTRY_JSON_BYTES + b.topic.length;
+    }
+    // The batches are copied once, behind room for the envelope, which is then written in
+    // front of them instead of copying them again (offerEnvelopeHeadroom).
+    const data = new Uint8Array(new ArrayBuffer(headroom + total), headroom, total);
+    const entries = new Array<{ topic: string; partition: number; start: number; length: number }>(group.length);
+    let at = 0;
+    for (let i = 0; i < group.length; i++) {
+      const b = group[i];
+      data.set(b.bytes, at);
+      entries[i] = { topic: b.topic, partition: b.partition, start: at, length: b.bytes.length };
+      at += b.bytes.length;
+    }
+    offerEnvelopeHeadroom(data);
+    const address = produceServerAddress(broker, worker, workers);
+    const timeoutMs = this.args.requestTimeoutMs;
+    if (this.args.acks === 0) {
+      ctx.tell(address, "ProduceMany", { acks: 0, timeoutMs, entries, data });
+      for (const b of group) b.settle({ baseOffset: -1 });
+      return;
+    }
+    ctx.ask<ProduceManyResult>(address, "ProduceMany", { acks: this.args.acks, timeoutMs, entries, data }, { timeoutMs: timeoutMs + 1_000 }).then(
+      (r) => {
+        if (Number.isInteger(r.workers) && r.workers >= 1) this.workersOf.set(broker, r.workers);
+        for (let i = 0; i < group.length; i++) {
+          const b = group[i];
+          const o = r.results[i];
+          if (!o || o.topic !== b.topic || o.partition !== b.partition) {
+            b.settle({ error: { code: ErrorCode.UNKNOWN, message: `produce server ${address} answered entry ${i} for ${o ? `${o.topic}/${o.partition}` : "nothing"}, not ${b.topic}/${b.partition}`, retriable: false } });
+          } else b.settle("error" in o ? { error: o.error } : { baseOffset: o.baseOffset });
+        }
+      },
+      (e) => {
+        // No produce server there (the broker restarted with other workers, or is gone): plain
+        // Produces until its worker count is read again.
+        if (isSkeinError(e) && e.code === ErrorCode.ACTOR_NOT_FOUND) this.workersOf.delete(broker);
+        const error = asOutcomeError(e);
+        for (const b of group) b.settle({ error });
+      },
+    );
+  }
+
+  /** The broker's worker count if known; otherwise undefined, and it is read (spaced by WORKERS_REREAD_MS). */
+  leaderWorkers(broker: number): number | undefined {
+    const known = this.workersOf.get(broker);
+    if (known !== undefined) return known;
+    const now = Date.now();
+    if (now - (this.workersReadAt.get(broker) ?? 0) < WORKERS_REREAD_MS) return undefined;
+    this.workersReadAt.set(broker, now);
+    this.meta.getBroker(broker).then(
+      (reg) => {
+        const workers = reg?.value.workers;
+        if (!this.closed && workers !== undefined && Number.isInteger(workers) && workers >= 1) this.workersOf.set(broker, workers);
+      },
+      () => undefined, // read again at a later flush
+    );
+    return undefined;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.pending.clear();
+  }
+}
+
+function asOutcomeError(e: unknown): { code: string; message: string; retriable: boolean } {
+  const err = isSkeinError(e) ? e : new SkeinError(ErrorCode.UNKNOWN, String((e as Error)?.message ?? e));
+  return { code: err.code, message: err.message, retriable: err.retriable };
 }
 
 /** Records parsed per send before the parse arrays grow (and are shrunk back to after the send). */
