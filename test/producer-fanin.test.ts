@@ -136,6 +136,37 @@ test("a send spanning many partitions leaves as one request per leader worker; e
   }
 });
 
+test("partitions of one leader worker sent to at different times fall into one request cycle", async () => {
+  const TOPIC = "cycle";
+  await createTopic(TOPIC, 12, 3);
+  const leaders = await leadersOf(TOPIC);
+  // Two partitions led by the same worker.
+  const a = leaders.findIndex((l, i) => leaders.some((m, j) => j !== i && m.broker === l.broker && m.worker === l.worker));
+  const b = leaders.findIndex((m, j) => j !== a && m.broker === leaders[a].broker && m.worker === leaders[a].worker);
+  assert.ok(a >= 0 && b >= 0, "two partitions on one leader worker");
+  const producer = skein.producer({ acks: "all", lingerMs: 0 });
+  await producer.connect();
+  try {
+    await producer.send({ topic: TOPIC, messages: [{ value: "w", partition: a }, { value: "w", partition: b }] });
+    const wire = countRequests(TOPIC, 12);
+    // One send() each, alternating: each arrives in a turn of its own, so only waiting for the
+    // worker's request in flight puts the two partitions' batches into one request.
+    const sends: Array<Promise<unknown>> = [];
+    for (let i = 0; i < 40; i++) sends.push(producer.send({ topic: TOPIC, messages: [{ value: String(i), partition: i % 2 ? b : a }] }));
+    await Promise.all(sends);
+    await wire.stop();
+    const { produce, produceMany } = wire.counts;
+    console.log(`  measured: 40 alternating sends to 2 partitions of one leader worker -> ${produceMany} ProduceMany + ${produce} plain Produce`);
+    assert.ok(produceMany >= 1, "the two partitions went together");
+    assert.ok(produce <= 3, `only the first requests went alone, got ${produce} plain Produces`);
+    const values = (p: number) => valuesOf(TOPIC, p);
+    assert.equal(await values(a), ["w", ...Array.from({ length: 20 }, (_, i) => String(2 * i))]);
+    assert.equal(await values(b), ["w", ...Array.from({ length: 20 }, (_, i) => String(2 * i + 1))]);
+  } finally {
+    await producer.disconnect();
+  }
+});
+
 test("each entry is decided alone, and acks=all answers once every entry is replicated", async () => {
   await createTopic("solo", 24, 1);
   await createTopic("trio", 24, 3);

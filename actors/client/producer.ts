@@ -116,6 +116,8 @@ interface PartitionQueue {
   touchedBy: PendingSend | null;
   /** The partition's leader check timer while idempotent requests wait (see checkLeaders). */
   leaderCheck: ReturnType<typeof setTimeout> | null;
+  /** The leader worker ("broker/worker") its latest request went to; null while that is not known. */
+  destination: string | null;
 }
 
 /** How often a produce request that is still waiting checks whether its leader moved, ms. */
@@ -155,6 +157,11 @@ export class ProducerState {
   private closed = false;
   /** Requests of this turn, sent at its end: one ProduceMany per leader worker (see ProduceOutbox). */
   private readonly outbox: ProduceOutbox;
+  /**
+   * Partitions whose open batch waits for a request in flight to their leader worker (see
+   * lingerOf), by destination: drained together when it is answered, so they go in one request.
+   */
+  private readonly waitingOn = new Map<string, Set<PartitionQueue>>();
 
   constructor(
     readonly meta: MetadataStore,
@@ -287,7 +294,7 @@ export class ProducerState {
     const key = `${topic}/${partition}`;
     let q = this.queues.get(key);
     if (!q) {
-      q = { key, topic, partition, open: null, sealed: [], unacked: [], inFlight: 0, recovering: false, refreshing: false, confirmed: false, roundTripMs: 0, nextSequence: 0, leader: null, leaderReadAt: 0, touchedBy: null, leaderCheck: null };
+      q = { key, topic, partition, open: null, sealed: [], unacked: [], inFlight: 0, recovering: false, refreshing: false, confirmed: false, roundTripMs: 0, nextSequence: 0, leader: null, leaderReadAt: 0, touchedBy: null, leaderCheck: null, destination: null };
       this.queues.set(key, q);
       this.queuesOf(topic)[partition] = q;
     }
@@ -342,10 +349,14 @@ export class ProducerState {
    * and while requests are in flight at least a window's share of a round trip. Requests
    * then leave spaced over the round trip instead of one per send() (with lingerMs 0 that was
    * one small request per send: many more requests for the brokers to handle, for records
-   * that waited a fraction of a round trip less).
+   * that waited a fraction of a round trip less). A request in flight to the partition's leader
+   * worker for other partitions counts too: the open batch then goes with theirs when that
+   * request is answered (wakeWaiting), in one ProduceMany, instead of alone. Partitions of one
+   * leader worker so keep one request cycle between them, as Kafka's producer keeps one per
+   * broker connection; each wait stays bounded by the partition's own round trip.
    */
   private lingerOf(q: PartitionQueue): number {
-    return q.inFlight === 0 ? this.args.lingerMs : Math.max(this.args.lingerMs, q.roundTripMs / this.window);
+    return q.inFlight === 0 && !this.outbox.busy(q.destination) ? this.args.lingerMs : Math.max(this.args.lingerMs, q.roundTripMs / this.window);
   }
 
   /**
@@ -398,7 +409,11 @@ export class ProducerState {
         // newest sent: a resend stays among the leader's last CACHED_BATCHES_PER_PRODUCER.
         if (q.unacked.length >= this.limit(q)) return;
         if (q.sealed.length === 0) {
-          if (!q.open || Date.now() - q.open.startedAt < this.lingerOf(q)) return;
+          if (!q.open) return;
+          if (Date.now() - q.open.startedAt < this.lingerOf(q)) {
+            if (q.inFlight === 0 && q.destination !== null && this.outbox.busy(q.destination)) this.waitFor(q.destination, q);
+            return;
+          }
           this.seal(q);
         }
         batch = q.sealed.shift()!;
@@ -431,8 +446,6 @@ export class ProducerState {
       return;
     }
     q.refreshing = false;
-    // Its worker count is read now, so that requests to this leader can fan in from the next turn on.
-    this.outbox.leaderWorkers(q.leader.leader);
     this.request(q, batch, q.leader, ctx);
     this.drain(q, ctx);
     this.scheduleLinger(ctx);
@@ -461,7 +474,8 @@ export class ProducerState {
       batch.checkAt = batch.sentAt + LEADER_CHECK_MS;
       q.leaderCheck ??= setTimeout(() => void this.checkLeaders(q), LEADER_CHECK_MS);
     } else batch.giveUp = null;
-    this.outbox.add(leader.leader, { topic: q.topic, partition: q.partition, bytes: batch.bytes, settle }, ctx);
+    q.destination = this.outbox.destinationOf(leader.leader, q.topic, q.partition);
+    this.outbox.add(leader.leader, q.destination, { topic: q.topic, partition: q.partition, bytes: batch.bytes, settle }, ctx);
   }
 
   /**
@@ -521,8 +535,26 @@ export class ProducerState {
     }
     this.settleInOrder(q);
     this.drain(q, ctx);
+    if (q.destination !== null) this.wakeWaiting(q.destination, ctx);
     this.scheduleLinger(ctx);
     this.checkFlushed();
+  }
+
+  private waitFor(destination: string, q: PartitionQueue): void {
+    let waiting = this.waitingOn.get(destination);
+    if (!waiting) {
+      waiting = new Set();
+      this.waitingOn.set(destination, waiting);
+    }
+    waiting.add(q);
+  }
+
+  /** Once nothing is in flight to the leader worker any more, its waiting partitions go (together: one turn). */
+  private wakeWaiting(destination: string, ctx: Ctx): void {
+    const waiting = this.waitingOn.get(destination);
+    if (!waiting || this.outbox.busy(destination)) return;
+    this.waitingOn.delete(destination);
+    for (const q of waiting) this.drain(q, ctx);
   }
 
   /**
@@ -616,6 +648,7 @@ export class ProducerState {
     const gone = new SkeinError(ErrorCode.NOT_CONNECTED, "producer disconnected before these records were acknowledged");
     this.closed = true;
     this.outbox.close();
+    this.waitingOn.clear();
     for (const q of this.queues.values()) {
       if (q.leaderCheck) clearTimeout(q.leaderCheck);
       q.leaderCheck = null;
@@ -658,16 +691,23 @@ const WORKERS_REREAD_MS = 1_000;
  * wake-up instead of one per partition. Partitions answered together drain together, so they
  * stay combined from then on. A batch alone for its leader worker goes as a plain Produce to its
  * replica (no extra hop), and so does every batch while the leader broker's worker count is not
- * known (read from its live record; the produce server's answers keep it current).
+ * known (read from its live record; the produce server's answers keep it current). While a
+ * request to a leader worker is in flight, the open batches of its other partitions wait for
+ * its answer (busy, see lingerOf), so that from then on they leave together.
  *
  * Per batch nothing changes: each entry is settled with its own outcome, an error of one entry
  * (or a given-up attempt, see checkLeaders) touches no other, and a failed request fails each
  * of its entries with the request's error, as if each had been sent alone.
  */
 class ProduceOutbox {
-  /** Batches of this turn by leader broker, in call order. */
-  private readonly pending = new Map<number, OutgoingBatch[]>();
+  /**
+   * Batches of this turn, in call order, by leader worker ("broker/worker"), or by leader broker
+   * ("broker") while its worker count is not known.
+   */
+  private readonly pending = new Map<string, { broker: number; worker: number; batches: OutgoingBatch[] }>();
   private flushQueued = false;
+  /** Requests waiting for their answer, by leader worker (see busy). */
+  private readonly inFlightTo = new Map<string, number>();
   /** Worker counts of leader brokers (from their live records, corrected by their produce servers). */
   private readonly workersOf = new Map<number, number>();
   /** When each broker's worker count was last read, ms since the epoch (one read at a time, spaced). */
@@ -684,13 +724,25 @@ class ProduceOutbox {
     this.maxRequestBytes = batchCapacityBytes;
   }
 
-  add(broker: number, batch: OutgoingBatch, ctx: Ctx): void {
-    let list = this.pending.get(broker);
-    if (!list) {
-      list = [];
-      this.pending.set(broker, list);
+  /** The leader worker ("broker/worker") that hosts the partition's leader replica, null while the broker's worker count is not known. */
+  destinationOf(broker: number, topic: string, partition: number): string | null {
+    const workers = this.leaderWorkers(broker);
+    return workers === undefined ? null : `${broker}/${placementOf(replicaAddress(topic, partition, broker), workers)}`;
+  }
+
+  /** Whether a request to the leader worker is waiting for its answer. */
+  busy(destination: string | null): boolean {
+    return destination !== null && (this.inFlightTo.get(destination) ?? 0) > 0;
+  }
+
+  add(broker: number, destination: string | null, batch: OutgoingBatch, ctx: Ctx): void {
+    const key = destination ?? String(broker);
+    let group = this.pending.get(key);
+    if (!group) {
+      group = { broker, worker: destination === null ? -1 : Number(destination.slice(destination.indexOf("/") + 1)), batches: [] };
+      this.pending.set(key, group);
     }
-    list.push(batch);
+    group.batches.push(batch);
     if (this.flushQueued) return;
     this.flushQueued = true;
     queueMicrotask(() => this.flush(ctx));
@@ -700,26 +752,17 @@ class ProduceOutbox {
     this.flushQueued = false;
     // Closed meanwhile: close() failed these batches' sends already.
     if (this.closed) return this.pending.clear();
-    for (const [broker, list] of this.pending) {
-      const workers = list.length > 1 ? this.leaderWorkers(broker) : undefined;
-      if (workers === undefined) {
-        for (const b of list) this.produceOne(broker, b, ctx);
-        continue;
-      }
-      const byWorker = new Map<number, OutgoingBatch[]>();
-      for (const b of list) {
-        const w = placementOf(replicaAddress(b.topic, b.partition, broker), workers);
-        const group = byWorker.get(w);
-        if (group) group.push(b);
-        else byWorker.set(w, [b]);
-      }
-      for (const [worker, group] of byWorker) this.produceGrouped(broker, worker, workers, group, ctx);
+    for (const [key, { broker, worker, batches }] of this.pending) {
+      const workers = this.workersOf.get(broker);
+      // Placed by a worker count that changed since (a produce server corrected it): plain Produces this once.
+      if (worker < 0 || workers === undefined || worker >= workers) for (const b of batches) this.produceOne(broker, null, b, ctx);
+      else this.produceGrouped(broker, worker, workers, key, batches, ctx);
     }
     this.pending.clear();
   }
 
   /** A leader worker's batches, in requests within the bounds: entries and bytes. */
-  private produceGrouped(broker: number, worker: number, workers: number, group: OutgoingBatch[], ctx: Ctx): void {
+  private produceGrouped(broker: number, worker: number, workers: number, destination: string, group: OutgoingBatch[], ctx: Ctx): void {
     let from = 0;
     let bytes = REQUEST_ENVELOPE_BYTES;
     for (let i = 0; i <= group.length; i++) {
@@ -728,15 +771,15 @@ class ProduceOutbox {
         bytes += size;
         continue;
       }
-      if (i - from === 1) this.produceOne(broker, group[from], ctx);
-      else if (i > from) this.produceMany(broker, worker, workers, group.slice(from, i), ctx);
+      if (i - from === 1) this.produceOne(broker, destination, group[from], ctx);
+      else if (i > from) this.produceMany(broker, worker, workers, destination, group.slice(from, i), ctx);
       from = i;
       bytes = REQUEST_ENVELOPE_BYTES + size;
     }
   }
 
   /** One batch as a plain Produce, straight to the partition's replica. */
-  private produceOne(broker: number, b: OutgoingBatch, ctx: Ctx): void {
+  private produceOne(broker: number, destination: string | null, b: OutgoingBatch, ctx: Ctx): void {
     const address = replicaAddress(b.topic, b.partition, broker);
     if (this.args.acks === 0) {
       // Fire and forget, as Kafka's acks=0: a tell, so the leader has nowhere to answer and
@@ -745,13 +788,20 @@ class ProduceOutbox {
       return b.settle({ baseOffset: -1 });
     }
     const timeoutMs = this.args.requestTimeoutMs;
+    const answered = this.sending(destination);
     ctx.ask<ProduceResult>(address, "Produce", { batches: b.bytes, acks: this.args.acks, timeoutMs }, { timeoutMs: timeoutMs + 1_000 }).then(
-      (r) => b.settle({ baseOffset: r.baseOffset }),
-      (e) => b.settle({ error: asOutcomeError(e) }),
+      (r) => {
+        answered();
+        b.settle({ baseOffset: r.baseOffset });
+      },
+      (e) => {
+        answered();
+        b.settle({ error: asOutcomeError(e) });
+      },
     );
   }
 
-  private produceMany(broker: number, worker: number, workers: number, group: OutgoingBatch[], ctx: Ctx): void {
+  private produceMany(broker: number, worker: number, workers: number, destination: string, group: OutgoingBatch[], ctx: Ctx): void {
     let total = 0;
     let headroom = REQUEST_ENVELOPE_BYTES;
     for (const b of group) {
@@ -777,8 +827,10 @@ class ProduceOutbox {
       for (const b of group) b.settle({ baseOffset: -1 });
       return;
     }
+    const answered = this.sending(destination);
     ctx.ask<ProduceManyResult>(address, "ProduceMany", { acks: this.args.acks, timeoutMs, entries, data }, { timeoutMs: timeoutMs + 1_000 }).then(
       (r) => {
+        answered();
         if (Number.isInteger(r.workers) && r.workers >= 1) this.workersOf.set(broker, r.workers);
         for (let i = 0; i < group.length; i++) {
           const b = group[i];
@@ -789,6 +841,7 @@ class ProduceOutbox {
         }
       },
       (e) => {
+        answered();
         // No produce server there (the broker restarted with other workers, or is gone): plain
         // Produces until its worker count is read again.
         if (isSkeinError(e) && e.code === ErrorCode.ACTOR_NOT_FOUND) this.workersOf.delete(broker);
@@ -798,8 +851,22 @@ class ProduceOutbox {
     );
   }
 
+  /**
+   * Counts a request to `destination` in flight until the returned function is called (once,
+   * before its entries are settled: they see the destination free if it was the last one).
+   */
+  private sending(destination: string | null): () => void {
+    if (destination === null) return () => undefined;
+    this.inFlightTo.set(destination, (this.inFlightTo.get(destination) ?? 0) + 1);
+    return () => {
+      const left = (this.inFlightTo.get(destination) ?? 1) - 1;
+      if (left > 0) this.inFlightTo.set(destination, left);
+      else this.inFlightTo.delete(destination);
+    };
+  }
+
   /** The broker's worker count if known; otherwise undefined, and it is read (spaced by WORKERS_REREAD_MS). */
-  leaderWorkers(broker: number): number | undefined {
+  private leaderWorkers(broker: number): number | undefined {
     const known = this.workersOf.get(broker);
     if (known !== undefined) return known;
     const now = Date.now();
