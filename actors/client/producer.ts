@@ -118,6 +118,8 @@ interface PartitionQueue {
   leaderCheck: ReturnType<typeof setTimeout> | null;
   /** The leader worker ("broker/worker") its latest request went to; null while that is not known. */
   destination: string | null;
+  /** Size of its latest sealed batch, bytes (0 before the first): what its next open batch is sized for. */
+  lastBatchBytes: number;
 }
 
 /** How often a produce request that is still waiting checks whether its leader moved, ms. */
@@ -131,10 +133,18 @@ const ACKS0_METADATA_MAX_AGE_MS = 1_000;
 /** Room past batchBytes in a batch's buffer: the record that crosses batchBytes still fits. */
 const BATCH_SLACK_BYTES = 64 * 1024;
 /**
- * Emptied builders kept for reuse (each holds batchBytes + BATCH_SLACK_BYTES): enough for the
+ * Emptied builders kept for reuse (each holds a full batch, batchBytes + BATCH_SLACK_BYTES or more): enough for the
  * sticky partition's next batch and a few keyed partitions' at a time.
  */
 const MAX_SPARE_BUILDERS = 4;
+/**
+ * A builder made when no spare is left, for a partition whose latest batch was small, starts
+ * this small and doubles as records arrive. With keyed records over thousands of partitions,
+ * hundreds of batches are open at once and nearly all stay small: a buffer sized for a full
+ * batch for each was most of the producer's allocation and garbage collection at 10,000
+ * partitions.
+ */
+const NEW_BUILDER_BYTES = 16 * 1024;
 
 export class ProducerState {
   readonly queues = new Map<string, PartitionQueue>();
@@ -239,7 +249,7 @@ export class ProducerState {
       let p = partition[i];
       if (p < 0) p = sticky >= 0 ? sticky : (sticky = this.stickyPartition(topic, partitions));
       const q = queues[p] ?? this.queue(topic, p);
-      if (!q.open) q.open = { builder: this.spareBuilders.pop() ?? new RecordBatchBuilder(this.batchCapacityBytes), members: [], startedAt: now };
+      if (!q.open) q.open = { builder: this.builderFor(q), members: [], startedAt: now };
       const open = q.open;
       if (q.touchedBy !== send) {
         q.touchedBy = send;
@@ -294,7 +304,7 @@ export class ProducerState {
     const key = `${topic}/${partition}`;
     let q = this.queues.get(key);
     if (!q) {
-      q = { key, topic, partition, open: null, sealed: [], unacked: [], inFlight: 0, recovering: false, refreshing: false, confirmed: false, roundTripMs: 0, nextSequence: 0, leader: null, leaderReadAt: 0, touchedBy: null, leaderCheck: null, destination: null };
+      q = { key, topic, partition, open: null, sealed: [], unacked: [], inFlight: 0, recovering: false, refreshing: false, confirmed: false, roundTripMs: 0, nextSequence: 0, leader: null, leaderReadAt: 0, touchedBy: null, leaderCheck: null, destination: null, lastBatchBytes: 0 };
       this.queues.set(key, q);
       this.queuesOf(topic)[partition] = q;
     }
@@ -307,6 +317,7 @@ export class ProducerState {
     q.open = null;
     const builder = open.builder;
     const records = builder.count;
+    q.lastBatchBytes = builder.sizeInBytes;
     const options = {
       producerId: this.producerId,
       producerEpoch: this.producerId >= 0 ? this.producerEpoch : -1,
@@ -325,11 +336,23 @@ export class ProducerState {
   }
 
   /**
-   * Keeps an emptied builder for the next open batch. One that grew for an oversized record is
-   * not kept: spares hold batchCapacityBytes.
+   * A builder for the partition's next open batch: a spare, or a new one sized for a full batch
+   * if the partition's latest batch was about that big, else a small one (NEW_BUILDER_BYTES).
+   */
+  private builderFor(q: PartitionQueue): RecordBatchBuilder {
+    const spare = this.spareBuilders.pop();
+    if (spare) return spare;
+    return new RecordBatchBuilder(q.lastBatchBytes * 2 >= this.args.batchBytes ? this.batchCapacityBytes : Math.min(NEW_BUILDER_BYTES, this.batchCapacityBytes));
+  }
+
+  /**
+   * Keeps an emptied builder for the next open batch. Spares hold a full batch: at least
+   * batchCapacityBytes, and less than twice that (what a builder that started small and doubled
+   * up to a full batch has). One still small is not kept, nor one that grew for an oversized record.
    */
   private spare(builder: RecordBatchBuilder): void {
-    if (this.spareBuilders.length < MAX_SPARE_BUILDERS && builder.capacityBytes === this.batchCapacityBytes) this.spareBuilders.push(builder);
+    const bytes = builder.capacityBytes;
+    if (this.spareBuilders.length < MAX_SPARE_BUILDERS && bytes >= this.batchCapacityBytes && bytes < 2 * this.batchCapacityBytes) this.spareBuilders.push(builder);
   }
 
   /**
