@@ -6,3 +6,4 @@ export { ConsumerActor } from "./client/consumer.js";
 export { GroupCoordinatorActor } from "./groups/coordinator.js";
 export { FetchServerActor } from "./cluster/fetch-server.js";
 export { FetcherActor } from "./cluster/fetcher.js";
+export { ProduceServerActor } from "./cluster/produce-server.js";

@@ -314,3 +314,57 @@ export interface ReplicaDescription {
   logEndOffset: number;
   isr: number[];
 }
+
+// Produce fan-in ------------------------------------------------------------------------------
+// A producer sends the batches of all its partitions led by one worker of one broker as one
+// ProduceMany to that worker's produce server (Kafka's ProduceRequest carries many partitions
+// too): one NATS message and one wake-up per leader worker instead of one per partition.
+//
+// ProduceMany layout: `entries` (JSON) name each partition and where its batches are in the
+// binary field `data`: bytes [start, start + length). Each entry holds what one plain Produce
+// would (an idempotent entry: exactly one batch). The answer lists one result per entry, in
+// entry order, once every entry is decided.
+
+/** The produce server on worker `worker` of broker `broker` (which has `workers` workers). */
+export const produceServerAddress = (broker: number, worker: number, workers: number) => workerPinnedAddress("produce-server", worker, String(broker), workers);
+
+/** Most entries a produce server takes in one ProduceMany. */
+export const MAX_PRODUCE_MANY_ENTRIES = 10_000;
+
+export const ProduceManyEntry = z.object({
+  topic: z.string(),
+  partition: z.number().int().min(0),
+  /** Where the entry's batches start in `data`, bytes. */
+  start: z.number().int().min(0),
+  length: z.number().int().min(1),
+});
+
+/** Messages of a produce server: one per worker of a broker, in front of the leaders on that worker. */
+export const ProduceServerMessages = {
+  ProduceMany: z
+    .object({
+      /** 0, 1 or -1 (all), for every entry. With 0 it comes as a tell and nothing answers. */
+      acks: Acks,
+      /** How long an acks=all entry may wait for the ISR, ms. */
+      timeoutMs: z.number().int().min(1).max(300_000),
+      entries: z.array(ProduceManyEntry).min(1).max(MAX_PRODUCE_MANY_ENTRIES),
+      data: z.instanceof(Uint8Array),
+    })
+    .superRefine((m, ctx) => {
+      m.entries.forEach((e, i) => {
+        if (e.start + e.length > m.data.length) ctx.addIssue({ code: "custom", path: ["entries", i, "length"], message: `entry ends at byte ${e.start + e.length}, past the ${m.data.length} bytes of data` });
+      });
+    }),
+};
+
+/** One entry's outcome: where its batches were appended, or why not (that entry alone). */
+export type ProduceManyOutcome =
+  | { topic: string; partition: number; baseOffset: number }
+  | { topic: string; partition: number; error: { code: string; message: string; retriable: boolean } };
+
+export interface ProduceManyResult {
+  /** The answering broker's worker count: a producer that placed entries by a stale count corrects it. */
+  workers: number;
+  /** One per entry, in entry order. */
+  results: ProduceManyOutcome[];
+}

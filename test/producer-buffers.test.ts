@@ -38,6 +38,8 @@ class Harness {
         this.partitionReads++;
         return { value: { ...this.leader }, revision: 1 };
       },
+      // No live record: the producer sends plain Produces, the requests this harness answers.
+      getBroker: async () => null,
     } as unknown as MetadataStore;
     const parsed = ProducerArgs.parse({ lingerMs: 0, requestTimeoutMs: 60_000, retryBackoffMs: 1, ...args });
     this.state = new ProducerState(meta, parsed);

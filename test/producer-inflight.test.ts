@@ -49,6 +49,8 @@ class Harness {
     const meta = {
       getTopic: async () => ({ partitions: 1 }),
       getPartition: async () => ({ value: { leader: 1, leaderEpoch: 0, replicas: [1], isr: [1] }, revision: 1 }),
+      // No live record: the producer sends plain Produces, the requests this harness answers.
+      getBroker: async () => null,
     } as unknown as MetadataStore;
     const parsed = ProducerArgs.parse({ lingerMs: 0, requestTimeoutMs: 100, retryBackoffMs: 1, ...args });
     this.state = new ProducerState(meta, parsed);

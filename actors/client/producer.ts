@@ -3,7 +3,8 @@
 // one record batch per partition (sealed at batchBytes, or once lingerMs passed and the
 // partition's window has room), and keeps up to maxInFlightRequests produce requests in
 // flight per partition, all to one leader, in sequence order (spaced over a round trip, see
-// lingerOf). With idempotence each batch
+// lingerOf). The requests of one turn to partitions led by the same worker of the same broker
+// leave as one ProduceMany (see ProduceOutbox). With idempotence each batch
 // carries the producer id and a per-partition sequence: a retried batch is recognised by the
 // leader and answered with its original offsets, and a batch sent after one the leader
 // refused is refused too (OUT_OF_ORDER_SEQUENCE) instead of being written out of order.
@@ -17,7 +18,9 @@
 
 import { defineActor, type ActorContext, type ReplyHandle } from "../../runtime/actor.js";
 import { ErrorCode, SkeinError, isSkeinError } from "../../protocol/errors.js";
-import { controllerAddress, replicaAddress, type PartitionState, type ProduceResult } from "../../protocol/cluster.js";
+import { controllerAddress, produceServerAddress, replicaAddress, type PartitionState, type ProduceManyResult, type ProduceResult } from "../../protocol/cluster.js";
+import { offerEnvelopeHeadroom } from "../../protocol/envelope.js";
+import { placementOf } from "../../protocol/placement.js";
 import { ProducerArgs, ProducerMessages } from "../../protocol/client.js";
 import { RecordBatchBuilder } from "../../protocol/record-batch.js";
 import { partitionForKey } from "../../protocol/murmur2.js";
@@ -113,6 +116,10 @@ interface PartitionQueue {
   touchedBy: PendingSend | null;
   /** The partition's leader check timer while idempotent requests wait (see checkLeaders). */
   leaderCheck: ReturnType<typeof setTimeout> | null;
+  /** The leader worker ("broker/worker") its latest request went to; null while that is not known. */
+  destination: string | null;
+  /** Size of its latest sealed batch, bytes (0 before the first): what its next open batch is sized for. */
+  lastBatchBytes: number;
 }
 
 /** How often a produce request that is still waiting checks whether its leader moved, ms. */
@@ -126,10 +133,18 @@ const ACKS0_METADATA_MAX_AGE_MS = 1_000;
 /** Room past batchBytes in a batch's buffer: the record that crosses batchBytes still fits. */
 const BATCH_SLACK_BYTES = 64 * 1024;
 /**
- * Emptied builders kept for reuse (each holds batchBytes + BATCH_SLACK_BYTES): enough for the
+ * Emptied builders kept for reuse (each holds a full batch, batchBytes + BATCH_SLACK_BYTES or more): enough for the
  * sticky partition's next batch and a few keyed partitions' at a time.
  */
 const MAX_SPARE_BUILDERS = 4;
+/**
+ * A builder made when no spare is left, for a partition whose latest batch was small, starts
+ * this small and doubles as records arrive. With keyed records over thousands of partitions,
+ * hundreds of batches are open at once and nearly all stay small: a buffer sized for a full
+ * batch for each was most of the producer's allocation and garbage collection at 10,000
+ * partitions.
+ */
+const NEW_BUILDER_BYTES = 16 * 1024;
 
 export class ProducerState {
   readonly queues = new Map<string, PartitionQueue>();
@@ -150,6 +165,13 @@ export class ProducerState {
   flushWaiters: Array<ReplyHandle<unknown>> = [];
   /** Stopped (close ran): the leader checks end. */
   private closed = false;
+  /** Requests of this turn, sent at its end: one ProduceMany per leader worker (see ProduceOutbox). */
+  private readonly outbox: ProduceOutbox;
+  /**
+   * Partitions whose open batch waits for a request in flight to their leader worker (see
+   * lingerOf), by destination: drained together when it is answered, so they go in one request.
+   */
+  private readonly waitingOn = new Map<string, Set<PartitionQueue>>();
 
   constructor(
     readonly meta: MetadataStore,
@@ -158,6 +180,7 @@ export class ProducerState {
     this.batchCapacityBytes = args.batchBytes + BATCH_SLACK_BYTES;
     // One at a time unless the application asks for more: see ProducerConfig.maxInFlightRequests.
     this.window = args.maxInFlightRequests ?? 1;
+    this.outbox = new ProduceOutbox(meta, args, this.batchCapacityBytes);
   }
 
   async initProducerId(ctx: Ctx): Promise<void> {
@@ -226,7 +249,7 @@ export class ProducerState {
       let p = partition[i];
       if (p < 0) p = sticky >= 0 ? sticky : (sticky = this.stickyPartition(topic, partitions));
       const q = queues[p] ?? this.queue(topic, p);
-      if (!q.open) q.open = { builder: this.spareBuilders.pop() ?? new RecordBatchBuilder(this.batchCapacityBytes), members: [], startedAt: now };
+      if (!q.open) q.open = { builder: this.builderFor(q), members: [], startedAt: now };
       const open = q.open;
       if (q.touchedBy !== send) {
         q.touchedBy = send;
@@ -281,7 +304,7 @@ export class ProducerState {
     const key = `${topic}/${partition}`;
     let q = this.queues.get(key);
     if (!q) {
-      q = { key, topic, partition, open: null, sealed: [], unacked: [], inFlight: 0, recovering: false, refreshing: false, confirmed: false, roundTripMs: 0, nextSequence: 0, leader: null, leaderReadAt: 0, touchedBy: null, leaderCheck: null };
+      q = { key, topic, partition, open: null, sealed: [], unacked: [], inFlight: 0, recovering: false, refreshing: false, confirmed: false, roundTripMs: 0, nextSequence: 0, leader: null, leaderReadAt: 0, touchedBy: null, leaderCheck: null, destination: null, lastBatchBytes: 0 };
       this.queues.set(key, q);
       this.queuesOf(topic)[partition] = q;
     }
@@ -294,6 +317,7 @@ export class ProducerState {
     q.open = null;
     const builder = open.builder;
     const records = builder.count;
+    q.lastBatchBytes = builder.sizeInBytes;
     const options = {
       producerId: this.producerId,
       producerEpoch: this.producerId >= 0 ? this.producerEpoch : -1,
@@ -312,11 +336,23 @@ export class ProducerState {
   }
 
   /**
-   * Keeps an emptied builder for the next open batch. One that grew for an oversized record is
-   * not kept: spares hold batchCapacityBytes.
+   * A builder for the partition's next open batch: a spare, or a new one sized for a full batch
+   * if the partition's latest batch was about that big, else a small one (NEW_BUILDER_BYTES).
+   */
+  private builderFor(q: PartitionQueue): RecordBatchBuilder {
+    const spare = this.spareBuilders.pop();
+    if (spare) return spare;
+    return new RecordBatchBuilder(q.lastBatchBytes * 2 >= this.args.batchBytes ? this.batchCapacityBytes : Math.min(NEW_BUILDER_BYTES, this.batchCapacityBytes));
+  }
+
+  /**
+   * Keeps an emptied builder for the next open batch. Spares hold a full batch: at least
+   * batchCapacityBytes, and less than twice that (what a builder that started small and doubled
+   * up to a full batch has). One still small is not kept, nor one that grew for an oversized record.
    */
   private spare(builder: RecordBatchBuilder): void {
-    if (this.spareBuilders.length < MAX_SPARE_BUILDERS && builder.capacityBytes === this.batchCapacityBytes) this.spareBuilders.push(builder);
+    const bytes = builder.capacityBytes;
+    if (this.spareBuilders.length < MAX_SPARE_BUILDERS && bytes >= this.batchCapacityBytes && bytes < 2 * this.batchCapacityBytes) this.spareBuilders.push(builder);
   }
 
   /**
@@ -336,10 +372,14 @@ export class ProducerState {
    * and while requests are in flight at least a window's share of a round trip. Requests
    * then leave spaced over the round trip instead of one per send() (with lingerMs 0 that was
    * one small request per send: many more requests for the brokers to handle, for records
-   * that waited a fraction of a round trip less).
+   * that waited a fraction of a round trip less). A request in flight to the partition's leader
+   * worker for other partitions counts too: the open batch then goes with theirs when that
+   * request is answered (wakeWaiting), in one ProduceMany, instead of alone. Partitions of one
+   * leader worker so keep one request cycle between them, as Kafka's producer keeps one per
+   * broker connection; each wait stays bounded by the partition's own round trip.
    */
   private lingerOf(q: PartitionQueue): number {
-    return q.inFlight === 0 ? this.args.lingerMs : Math.max(this.args.lingerMs, q.roundTripMs / this.window);
+    return q.inFlight === 0 && !this.outbox.busy(q.destination) ? this.args.lingerMs : Math.max(this.args.lingerMs, q.roundTripMs / this.window);
   }
 
   /**
@@ -392,7 +432,11 @@ export class ProducerState {
         // newest sent: a resend stays among the leader's last CACHED_BATCHES_PER_PRODUCER.
         if (q.unacked.length >= this.limit(q)) return;
         if (q.sealed.length === 0) {
-          if (!q.open || Date.now() - q.open.startedAt < this.lingerOf(q)) return;
+          if (!q.open) return;
+          if (Date.now() - q.open.startedAt < this.lingerOf(q)) {
+            if (q.inFlight === 0 && q.destination !== null && this.outbox.busy(q.destination)) this.waitFor(q.destination, q);
+            return;
+          }
           this.seal(q);
         }
         batch = q.sealed.shift()!;
@@ -431,8 +475,9 @@ export class ProducerState {
   }
 
   /**
-   * Sends one batch to `leader`. The ask is published before this returns (NATS keeps a
-   * connection's order), so the partition's requests reach the leader in the order of calls.
+   * Sends one batch to `leader`: queued in the outbox, which sends everything queued in this
+   * turn at its end, in call order (see ProduceOutbox), so the partition's requests reach the
+   * leader in the order of calls.
    */
   private request(q: PartitionQueue, batch: SealedBatch, leader: PartitionState, ctx: Ctx): void {
     const attempt = ++batch.attempts;
@@ -440,34 +485,20 @@ export class ProducerState {
     const key = q.key;
     // Only this attempt's outcome counts: one given up on (its leader moved) stays silent.
     let settled = false;
-    const settle = (body: { baseOffset?: number; error?: { code: string; message: string; retriable: boolean } }) => {
+    const settle = (body: Outcome) => {
       if (settled || batch.attempts !== attempt) return;
       settled = true;
       batch.giveUp = null;
       ctx.tell(ctx.self, "Sent", { key, batchId: batch.id, ...body });
     };
-    const address = replicaAddress(q.topic, q.partition, leader.leader);
-    if (this.args.acks === 0) {
-      // Fire and forget, as Kafka's acks=0: a tell, so the leader has nowhere to answer and
-      // nothing here waits for it. A lost batch is lost; that is what acks=0 means.
-      ctx.tell(address, "Produce", { batches: batch.bytes, acks: 0 });
-      settle({ baseOffset: -1 });
-      return;
-    }
-    const timeoutMs = this.args.requestTimeoutMs;
-    if (this.producerId >= 0) {
+    if (this.args.acks !== 0 && this.producerId >= 0) {
       batch.sentTo = leader;
       batch.giveUp = (message) => settle({ error: { code: ErrorCode.NOT_LEADER_OR_FOLLOWER, message, retriable: true } });
       batch.checkAt = batch.sentAt + LEADER_CHECK_MS;
       q.leaderCheck ??= setTimeout(() => void this.checkLeaders(q), LEADER_CHECK_MS);
     } else batch.giveUp = null;
-    ctx.ask<ProduceResult>(address, "Produce", { batches: batch.bytes, acks: this.args.acks, timeoutMs }, { timeoutMs: timeoutMs + 1_000 }).then(
-      (r) => settle({ baseOffset: r.baseOffset }),
-      (e) => {
-        const err = isSkeinError(e) ? e : new SkeinError(ErrorCode.UNKNOWN, String((e as Error)?.message ?? e));
-        settle({ error: { code: err.code, message: err.message, retriable: err.retriable } });
-      },
-    );
+    q.destination = this.outbox.destinationOf(leader.leader, q.topic, q.partition);
+    this.outbox.add(leader.leader, q.destination, { topic: q.topic, partition: q.partition, bytes: batch.bytes, settle }, ctx);
   }
 
   /**
@@ -527,8 +558,26 @@ export class ProducerState {
     }
     this.settleInOrder(q);
     this.drain(q, ctx);
+    if (q.destination !== null) this.wakeWaiting(q.destination, ctx);
     this.scheduleLinger(ctx);
     this.checkFlushed();
+  }
+
+  private waitFor(destination: string, q: PartitionQueue): void {
+    let waiting = this.waitingOn.get(destination);
+    if (!waiting) {
+      waiting = new Set();
+      this.waitingOn.set(destination, waiting);
+    }
+    waiting.add(q);
+  }
+
+  /** Once nothing is in flight to the leader worker any more, its waiting partitions go (together: one turn). */
+  private wakeWaiting(destination: string, ctx: Ctx): void {
+    const waiting = this.waitingOn.get(destination);
+    if (!waiting || this.outbox.busy(destination)) return;
+    this.waitingOn.delete(destination);
+    for (const q of waiting) this.drain(q, ctx);
   }
 
   /**
@@ -621,6 +670,8 @@ export class ProducerState {
   close(): void {
     const gone = new SkeinError(ErrorCode.NOT_CONNECTED, "producer disconnected before these records were acknowledged");
     this.closed = true;
+    this.outbox.close();
+    this.waitingOn.clear();
     for (const q of this.queues.values()) {
       if (q.leaderCheck) clearTimeout(q.leaderCheck);
       q.leaderCheck = null;
@@ -633,6 +684,236 @@ export class ProducerState {
     }
     for (const w of this.flushWaiters.splice(0)) w.reject(gone);
   }
+}
+
+/** What a produce request's attempt came to: the batch's base offset, or an error. */
+type Outcome = { baseOffset?: number; error?: { code: string; message: string; retriable: boolean } };
+
+/** One batch on its way out: settled with its outcome once (acks=0: once it was sent). */
+interface OutgoingBatch {
+  topic: string;
+  partition: number;
+  bytes: Uint8Array;
+  settle: (outcome: Outcome) => void;
+}
+
+/** Most entries the producer puts in one ProduceMany (the server takes up to MAX_PRODUCE_MANY_ENTRIES). */
+const MAX_ENTRIES_PER_REQUEST = 1_000;
+/** A ProduceMany entry's JSON is at most this many bytes plus its topic name's (see entriesJsonBytes). */
+const ENTRY_JSON_BYTES = 64;
+/** The rest of a ProduceMany envelope (type name, acks, timeoutMs, field names), bytes, from above. */
+const REQUEST_ENVELOPE_BYTES = 256;
+/** A leader broker whose worker count could not be read is read again after this long, ms. */
+const WORKERS_REREAD_MS = 1_000;
+
+/**
+ * Produce fan-in (Kafka's ProduceRequest carries many partitions too). Requests made in one
+ * turn of the producer actor wait here until its end (a microtask), then leave grouped by
+ * leader: the batches of several partitions led by the same worker of the same broker go as one
+ * ProduceMany to that worker's produce server (protocol/cluster.ts), one NATS message and one
+ * wake-up instead of one per partition. Partitions answered together drain together, so they
+ * stay combined from then on. A batch alone for its leader worker goes as a plain Produce to its
+ * replica (no extra hop), and so does every batch while the leader broker's worker count is not
+ * known (read from its live record; the produce server's answers keep it current). While a
+ * request to a leader worker is in flight, the open batches of its other partitions wait for
+ * its answer (busy, see lingerOf), so that from then on they leave together.
+ *
+ * Per batch nothing changes: each entry is settled with its own outcome, an error of one entry
+ * (or a given-up attempt, see checkLeaders) touches no other, and a failed request fails each
+ * of its entries with the request's error, as if each had been sent alone.
+ */
+class ProduceOutbox {
+  /**
+   * Batches of this turn, in call order, by leader worker ("broker/worker"), or by leader broker
+   * ("broker") while its worker count is not known.
+   */
+  private readonly pending = new Map<string, { broker: number; worker: number; batches: OutgoingBatch[] }>();
+  private flushQueued = false;
+  /** Requests waiting for their answer, by leader worker (see busy). */
+  private readonly inFlightTo = new Map<string, number>();
+  /** Worker counts of leader brokers (from their live records, corrected by their produce servers). */
+  private readonly workersOf = new Map<number, number>();
+  /** When each broker's worker count was last read, ms since the epoch (one read at a time, spaced). */
+  private readonly workersReadAt = new Map<number, number>();
+  /** A ProduceMany's data and envelope stay within one batch's buffer: what fits a full batch's Produce fits it. */
+  private readonly maxRequestBytes: number;
+  private closed = false;
+
+  constructor(
+    private readonly meta: MetadataStore,
+    private readonly args: ProducerArgs,
+    batchCapacityBytes: number,
+  ) {
+    this.maxRequestBytes = batchCapacityBytes;
+  }
+
+  /** The leader worker ("broker/worker") that hosts the partition's leader replica, null while the broker's worker count is not known. */
+  destinationOf(broker: number, topic: string, partition: number): string | null {
+    const workers = this.leaderWorkers(broker);
+    return workers === undefined ? null : `${broker}/${placementOf(replicaAddress(topic, partition, broker), workers)}`;
+  }
+
+  /** Whether a request to the leader worker is waiting for its answer. */
+  busy(destination: string | null): boolean {
+    return destination !== null && (this.inFlightTo.get(destination) ?? 0) > 0;
+  }
+
+  add(broker: number, destination: string | null, batch: OutgoingBatch, ctx: Ctx): void {
+    const key = destination ?? String(broker);
+    let group = this.pending.get(key);
+    if (!group) {
+      group = { broker, worker: destination === null ? -1 : Number(destination.slice(destination.indexOf("/") + 1)), batches: [] };
+      this.pending.set(key, group);
+    }
+    group.batches.push(batch);
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    queueMicrotask(() => this.flush(ctx));
+  }
+
+  private flush(ctx: Ctx): void {
+    this.flushQueued = false;
+    // Closed meanwhile: close() failed these batches' sends already.
+    if (this.closed) return this.pending.clear();
+    for (const [key, { broker, worker, batches }] of this.pending) {
+      const workers = this.workersOf.get(broker);
+      // Placed by a worker count that changed since (a produce server corrected it): plain Produces this once.
+      if (worker < 0 || workers === undefined || worker >= workers) for (const b of batches) this.produceOne(broker, null, b, ctx);
+      else this.produceGrouped(broker, worker, workers, key, batches, ctx);
+    }
+    this.pending.clear();
+  }
+
+  /** A leader worker's batches, in requests within the bounds: entries and bytes. */
+  private produceGrouped(broker: number, worker: number, workers: number, destination: string, group: OutgoingBatch[], ctx: Ctx): void {
+    let from = 0;
+    let bytes = REQUEST_ENVELOPE_BYTES;
+    for (let i = 0; i <= group.length; i++) {
+      const size = i < group.length ? group[i].bytes.length + ENTRY_JSON_BYTES + group[i].topic.length : 0;
+      if (i < group.length && i - from < MAX_ENTRIES_PER_REQUEST && bytes + size <= this.maxRequestBytes) {
+        bytes += size;
+        continue;
+      }
+      if (i - from === 1) this.produceOne(broker, destination, group[from], ctx);
+      else if (i > from) this.produceMany(broker, worker, workers, destination, group.slice(from, i), ctx);
+      from = i;
+      bytes = REQUEST_ENVELOPE_BYTES + size;
+    }
+  }
+
+  /** One batch as a plain Produce, straight to the partition's replica. */
+  private produceOne(broker: number, destination: string | null, b: OutgoingBatch, ctx: Ctx): void {
+    const address = replicaAddress(b.topic, b.partition, broker);
+    if (this.args.acks === 0) {
+      // Fire and forget, as Kafka's acks=0: a tell, so the leader has nowhere to answer and
+      // nothing here waits for it. A lost batch is lost; that is what acks=0 means.
+      ctx.tell(address, "Produce", { batches: b.bytes, acks: 0 });
+      return b.settle({ baseOffset: -1 });
+    }
+    const timeoutMs = this.args.requestTimeoutMs;
+    const answered = this.sending(destination);
+    ctx.ask<ProduceResult>(address, "Produce", { batches: b.bytes, acks: this.args.acks, timeoutMs }, { timeoutMs: timeoutMs + 1_000 }).then(
+      (r) => {
+        answered();
+        b.settle({ baseOffset: r.baseOffset });
+      },
+      (e) => {
+        answered();
+        b.settle({ error: asOutcomeError(e) });
+      },
+    );
+  }
+
+  private produceMany(broker: number, worker: number, workers: number, destination: string, group: OutgoingBatch[], ctx: Ctx): void {
+    let total = 0;
+    let headroom = REQUEST_ENVELOPE_BYTES;
+    for (const b of group) {
+      total += b.bytes.length;
+      headroom += ENTRY_JSON_BYTES + b.topic.length;
+    }
+    // The batches are copied once, behind room for the envelope, which is then written in
+    // front of them instead of copying them again (offerEnvelopeHeadroom).
+    const data = new Uint8Array(new ArrayBuffer(headroom + total), headroom, total);
+    const entries = new Array<{ topic: string; partition: number; start: number; length: number }>(group.length);
+    let at = 0;
+    for (let i = 0; i < group.length; i++) {
+      const b = group[i];
+      data.set(b.bytes, at);
+      entries[i] = { topic: b.topic, partition: b.partition, start: at, length: b.bytes.length };
+      at += b.bytes.length;
+    }
+    offerEnvelopeHeadroom(data);
+    const address = produceServerAddress(broker, worker, workers);
+    const timeoutMs = this.args.requestTimeoutMs;
+    if (this.args.acks === 0) {
+      ctx.tell(address, "ProduceMany", { acks: 0, timeoutMs, entries, data });
+      for (const b of group) b.settle({ baseOffset: -1 });
+      return;
+    }
+    const answered = this.sending(destination);
+    ctx.ask<ProduceManyResult>(address, "ProduceMany", { acks: this.args.acks, timeoutMs, entries, data }, { timeoutMs: timeoutMs + 1_000 }).then(
+      (r) => {
+        answered();
+        if (Number.isInteger(r.workers) && r.workers >= 1) this.workersOf.set(broker, r.workers);
+        for (let i = 0; i < group.length; i++) {
+          const b = group[i];
+          const o = r.results[i];
+          if (!o || o.topic !== b.topic || o.partition !== b.partition) {
+            b.settle({ error: { code: ErrorCode.UNKNOWN, message: `produce server ${address} answered entry ${i} for ${o ? `${o.topic}/${o.partition}` : "nothing"}, not ${b.topic}/${b.partition}`, retriable: false } });
+          } else b.settle("error" in o ? { error: o.error } : { baseOffset: o.baseOffset });
+        }
+      },
+      (e) => {
+        answered();
+        // No produce server there (the broker restarted with other workers, or is gone): plain
+        // Produces until its worker count is read again.
+        if (isSkeinError(e) && e.code === ErrorCode.ACTOR_NOT_FOUND) this.workersOf.delete(broker);
+        const error = asOutcomeError(e);
+        for (const b of group) b.settle({ error });
+      },
+    );
+  }
+
+  /**
+   * Counts a request to `destination` in flight until the returned function is called (once,
+   * before its entries are settled: they see the destination free if it was the last one).
+   */
+  private sending(destination: string | null): () => void {
+    if (destination === null) return () => undefined;
+    this.inFlightTo.set(destination, (this.inFlightTo.get(destination) ?? 0) + 1);
+    return () => {
+      const left = (this.inFlightTo.get(destination) ?? 1) - 1;
+      if (left > 0) this.inFlightTo.set(destination, left);
+      else this.inFlightTo.delete(destination);
+    };
+  }
+
+  /** The broker's worker count if known; otherwise undefined, and it is read (spaced by WORKERS_REREAD_MS). */
+  private leaderWorkers(broker: number): number | undefined {
+    const known = this.workersOf.get(broker);
+    if (known !== undefined) return known;
+    const now = Date.now();
+    if (now - (this.workersReadAt.get(broker) ?? 0) < WORKERS_REREAD_MS) return undefined;
+    this.workersReadAt.set(broker, now);
+    this.meta.getBroker(broker).then(
+      (reg) => {
+        const workers = reg?.value.workers;
+        if (!this.closed && workers !== undefined && Number.isInteger(workers) && workers >= 1) this.workersOf.set(broker, workers);
+      },
+      () => undefined, // read again at a later flush
+    );
+    return undefined;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.pending.clear();
+  }
+}
+
+function asOutcomeError(e: unknown): { code: string; message: string; retriable: boolean } {
+  const err = isSkeinError(e) ? e : new SkeinError(ErrorCode.UNKNOWN, String((e as Error)?.message ?? e));
+  return { code: err.code, message: err.message, retriable: err.retriable };
 }
 
 /** Records parsed per send before the parse arrays grow (and are shrunk back to after the send). */

@@ -8,7 +8,7 @@ import { hostname } from "node:os";
 import { SkeinNode } from "../../runtime/node.js";
 import { bundlePath } from "../../runtime/paths.js";
 import type { NatsOptions } from "../../runtime/types.js";
-import { controllerAddress, fetchServerAddress, fetcherAddress, partitionKey, replicaAddress, type PartitionState, type TopicRecord } from "../../protocol/cluster.js";
+import { controllerAddress, fetchServerAddress, fetcherAddress, produceServerAddress, partitionKey, replicaAddress, type PartitionState, type TopicRecord } from "../../protocol/cluster.js";
 import { MetadataStore } from "./metadata.js";
 import { unescapeToken } from "../../protocol/address.js";
 import { KafkaGateway } from "../gateway/gateway.js";
@@ -80,6 +80,8 @@ export class Broker {
       for (let w = 0; w < node.workerCount; w++) {
         await node.spawn({ kind: "fetch-server", module: broker.actorsModule, address: fetchServerAddress(options.id, w, node.workerCount), args: { broker: options.id } });
         await node.spawn({ kind: "fetcher", module: broker.actorsModule, address: fetcherAddress(options.id, w, node.workerCount), args: { broker: options.id, worker: w } });
+        // Produce fan-in: one ProduceMany per producer and leader worker (produce-server.ts).
+        await node.spawn({ kind: "produce-server", module: broker.actorsModule, address: produceServerAddress(options.id, w, node.workerCount), args: { broker: options.id, workers: node.workerCount } });
       }
       broker.stopWatch = await meta.watchPartitions((key, state) => broker.enqueue(key, () => broker.onPartitionState(key, state)));
       if (options.kafka) {
