@@ -268,7 +268,7 @@ export const ConsumerSessionMessages = {
     removed: z.array(z.object({ topic: z.string(), partition: z.number().int().min(0) })).max(100_000).default([]),
   }),
   /** Internal: a consumer session's parked request reached its maxWaitMs. */
-  ConsumerSessionExpire: z.object({ session: z.string() }),
+  ConsumerSessionExpire: z.object({ session: z.string(), seq: z.number().int() }),
 };
 
 /** Messages of a fetcher: one per worker of a broker, fetching for the follower replicas on that worker. */

@@ -66,7 +66,9 @@ interface Session {
   ready: Set<Entry>;
   /** Entries that need a local fetch started (held back while the buffer is full). */
   waiting: Set<Entry>;
-  parked: { reply: ReplyHandle<FetchManyResult>; deadline: number; maxBytes: number; cancelExpiry: (() => void) | null } | null;
+  parked: { reply: ReplyHandle<FetchManyResult>; deadline: number; maxBytes: number; seq: number; cancelExpiry: (() => void) | null } | null;
+  /** Numbers the parked requests, so a consumer's expiry timer answers only the one it was set for. */
+  parkSeq: number;
   bufferedBytes: number;
   lastSeenAt: number;
 }
@@ -79,6 +81,9 @@ const entryKey = (topic: string, partition: number) => `${topic}/${partition}`;
 export class FetchServerState {
   readonly sessions = new Map<string, Session>();
   private earlyEmpty = 0;
+  /** Sessions with a parked request and a result for it, answered at the end of the turn (answerSoon). */
+  private readonly answerDue = new Set<Session>();
+  private answerScheduled = false;
 
   constructor(readonly args: Args) {}
 
@@ -97,7 +102,7 @@ export class FetchServerState {
       if (!m.full) {
         throw new SkeinError(ErrorCode.FETCH_SESSION_NOT_FOUND, `no fetch session ${m.session} on broker ${this.args.broker}; send the full list`, { broker: String(this.args.broker) });
       }
-      s = { key: m.session, replicaId, partitionMaxBytes, entries: new Map(), ready: new Set(), waiting: new Set(), parked: null, bufferedBytes: 0, lastSeenAt: 0 };
+      s = { key: m.session, replicaId, partitionMaxBytes, entries: new Map(), ready: new Set(), waiting: new Set(), parked: null, parkSeq: 0, bufferedBytes: 0, lastSeenAt: 0 };
       this.sessions.set(m.session, s);
     }
     s.partitionMaxBytes = partitionMaxBytes;
@@ -140,8 +145,9 @@ export class FetchServerState {
     if (m.maxWaitMs === 0) return { results: [], data: EMPTY };
     // A consumer's wait is short (maxWaitMs, 500 ms by default) and it may rely on it: it gets a
     // timer of its own rather than the tick (a follower's ten-second wait is fine with the tick).
-    const cancelExpiry = replicaId === undefined ? ctx.schedule(m.maxWaitMs, "ConsumerSessionExpire", { session: s.key }) : null;
-    s.parked = { reply: ctx.deferReply<FetchManyResult>(), deadline: Date.now() + m.maxWaitMs, maxBytes: m.maxBytes, cancelExpiry };
+    const seq = ++s.parkSeq;
+    const cancelExpiry = replicaId === undefined ? ctx.schedule(m.maxWaitMs, "ConsumerSessionExpire", { session: s.key, seq }) : null;
+    s.parked = { reply: ctx.deferReply<FetchManyResult>(), deadline: Date.now() + m.maxWaitMs, maxBytes: m.maxBytes, seq, cancelExpiry };
     return undefined;
   }
 
@@ -153,9 +159,9 @@ export class FetchServerState {
   }
 
   /** A consumer session's parked request waited its maxWaitMs (its timer cancelled otherwise): answered empty. */
-  expire(session: string): void {
-    const s = this.sessions.get(session);
-    if (s?.parked && s.replicaId === undefined) this.unpark(s).resolve({ results: [], data: EMPTY });
+  expire(m: z.infer<typeof ConsumerSessionMessages.ConsumerSessionExpire>): void {
+    const s = this.sessions.get(m.session);
+    if (s?.parked && s.parked.seq === m.seq) this.unpark(s).resolve({ results: [], data: EMPTY });
   }
 
   /** Starts local fetches for the entries waiting for one (none outstanding, nothing ready), while the buffer allows. */
@@ -206,10 +212,31 @@ export class FetchServerState {
       } else if (Date.now() - s.lastSeenAt < SESSION_IDLE_MS) this.fetchLocal(s, e, ctx);
       return;
     }
-    if (s.parked) {
-      const maxBytes = s.parked.maxBytes;
-      this.unpark(s).resolve(this.take(s, maxBytes));
+    if (s.parked) this.answerSoon(s);
+  }
+
+  /**
+   * Answers a parked request at the end of this event-loop turn rather than at its first result:
+   * results that arrive in the same turn (a produce of several partitions, or a follower's fetch
+   * moving several high watermarks) then go out in one answer, not one answer each and a new
+   * request in between. A turn's end is microseconds away: no answer waits for a timer.
+   */
+  private answerSoon(s: Session): void {
+    this.answerDue.add(s);
+    if (this.answerScheduled) return;
+    this.answerScheduled = true;
+    setImmediate(() => this.answerDueSessions());
+  }
+
+  private answerDueSessions(): void {
+    this.answerScheduled = false;
+    for (const s of this.answerDue) {
+      if (s.parked && s.ready.size > 0 && this.sessions.get(s.key) === s) {
+        const maxBytes = s.parked.maxBytes;
+        this.unpark(s).resolve(this.take(s, maxBytes));
+      }
     }
+    this.answerDue.clear();
   }
 
   /** Hands out waiting results, at least one and up to maxBytes of data in total. */
@@ -251,6 +278,7 @@ export class FetchServerState {
     const gone = new SkeinError(ErrorCode.NOT_LEADER_OR_FOLLOWER, `fetch server on broker ${this.args.broker} stopped`, { broker: String(this.args.broker) });
     for (const s of this.sessions.values()) if (s.parked) this.unpark(s).reject(gone);
     this.sessions.clear();
+    this.answerDue.clear();
   }
 }
 
@@ -297,7 +325,7 @@ export const FetchServerActor = defineActor({
   handlers: {
     FetchMany: (s, m, ctx) => s.fetchMany(m, ctx),
     ConsumerFetchMany: (s, m, ctx) => s.consumerFetchMany(m, ctx),
-    ConsumerSessionExpire: (s, m) => s.expire(m.session),
+    ConsumerSessionExpire: (s, m) => s.expire(m),
     LocalFetched: (s, m, ctx) => s.localFetched(m, ctx),
     Tick: (s, _m, ctx) => {
       s.tick(ctx);
