@@ -2,6 +2,7 @@
 // application process. The facade reaches them over a PortRef (MessagePort).
 
 import { z } from "zod";
+import { FetchError, FetchManyEntry } from "./cluster.js";
 
 export const ProducerArgs = z.object({
   /** 0, 1 or -1 (all). */
@@ -48,6 +49,11 @@ export const ProducerMessages = {
 export const ConsumerArgs = z.object({
   /** Bytes asked per partition fetch. */
   maxBytesPerPartition: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+  /**
+   * Bytes per fetch answer from one leader worker (all its partitions of this consumer together,
+   * at least one partition's batches); never more than the NATS server's max_payload allows.
+   */
+  fetchMaxBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(4 * 1024 * 1024),
   /** Long-poll wait of each fetch, ms. */
   maxWaitMs: z.number().int().min(0).max(30_000).default(500),
   /** Fetched but not yet polled bytes; fetching pauses above it. */
@@ -126,6 +132,18 @@ export const ConsumerMessages = {
   }),
   /** Internal: start or retry fetches. */
   Kick: z.object({}),
+  /** Internal: a partition's leader and the leader's worker count are known: it can join a fetch session. */
+  LeaderKnown: z.object({ key: z.string(), generation: z.number().int() }),
+  /** Internal: a fetch session's request was answered (results per partition) or failed. */
+  SessionFetched: z.object({
+    session: z.string(),
+    seq: z.number().int(),
+    results: z.array(FetchManyEntry).default([]),
+    data: z.instanceof(Uint8Array).optional(),
+    error: FetchError.optional(),
+  }),
+  /** Internal: send a fetch session's newer request (partitions joined while one was parked). */
+  SessionRetry: z.object({ session: z.string() }),
 };
 
 export interface GroupEvent {

@@ -243,6 +243,34 @@ export interface FetchManyResult {
   data: Uint8Array;
 }
 
+/**
+ * Consumer fetch sessions: a consumer's one request per leader worker for all its partitions
+ * led there, served by the same fetch server as the followers' sessions. Unlike a follower's,
+ * a consumer session reads up to the high watermark only and never counts as a follower's
+ * fetch (no effect on LEO, ISR or HW); it carries no replica id and no leader epoch.
+ */
+export const ConsumerSessionMessages = {
+  /**
+   * All partitions of one consumer whose leaders are on this worker. Answered when any listed
+   * partition has data or an error (each partition's result once; it is fetched again when
+   * listed again), or after maxWaitMs with nothing; a newer request of the same session answers
+   * a parked one at once, empty. `full` and `removed` work as in FetchMany.
+   */
+  ConsumerFetchMany: z.object({
+    session: z.string().min(1).max(300),
+    maxWaitMs: z.number().int().min(0).max(60_000),
+    /** Bytes per answer, all partitions together (at least one partition's batches). */
+    maxBytes: z.number().int().min(1024).max(64 * 1024 * 1024),
+    /** Bytes per partition per answer. */
+    partitionMaxBytes: z.number().int().min(1024).max(64 * 1024 * 1024),
+    full: z.boolean(),
+    partitions: z.array(SessionPartition).max(100_000),
+    removed: z.array(z.object({ topic: z.string(), partition: z.number().int().min(0) })).max(100_000).default([]),
+  }),
+  /** Internal: a consumer session's parked request reached its maxWaitMs. */
+  ConsumerSessionExpire: z.object({ session: z.string(), seq: z.number().int() }),
+};
+
 /** Messages of a fetcher: one per worker of a broker, fetching for the follower replicas on that worker. */
 export const FetcherMessages = {
   /** A follower replica starts (or restarts) following `leader` from `fetchOffset`. */

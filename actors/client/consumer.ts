@@ -1,13 +1,23 @@
-// The consumer actor (runs in a worker thread of the application). For each assigned
-// partition it keeps one long-poll fetch in flight to the leader, buffers what comes back
-// (bounded by maxBufferedBytes: fetching pauses above it) and hands whole fetched chunks to
-// the facade on Poll; the facade decodes records. Positions advance when data is handed
-// out. Leader moves are followed by re-reading the partition state; OFFSET_OUT_OF_RANGE
-// (retention removed the position) resets per autoOffsetReset.
+// The consumer actor (runs in a worker thread of the application). Each assigned partition
+// has one fetch outstanding at its leader; the consumer buffers what comes back (bounded by
+// maxBufferedBytes: fetching pauses above it) and hands whole fetched chunks to the facade on
+// Poll; the facade decodes records. Positions advance when data is handed out. Leader moves
+// are followed by re-reading the partition state; OFFSET_OUT_OF_RANGE (retention removed the
+// position) resets per autoOffsetReset.
+//
+// Fetch sessions (Kafka: one FetchRequest per broker for many partitions): the partitions led
+// on one worker of one broker share one long poll to that worker's fetch server
+// (ConsumerFetchMany, see actors/cluster/fetch-server.ts), one request in flight per session.
+// A partition is listed when its fetch starts and answered once; it is listed again (with its
+// new offset) for its next fetch, so a paused or over-budget partition simply is not listed
+// while the others go on. Every thread wake-up and NATS message costs far more here than the
+// bytes in it, so N partitions on one leader worker cost one request, not N. Without the
+// leader broker's worker count (no live registration) a partition uses its own Fetch as before.
 
 import { defineActor, type ActorContext, type ReplyHandle } from "../../runtime/actor.js";
 import { ErrorCode, SkeinError, isSkeinError } from "../../protocol/errors.js";
-import { replicaAddress, type FetchResult } from "../../protocol/cluster.js";
+import { fetchServerAddress, replicaAddress, type FetchError, type FetchManyResult, type FetchResult, type SessionPartition } from "../../protocol/cluster.js";
+import { placementOf } from "../../protocol/placement.js";
 import { ConsumerArgs, ConsumerMessages, type GroupEvent, type PollResult, type PolledChunk } from "../../protocol/client.js";
 import { GroupMembership } from "../groups/membership.js";
 import { iterateBatches } from "../../protocol/record-batch.js";
@@ -15,6 +25,7 @@ import { metadataFor } from "../cluster/shared.js";
 import { transferWith } from "../../runtime/port-ref.js";
 import type { MetadataStore } from "../cluster/metadata.js";
 import type { z } from "zod";
+import { randomUUID } from "node:crypto";
 
 type Ctx = ActorContext<ConsumerArgs>;
 
@@ -36,9 +47,37 @@ interface Assigned {
   retryAt: number;
   /** Being given up in a cooperative rebalance: no more fetching or handing out. */
   revoking: boolean;
+  /** The fetch session its outstanding fetch is listed in (null: none, or a Fetch of its own). */
+  session: FetchSession | null;
+}
+
+/** One leader worker's partitions of this consumer, fetched together. */
+interface FetchSession {
+  /** `leader/leaderWorker/leaderWorkers`. */
+  key: string;
+  /** Fetch server address of the leader worker. */
+  server: string;
+  leader: number;
+  /** Partitions listed at the server whose answer is outstanding, with the offset and generation they were listed at. */
+  awaiting: Map<string, { a: Assigned; fetchOffset: number; generation: number }>;
+  /** Sequence number of the newest request sent (unique in this consumer); its answer frees the session. */
+  seq: number;
+  inFlight: boolean;
+  supersedeScheduled: boolean;
+  /** The next request lists every awaiting partition (new session, or after a failed request). */
+  full: boolean;
+  /** Since the last request: partitions listed anew, and partitions that left while awaiting. */
+  changed: Set<string>;
+  removed: Set<string>;
 }
 
 const RETRY_MS = 100;
+/** max_payload of a NATS server that does not say (its default), bytes. */
+const DEFAULT_NATS_MAX_PAYLOAD = 1024 * 1024;
+/** Partitions that join a session while its request is parked go out in a newer request this much later (one for a burst), ms. */
+const SUPERSEDE_MS = 5;
+/** Room kept under the NATS server's max_payload for a fetch answer's envelope, bytes. */
+const ANSWER_ENVELOPE_BYTES = 64 * 1024;
 /** A parked poll whose deadline is this close when a Kick finds it still waiting gets a Kick of its own, ms. */
 const POLL_DEADLINE_SLACK_MS = 100;
 
@@ -55,17 +94,32 @@ export class ConsumerState {
   lastPollAt = Date.now();
   events: GroupEvent[] = [];
   membership: GroupMembership | null = null;
+  readonly sessions = new Map<string, FetchSession>();
+  /** Worker counts of leader brokers (from their live registrations): where a leader replica's fetch server is. */
+  readonly workersOf = new Map<number, number>();
+  private sessionSeq = 0;
+  /** Bytes per session answer, and per partition: within maxBytes options and the NATS server's max_payload. */
+  readonly answerMaxBytes: number;
+  readonly partitionMaxBytes: number;
 
   constructor(
     readonly meta: MetadataStore,
     readonly args: ConsumerArgs,
-  ) {}
+    /** Names this consumer's fetch sessions at the servers. */
+    readonly sessionName = `consumer/${randomUUID()}`,
+    natsMaxPayload = DEFAULT_NATS_MAX_PAYLOAD,
+  ) {
+    const room = Math.max(1024, natsMaxPayload - ANSWER_ENVELOPE_BYTES);
+    this.answerMaxBytes = Math.min(args.fetchMaxBytes, room);
+    this.partitionMaxBytes = Math.min(args.maxBytesPerPartition, room);
+  }
 
   assign(partitions: Array<{ topic: string; partition: number; offset?: number }>, ctx: Ctx): { assigned: number } {
     const keep = new Set(partitions.map((p) => `${p.topic}/${p.partition}`));
     for (const [key, a] of this.assigned) {
       if (keep.has(key)) continue;
       this.bufferedBytes -= a.buffered.reduce((n, c) => n + c.data.length, 0);
+      this.leaveSession(a);
       this.assigned.delete(key);
     }
     for (const p of partitions) {
@@ -77,7 +131,7 @@ export class ConsumerState {
         const offset = p.offset ?? -1;
         this.assigned.set(key, {
           key, topic: p.topic, partition: p.partition, position: offset, fetchOffset: offset, paused: false, fetching: false,
-          leader: -1, generation: ++this.generation, buffered: [], highWatermark: -1, retryAt: 0, revoking: false,
+          leader: -1, generation: ++this.generation, buffered: [], highWatermark: -1, retryAt: 0, revoking: false, session: null,
         });
       }
     }
@@ -130,6 +184,7 @@ export class ConsumerState {
   kick(ctx: Ctx): void {
     const now = Date.now();
     let retryLater = false;
+    const touched = new Set<FetchSession>();
     for (const a of this.assigned.values()) {
       if (a.fetching || a.paused || a.revoking) continue;
       if (a.retryAt > now) {
@@ -138,14 +193,24 @@ export class ConsumerState {
       }
       if (this.bufferedBytes >= this.args.maxBufferedBytes) break;
       a.fetching = true;
-      void this.fetch(a, ctx);
+      const s = this.sessionFor(a);
+      if (s) {
+        this.list(s, a);
+        touched.add(s);
+      } else void this.fetch(a, ctx);
     }
+    for (const s of touched) this.wake(s, ctx);
     if (retryLater && !this.kickScheduled) {
       this.kickScheduled = true;
       ctx.schedule(RETRY_MS, "Kick", {});
     }
   }
 
+  /**
+   * Resolves what a partition needs before it can fetch: its position (reset policy), its
+   * leader and the leader's worker count, then lets it join its session (LeaderKnown). Without
+   * a worker count for the leader it fetches on its own.
+   */
   private async fetch(a: Assigned, ctx: Ctx): Promise<void> {
     const generation = a.generation;
     const key = a.key;
@@ -158,10 +223,14 @@ export class ConsumerState {
         return;
       }
       if (a.leader < 0) a.leader = await this.leaderOf(a);
+      if ((await this.leaderWorkers(a.leader)) !== null) {
+        ctx.tell(ctx.self, "LeaderKnown", { key, generation });
+        return;
+      }
       const r = await ctx.ask<FetchResult>(
         replicaAddress(a.topic, a.partition, a.leader),
         "Fetch",
-        { fromOffset: a.fetchOffset, maxBytes: this.args.maxBytesPerPartition, maxWaitMs: this.args.maxWaitMs },
+        { fromOffset: a.fetchOffset, maxBytes: this.partitionMaxBytes, maxWaitMs: this.args.maxWaitMs },
         { timeoutMs: this.args.maxWaitMs + 5_000 },
       );
       ctx.tell(ctx.self, "Fetched", { key, generation, fromOffset: a.fetchOffset, data: r.data, highWatermark: r.highWatermark });
@@ -172,11 +241,26 @@ export class ConsumerState {
     }
   }
 
+  onLeaderKnown(m: z.infer<typeof ConsumerMessages.LeaderKnown>, ctx: Ctx): void {
+    const a = this.assigned.get(m.key);
+    if (a && a.generation === m.generation && a.fetching && a.session === null) a.fetching = false;
+    this.kick(ctx);
+  }
+
   private async leaderOf(a: Assigned): Promise<number> {
     const p = await this.meta.getPartition(a.topic, a.partition);
     if (!p) throw new SkeinError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `unknown partition ${a.key}`, { topic: a.topic, partition: a.partition });
     if (p.value.leader < 0) throw new SkeinError(ErrorCode.LEADER_NOT_AVAILABLE, `${a.key} has no leader`, { topic: a.topic, partition: a.partition });
     return p.value.leader;
+  }
+
+  private async leaderWorkers(leader: number): Promise<number | null> {
+    const known = this.workersOf.get(leader);
+    if (known !== undefined) return known;
+    const reg = await this.meta.getBroker(leader).catch(() => null);
+    if (!reg) return null;
+    this.workersOf.set(leader, reg.value.workers);
+    return reg.value.workers;
   }
 
   private async listOffset(a: Assigned, timestamp: number, ctx: Ctx): Promise<number> {
@@ -187,10 +271,12 @@ export class ConsumerState {
 
   onFetched(m: z.infer<typeof ConsumerMessages.Fetched>, ctx: Ctx): void {
     const a = this.assigned.get(m.key);
-    if (!a || a.generation !== m.generation) {
-      this.kick(ctx);
-      return;
-    }
+    if (a && a.generation === m.generation) this.applyFetched(a, m);
+    this.kick(ctx);
+  }
+
+  /** A fetch of `a` (made at its current generation and fetch offset) ended: buffer its data or handle its error. */
+  private applyFetched(a: Assigned, m: { fromOffset: number; data?: Uint8Array; highWatermark?: number; error?: FetchError }): void {
     a.fetching = false;
     if (m.error) this.onFetchError(a, m.error);
     else if (m.fromOffset === -1) {
@@ -207,7 +293,6 @@ export class ConsumerState {
         this.answerPolls();
       }
     }
-    this.kick(ctx);
   }
 
   private onFetchError(a: Assigned, error: { code: string; message: string; logStartOffset?: number }): void {
@@ -219,6 +304,146 @@ export class ConsumerState {
       return;
     }
     if (error.code !== ErrorCode.TIMEOUT) a.leader = -1;
+  }
+
+  // Fetch sessions --------------------------------------------------------------------------------
+
+  /** The session `a` fetches in, if its position, leader and the leader's worker count are known. */
+  private sessionFor(a: Assigned): FetchSession | null {
+    if (a.fetchOffset < 0 || a.leader < 0) return null;
+    const workers = this.workersOf.get(a.leader);
+    if (workers === undefined) return null;
+    const leaderWorker = placementOf(replicaAddress(a.topic, a.partition, a.leader), workers);
+    const key = `${a.leader}/${leaderWorker}/${workers}`;
+    let s = this.sessions.get(key);
+    if (!s) {
+      let server: string;
+      try {
+        server = fetchServerAddress(a.leader, leaderWorker, workers);
+      } catch {
+        return null;
+      }
+      s = { key, server, leader: a.leader, awaiting: new Map(), seq: 0, inFlight: false, supersedeScheduled: false, full: true, changed: new Set(), removed: new Set() };
+      this.sessions.set(key, s);
+    }
+    return s;
+  }
+
+  /** Lists `a` in `s` for its next fetch, from its fetch offset. */
+  private list(s: FetchSession, a: Assigned): void {
+    if (a.session !== s) this.leaveSession(a);
+    a.session = s;
+    s.awaiting.set(a.key, { a, fetchOffset: a.fetchOffset, generation: a.generation });
+    s.changed.add(a.key);
+    s.removed.delete(a.key);
+  }
+
+  /** Takes `a` out of its session (unassigned, or its leader is being looked up again). */
+  private leaveSession(a: Assigned): void {
+    const s = a.session;
+    a.session = null;
+    if (!s || s.awaiting.get(a.key)?.a !== a) return;
+    s.awaiting.delete(a.key);
+    s.changed.delete(a.key);
+    s.removed.add(a.key);
+  }
+
+  /**
+   * Partitions were listed: send now when no request is in flight; otherwise the parked one would
+   * hold them back for up to maxWaitMs, so a newer request goes out shortly (the server answers
+   * the parked one at once, empty).
+   */
+  private wake(s: FetchSession, ctx: Ctx): void {
+    if (!s.inFlight) return this.send(s, ctx);
+    if (s.supersedeScheduled) return;
+    s.supersedeScheduled = true;
+    ctx.schedule(SUPERSEDE_MS, "SessionRetry", { session: s.key });
+  }
+
+  retrySession(key: string, ctx: Ctx): void {
+    const s = this.sessions.get(key);
+    if (!s) return;
+    s.supersedeScheduled = false;
+    if (s.changed.size > 0 || s.removed.size > 0 || !s.inFlight) this.send(s, ctx);
+  }
+
+  private send(s: FetchSession, ctx: Ctx): void {
+    if (s.awaiting.size === 0 && s.removed.size === 0) {
+      // Nothing to wait for (all paused, over budget or gone): no request. The server forgets an
+      // idle session; a later one lists everything again.
+      if (!s.inFlight) this.sessions.delete(s.key);
+      return;
+    }
+    const partitions: SessionPartition[] = [];
+    const removed: Array<{ topic: string; partition: number }> = [];
+    const add = (key: string) => {
+      const w = s.awaiting.get(key);
+      if (w) partitions.push({ topic: w.a.topic, partition: w.a.partition, fetchOffset: w.fetchOffset, leaderEpoch: -1 });
+    };
+    if (s.full) for (const key of s.awaiting.keys()) add(key);
+    else {
+      for (const key of s.changed) add(key);
+      for (const key of s.removed) {
+        const at = key.lastIndexOf("/");
+        removed.push({ topic: key.slice(0, at), partition: Number(key.slice(at + 1)) });
+      }
+    }
+    const body = { session: this.sessionName, maxWaitMs: this.args.maxWaitMs, maxBytes: this.answerMaxBytes, partitionMaxBytes: this.partitionMaxBytes, full: s.full, partitions, removed };
+    s.full = false;
+    s.changed.clear();
+    s.removed.clear();
+    const seq = (s.seq = ++this.sessionSeq);
+    s.inFlight = true;
+    ctx
+      .ask<FetchManyResult>(s.server, "ConsumerFetchMany", body, { timeoutMs: this.args.maxWaitMs + 5_000 })
+      .then(
+        (r) => ctx.tell(ctx.self, "SessionFetched", { session: s.key, seq, results: r.results, data: r.data }),
+        (e) => ctx.tell(ctx.self, "SessionFetched", { session: s.key, seq, error: asError(e) }),
+      );
+  }
+
+  onSessionFetched(m: z.infer<typeof ConsumerMessages.SessionFetched>, ctx: Ctx): void {
+    const s = this.sessions.get(m.session);
+    if (!s) return;
+    const latest = m.seq === s.seq;
+    if (latest) s.inFlight = false;
+    if (m.error) {
+      if (latest) this.sessionFailed(s, m.error);
+    } else {
+      for (const r of m.results) {
+        const key = `${r.topic}/${r.partition}`;
+        const w = s.awaiting.get(key);
+        if (!w || w.fetchOffset !== r.fetchOffset) continue; // left, or listed again from elsewhere
+        s.awaiting.delete(key);
+        const a = w.a;
+        a.session = null;
+        // Not the current fetch of the partition (a seek since): dropped like an older Fetched.
+        if (this.assigned.get(key) !== a || a.generation !== w.generation || a.fetchOffset !== r.fetchOffset) continue;
+        const data = r.error || !m.data ? undefined : m.data.subarray(r.start, r.start + r.length);
+        this.applyFetched(a, { fromOffset: r.fetchOffset, data: data ?? new Uint8Array(0), highWatermark: r.highWatermark, error: r.error });
+      }
+    }
+    this.kick(ctx);
+    if (!s.inFlight) this.send(s, ctx);
+  }
+
+  /**
+   * The request failed as a whole. An unknown session (the server restarted, or dropped it while
+   * idle) only needs the full list; otherwise each awaiting partition takes the error as its own
+   * fetch would have (retry after a pause, its leader looked up again unless it was a timeout).
+   */
+  private sessionFailed(s: FetchSession, error: FetchError): void {
+    s.full = true;
+    if (error.code === ErrorCode.FETCH_SESSION_NOT_FOUND) return;
+    if (error.code === ErrorCode.ACTOR_NOT_FOUND) this.workersOf.delete(s.leader);
+    for (const { a } of s.awaiting.values()) {
+      a.session = null;
+      a.fetching = false;
+      this.onFetchError(a, error);
+    }
+    s.awaiting.clear();
+    s.changed.clear();
+    s.removed.clear();
   }
 
   // Handing out data ------------------------------------------------------------------------------
@@ -292,6 +517,7 @@ export class ConsumerState {
       const a = this.assigned.get(key);
       if (!a) continue;
       this.bufferedBytes -= a.buffered.reduce((n, c) => n + c.data.length, 0);
+      this.leaveSession(a);
       this.assigned.delete(key);
     }
   }
@@ -303,7 +529,7 @@ export class ConsumerState {
       if (this.assigned.has(key)) continue;
       this.assigned.set(key, {
         key, topic: p.topic, partition: p.partition, position: p.offset, fetchOffset: p.offset, paused: false, fetching: false,
-        leader: -1, generation: ++this.generation, buffered: [], highWatermark: -1, retryAt: 0, revoking: false,
+        leader: -1, generation: ++this.generation, buffered: [], highWatermark: -1, retryAt: 0, revoking: false, session: null,
       });
     }
     this.kick(ctx);
@@ -315,7 +541,8 @@ export const ConsumerActor = defineActor({
   args: ConsumerArgs,
   messages: ConsumerMessages,
   async init(ctx) {
-    const state = new ConsumerState(await metadataFor(ctx.nats, ctx.cluster), ctx.args);
+    const sessionName = `consumer/${ctx.node}/${randomUUID()}`;
+    const state = new ConsumerState(await metadataFor(ctx.nats, ctx.cluster), ctx.args, sessionName, ctx.nats.info?.max_payload ?? DEFAULT_NATS_MAX_PAYLOAD);
     if (ctx.args.group) state.membership = new GroupMembership(state, ctx.args.group);
     return state;
   },
@@ -339,6 +566,9 @@ export const ConsumerActor = defineActor({
     Leave: (s, _m, ctx) => requireGroup(s).leave(ctx),
     GroupStep: (s, m, ctx) => requireGroup(s).onStep(m, ctx),
     GroupTick: (s, _m, ctx) => requireGroup(s).tick(ctx),
+    LeaderKnown: (s, m, ctx) => s.onLeaderKnown(m, ctx),
+    SessionFetched: (s, m, ctx) => s.onSessionFetched(m, ctx),
+    SessionRetry: (s, m, ctx) => s.retrySession(m.session, ctx),
     Kick: (s, _m, ctx) => {
       s.kickScheduled = false;
       s.expirePolls(ctx);
@@ -356,6 +586,12 @@ export const ConsumerActor = defineActor({
  */
 function ownBuffer(data: Uint8Array): Uint8Array<ArrayBuffer> {
   return data.slice();
+}
+
+function asError(e: unknown): FetchError {
+  if (!isSkeinError(e)) return { code: ErrorCode.UNKNOWN, message: String((e as Error)?.message ?? e) };
+  const logStartOffset = e.context.logStartOffset;
+  return { code: e.code, message: e.message, ...(typeof logStartOffset === "number" ? { logStartOffset } : {}) };
 }
 
 function requireGroup(s: ConsumerState): GroupMembership {

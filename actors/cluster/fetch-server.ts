@@ -10,12 +10,17 @@
 // result with data or an error waits in the session until the follower's next FetchMany
 // takes it; a FetchMany with nothing ready parks until something is or its wait ends. A
 // partition's next local fetch is made once the follower reports a new fetch offset.
+//
+// Consumers use the same sessions (ConsumerFetchMany, one per consumer and leader worker; see
+// actors/client/consumer.ts): the same parking, byte bounds and per-partition results, but
+// the local fetches are a consumer's (no replica id: they read up to the HW and leave the
+// replica's follower state alone) with the consumer's bytes per partition.
 
 import { z } from "zod";
 import { defineActor, type ActorContext, type ReplyHandle } from "../../runtime/actor.js";
 import { ErrorCode, SkeinError, isSkeinError } from "../../protocol/errors.js";
 import { offerEnvelopeHeadroom } from "../../protocol/envelope.js";
-import { FetchServerMessages, replicaAddress, type FetchError, type FetchManyResult, type FetchResult } from "../../protocol/cluster.js";
+import { ConsumerSessionMessages, FetchServerMessages, replicaAddress, type FetchError, type FetchManyResult, type FetchResult } from "../../protocol/cluster.js";
 
 export const FetchServerArgs = z.object({
   broker: z.number().int().min(0),
@@ -52,40 +57,59 @@ interface Entry {
 
 interface Session {
   key: string;
-  replicaId: number;
+  /** The follower's broker; undefined for a consumer's session. */
+  replicaId: number | undefined;
+  /** Bytes per partition per local fetch (the server's default for followers, the consumer's own otherwise). */
+  partitionMaxBytes: number;
   entries: Map<string, Entry>;
   /** Entries with a result waiting for the follower. */
   ready: Set<Entry>;
   /** Entries that need a local fetch started (held back while the buffer is full). */
   waiting: Set<Entry>;
-  parked: { reply: ReplyHandle<FetchManyResult>; deadline: number; maxBytes: number } | null;
+  parked: { reply: ReplyHandle<FetchManyResult>; deadline: number; maxBytes: number; seq: number; cancelExpiry: (() => void) | null } | null;
+  /** Numbers the parked requests, so a consumer's expiry timer answers only the one it was set for. */
+  parkSeq: number;
   bufferedBytes: number;
   lastSeenAt: number;
 }
+
+/** What follower and consumer session requests have in common. */
+type SessionRequest = Omit<z.infer<typeof FetchServerMessages.FetchMany>, "replicaId">;
 
 const entryKey = (topic: string, partition: number) => `${topic}/${partition}`;
 
 export class FetchServerState {
   readonly sessions = new Map<string, Session>();
   private earlyEmpty = 0;
+  /** Sessions with a parked request and a result for it, answered at the end of the turn (answerSoon). */
+  private readonly answerDue = new Set<Session>();
+  private answerScheduled = false;
 
   constructor(readonly args: Args) {}
 
   fetchMany(m: z.infer<typeof FetchServerMessages.FetchMany>, ctx: Ctx): FetchManyResult | undefined {
+    return this.serve(m, m.replicaId, this.args.partitionMaxBytes, ctx);
+  }
+
+  consumerFetchMany(m: z.infer<typeof ConsumerSessionMessages.ConsumerFetchMany>, ctx: Ctx): FetchManyResult | undefined {
+    return this.serve(m, undefined, m.partitionMaxBytes, ctx);
+  }
+
+  private serve(m: SessionRequest, replicaId: number | undefined, partitionMaxBytes: number, ctx: Ctx): FetchManyResult | undefined {
     let s = this.sessions.get(m.session);
-    if (s && s.replicaId !== m.replicaId) s = undefined;
+    if (s && s.replicaId !== replicaId) s = undefined;
     if (!s) {
       if (!m.full) {
         throw new SkeinError(ErrorCode.FETCH_SESSION_NOT_FOUND, `no fetch session ${m.session} on broker ${this.args.broker}; send the full list`, { broker: String(this.args.broker) });
       }
-      s = { key: m.session, replicaId: m.replicaId, entries: new Map(), ready: new Set(), waiting: new Set(), parked: null, bufferedBytes: 0, lastSeenAt: 0 };
+      s = { key: m.session, replicaId, partitionMaxBytes, entries: new Map(), ready: new Set(), waiting: new Set(), parked: null, parkSeq: 0, bufferedBytes: 0, lastSeenAt: 0 };
       this.sessions.set(m.session, s);
     }
+    s.partitionMaxBytes = partitionMaxBytes;
     s.lastSeenAt = Date.now();
     if (s.parked) {
       // Superseded by this request (the follower added a partition): the old one goes back empty.
-      s.parked.reply.resolve({ results: [], data: EMPTY });
-      s.parked = null;
+      this.unpark(s).resolve({ results: [], data: EMPTY });
     }
     const listed = m.full ? new Set<string>() : null;
     for (const p of m.partitions) {
@@ -119,8 +143,25 @@ export class FetchServerState {
     this.fill(s, ctx);
     if (s.ready.size > 0) return this.take(s, m.maxBytes);
     if (m.maxWaitMs === 0) return { results: [], data: EMPTY };
-    s.parked = { reply: ctx.deferReply<FetchManyResult>(), deadline: Date.now() + m.maxWaitMs, maxBytes: m.maxBytes };
+    // A consumer's wait is short (maxWaitMs, 500 ms by default) and it may rely on it: it gets a
+    // timer of its own rather than the tick (a follower's ten-second wait is fine with the tick).
+    const seq = ++s.parkSeq;
+    const cancelExpiry = replicaId === undefined ? ctx.schedule(m.maxWaitMs, "ConsumerSessionExpire", { session: s.key, seq }) : null;
+    s.parked = { reply: ctx.deferReply<FetchManyResult>(), deadline: Date.now() + m.maxWaitMs, maxBytes: m.maxBytes, seq, cancelExpiry };
     return undefined;
+  }
+
+  private unpark(s: Session): ReplyHandle<FetchManyResult> {
+    const parked = s.parked!;
+    s.parked = null;
+    parked.cancelExpiry?.();
+    return parked.reply;
+  }
+
+  /** A consumer session's parked request waited its maxWaitMs (its timer cancelled otherwise): answered empty. */
+  expire(m: z.infer<typeof ConsumerSessionMessages.ConsumerSessionExpire>): void {
+    const s = this.sessions.get(m.session);
+    if (s?.parked && s.parked.seq === m.seq) this.unpark(s).resolve({ results: [], data: EMPTY });
   }
 
   /** Starts local fetches for the entries waiting for one (none outstanding, nothing ready), while the buffer allows. */
@@ -137,7 +178,7 @@ export class FetchServerState {
     e.issuedAt = Date.now();
     const key = entryKey(e.topic, e.partition);
     const generation = e.generation;
-    const request = { fromOffset: e.fetchOffset, maxBytes: this.args.partitionMaxBytes, maxWaitMs: LOCAL_WAIT_MS, replicaId: s.replicaId, leaderEpoch: e.leaderEpoch };
+    const request = { fromOffset: e.fetchOffset, maxBytes: s.partitionMaxBytes, maxWaitMs: LOCAL_WAIT_MS, replicaId: s.replicaId, leaderEpoch: e.leaderEpoch };
     ctx
       .ask<FetchResult>(replicaAddress(e.topic, e.partition, this.args.broker), "Fetch", request, { timeoutMs: LOCAL_WAIT_MS + 5_000 })
       .then(
@@ -171,11 +212,31 @@ export class FetchServerState {
       } else if (Date.now() - s.lastSeenAt < SESSION_IDLE_MS) this.fetchLocal(s, e, ctx);
       return;
     }
-    if (s.parked) {
-      const parked = s.parked;
-      s.parked = null;
-      parked.reply.resolve(this.take(s, parked.maxBytes));
+    if (s.parked) this.answerSoon(s);
+  }
+
+  /**
+   * Answers a parked request at the end of this event-loop turn rather than at its first result:
+   * results that arrive in the same turn (a produce of several partitions, or a follower's fetch
+   * moving several high watermarks) then go out in one answer, not one answer each and a new
+   * request in between. A turn's end is microseconds away: no answer waits for a timer.
+   */
+  private answerSoon(s: Session): void {
+    this.answerDue.add(s);
+    if (this.answerScheduled) return;
+    this.answerScheduled = true;
+    setImmediate(() => this.answerDueSessions());
+  }
+
+  private answerDueSessions(): void {
+    this.answerScheduled = false;
+    for (const s of this.answerDue) {
+      if (s.parked && s.ready.size > 0 && this.sessions.get(s.key) === s) {
+        const maxBytes = s.parked.maxBytes;
+        this.unpark(s).resolve(this.take(s, maxBytes));
+      }
     }
+    this.answerDue.clear();
   }
 
   /** Hands out waiting results, at least one and up to maxBytes of data in total. */
@@ -207,10 +268,7 @@ export class FetchServerState {
   tick(ctx: Ctx): void {
     const now = Date.now();
     for (const [key, s] of this.sessions) {
-      if (s.parked && s.parked.deadline <= now) {
-        s.parked.reply.resolve({ results: [], data: EMPTY });
-        s.parked = null;
-      }
+      if (s.parked && s.parked.deadline <= now) this.unpark(s).resolve({ results: [], data: EMPTY });
       if (!s.parked && now - s.lastSeenAt > SESSION_IDLE_MS) this.sessions.delete(key);
       else if (s.bufferedBytes < this.args.sessionBufferBytes) this.fill(s, ctx);
     }
@@ -218,8 +276,9 @@ export class FetchServerState {
 
   close(): void {
     const gone = new SkeinError(ErrorCode.NOT_LEADER_OR_FOLLOWER, `fetch server on broker ${this.args.broker} stopped`, { broker: String(this.args.broker) });
-    for (const s of this.sessions.values()) s.parked?.reply.reject(gone);
+    for (const s of this.sessions.values()) if (s.parked) this.unpark(s).reject(gone);
     this.sessions.clear();
+    this.answerDue.clear();
   }
 }
 
@@ -256,7 +315,7 @@ export function asFetchError(e: unknown): FetchError {
 export const FetchServerActor = defineActor({
   kind: "fetch-server",
   args: FetchServerArgs,
-  messages: FetchServerMessages,
+  messages: { ...FetchServerMessages, ...ConsumerSessionMessages },
   mailboxCapacity: 100_000,
   init: (ctx) => new FetchServerState(ctx.args),
   started(_s, ctx) {
@@ -265,6 +324,8 @@ export const FetchServerActor = defineActor({
   stopped: (s) => s.close(),
   handlers: {
     FetchMany: (s, m, ctx) => s.fetchMany(m, ctx),
+    ConsumerFetchMany: (s, m, ctx) => s.consumerFetchMany(m, ctx),
+    ConsumerSessionExpire: (s, m) => s.expire(m),
     LocalFetched: (s, m, ctx) => s.localFetched(m, ctx),
     Tick: (s, _m, ctx) => {
       s.tick(ctx);
