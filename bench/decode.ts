@@ -51,8 +51,15 @@ function makeChunk(shape: Shape): { data: Uint8Array; records: number } {
 
 let sink = 0;
 
-/** One chunk as run() handles it: slices, each decoded just before its (here trivial) handler. */
-function consumeChunk(data: Uint8Array): void {
+/**
+ * One chunk as run() handles it: slices, each decoded just before its (here trivial) handler.
+ * The chunk is first copied into an ArrayBuffer of its own, as each poll reply arrives in one
+ * (transferred from the consumer's worker): its messages keep it alive, which is external
+ * memory to the garbage collector.
+ */
+function consumeChunk(chunk: Uint8Array): void {
+  const data = new Uint8Array(new ArrayBuffer(chunk.length));
+  data.set(chunk);
   for (const slice of splitChunk(data, EACH_BATCH_MAX_BYTES)) {
     const messages = decodeChunkMessages(slice, 0);
     sink += messages.length + (messages[messages.length - 1].value as Buffer).length;
