@@ -108,8 +108,8 @@ const UNUSUAL = new Error("record bytes need the careful decoder");
 let varintEnd = 0;
 
 /**
- * ByteReader.readVarint's int32 varint at `pos`, bounded by `end`, with the one-byte case first
- * and no reader object (a module variable instead of a field for the position after it).
+ * ByteReader.readVarint's int32 varint at `pos`, bounded by `end`, without a reader object: the
+ * position after it goes to a module variable instead of a field, and the loop inlines.
  */
 function varintAt(buf: Uint8Array, pos: number, end: number): number {
   let u = 0;
