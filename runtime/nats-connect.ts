@@ -4,13 +4,11 @@ import { readFileSync } from "node:fs";
 import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
 import { ErrorCode, SkeinError } from "../protocol/errors.js";
 import type { NatsOptions } from "./types.js";
-import { presizeLargeNatsMessages } from "./nats-parser.js";
 
 export async function connectNats(options: NatsOptions, name: string): Promise<NatsConnection> {
   const servers = Array.isArray(options.servers) ? options.servers : options.servers.split(",");
   const tls = options.tls && (options.tls.caFile || options.tls.certFile || options.tls.keyFile) ? options.tls : undefined;
   let nc: NatsConnection;
-  presizeLargeNatsMessages();
   try {
     nc = await connect({
       servers,
