@@ -181,6 +181,28 @@ test("keys, values and header values are Buffers in every way an application che
   assert.equal(JSON.parse(JSON.stringify(m.key)), { type: "Buffer", data: [1, 2] });
 });
 
+test("offset strings across thousands and digit-count boundaries, up to the largest safe offset", () => {
+  const values = [{ value: new Uint8Array(1) }, { value: null }, { value: new Uint8Array(2) }, { value: new Uint8Array(0) }];
+  for (const baseOffset of [0, 998, 1_998, 9_999, 999_998, 999_999_999_998, Number.MAX_SAFE_INTEGER - 3]) {
+    const messages = decodeChunkMessages(encodeBatch(values, { baseOffset }), 0);
+    assert.equal(
+      messages.map((m) => m.offset),
+      values.map((_, i) => String(baseOffset + i)),
+    );
+  }
+});
+
+test("a batch the inline decoder hands over halfway (a non-ASCII header key) gives each message once, in order", () => {
+  const h = (key: string) => ({ value: new Uint8Array([1]), headers: [{ key, value: new Uint8Array([2]) }] });
+  const data = encodeChunk([{ records: [h("a"), h("a"), h("é"), h("a")], gzip: false }, { records: [h("b")], gzip: false }], 10);
+  const messages = decodeChunkMessages(data, 0);
+  assert.equal(
+    messages.map((m) => [m.offset, Object.keys(m.headers)]),
+    [["10", ["a"]], ["11", ["a"]], ["12", ["é"]], ["13", ["a"]], ["14", ["b"]]],
+  );
+  assert.equal(plain(messages), plain(referenceDecode(data, 0)));
+});
+
 test("splitChunk: slices at batch boundaries, each within maxBytes unless one batch is bigger, together the same messages", () => {
   fc.assert(
     fc.property(chunk, fc.nat(1_000), fc.integer({ min: 1, max: 600 }), fc.nat(40), (batches, firstOffset, maxBytes, skip) => {
