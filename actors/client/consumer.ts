@@ -63,6 +63,8 @@ interface FetchSession {
   /** Sequence number of the newest request sent (unique in this consumer); its answer frees the session. */
   seq: number;
   inFlight: boolean;
+  /** Requests of this session not answered yet: the parked one and at most one superseding it (MAX_SESSION_REQUESTS). */
+  unanswered: Set<number>;
   supersedeScheduled: boolean;
   /** The next request lists every awaiting partition (new session, or after a failed request). */
   full: boolean;
@@ -76,6 +78,12 @@ const RETRY_MS = 100;
 const DEFAULT_NATS_MAX_PAYLOAD = 1024 * 1024;
 /** Partitions that join a session while its request is parked go out in a newer request this much later (one for a burst), ms. */
 const SUPERSEDE_MS = 5;
+/**
+ * Requests of one session unanswered at once, at most: the parked one and one superseding it.
+ * Further changes wait for an answer (the server answers a superseded request at once), so a
+ * burst of changes under load cannot pile up requests 5 ms apart.
+ */
+const MAX_SESSION_REQUESTS = 2;
 /** Room kept under the NATS server's max_payload for a fetch answer's envelope, bytes. */
 const ANSWER_ENVELOPE_BYTES = 64 * 1024;
 /** A parked poll whose deadline is this close when a Kick finds it still waiting gets a Kick of its own, ms. */
@@ -323,7 +331,7 @@ export class ConsumerState {
       } catch {
         return null;
       }
-      s = { key, server, leader: a.leader, awaiting: new Map(), seq: 0, inFlight: false, supersedeScheduled: false, full: true, changed: new Set(), removed: new Set() };
+      s = { key, server, leader: a.leader, awaiting: new Map(), seq: 0, inFlight: false, unanswered: new Set(), supersedeScheduled: false, full: true, changed: new Set(), removed: new Set() };
       this.sessions.set(key, s);
     }
     return s;
@@ -355,7 +363,7 @@ export class ConsumerState {
    */
   private wake(s: FetchSession, ctx: Ctx): void {
     if (!s.inFlight) return this.send(s, ctx);
-    if (s.supersedeScheduled) return;
+    if (s.supersedeScheduled || s.unanswered.size >= MAX_SESSION_REQUESTS) return;
     s.supersedeScheduled = true;
     ctx.schedule(SUPERSEDE_MS, "SessionRetry", { session: s.key });
   }
@@ -364,7 +372,7 @@ export class ConsumerState {
     const s = this.sessions.get(key);
     if (!s) return;
     s.supersedeScheduled = false;
-    if (s.changed.size > 0 || s.removed.size > 0 || !s.inFlight) this.send(s, ctx);
+    if (!s.inFlight || ((s.changed.size > 0 || s.removed.size > 0) && s.unanswered.size < MAX_SESSION_REQUESTS)) this.send(s, ctx);
   }
 
   private send(s: FetchSession, ctx: Ctx): void {
@@ -394,6 +402,7 @@ export class ConsumerState {
     s.removed.clear();
     const seq = (s.seq = ++this.sessionSeq);
     s.inFlight = true;
+    s.unanswered.add(seq);
     ctx
       .ask<FetchManyResult>(s.server, "ConsumerFetchMany", body, { timeoutMs: this.args.maxWaitMs + 5_000 })
       .then(
@@ -407,6 +416,7 @@ export class ConsumerState {
     if (!s) return;
     const latest = m.seq === s.seq;
     if (latest) s.inFlight = false;
+    s.unanswered.delete(m.seq);
     if (m.error) {
       if (latest) this.sessionFailed(s, m.error);
     } else {
@@ -425,6 +435,7 @@ export class ConsumerState {
     }
     this.kick(ctx);
     if (!s.inFlight) this.send(s, ctx);
+    else if (s.changed.size > 0 || s.removed.size > 0) this.wake(s, ctx); // changes held back while two requests were unanswered
   }
 
   /**
