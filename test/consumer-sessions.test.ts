@@ -32,6 +32,8 @@ class Tap {
   sessionRequests: Array<{ subject: string; partitions: number; full: boolean }> = [];
   /** Bytes of ConsumerFetchMany answers. */
   answerBytes = 0;
+  /** The largest ConsumerFetchMany answer, bytes. */
+  maxAnswerBytes = 0;
   /** Most ConsumerFetchMany requests of one session outstanding at once. */
   maxOutstanding = 0;
   private readonly outstanding = new Map<string, string>();
@@ -46,6 +48,7 @@ class Tap {
         this.outstanding.delete(m.subject);
         this.perServer.set(server, this.perServer.get(server)! - 1);
         this.answerBytes += m.data.length;
+        this.maxAnswerBytes = Math.max(this.maxAnswerBytes, m.data.length);
       },
     });
   }
@@ -85,6 +88,7 @@ class Tap {
     this.fetches = 0;
     this.sessionRequests = [];
     this.answerBytes = 0;
+    this.maxAnswerBytes = 0;
     this.maxOutstanding = Math.max(0, ...this.perServer.values());
   }
 
@@ -195,6 +199,29 @@ test("many partitions on one leader worker are fetched through one request at a 
   const perSecond = (tap.sessionRequests.length + tap.fetches) / (idleMs / 1000);
   assert.ok(perSecond <= leaders.size * 3, `idle: ${perSecond} requests/s for ${leaders.size} sessions of maxWaitMs 500 (one per partition would be ${2 * partitions.length}/s)`);
   assert.is(tap.fetches, 0, "no per-partition Fetch while idle");
+});
+
+test("maxBytes (kafkajs) bounds each answer from a leader worker, and every record still arrives", async () => {
+  const partitions = [0, 1, 2, 3];
+  await createTopic("bounded", partitions.length, 1);
+  // ~300 KB per partition in batches of 50 records of 1 KB: with the default maxBytes (4 MiB)
+  // an answer would carry all of a leader worker's partitions at once.
+  await produce("bounded", partitions, 300, 0, 1_000);
+  tap.reset();
+  const maxBytes = 64 * 1024;
+  const consumer = newConsumer({ maxWaitTimeInMs: 500, maxBytes, maxBytesPerPartition: maxBytes });
+  await consumer.connect();
+  await consumer.assign(partitions.map((partition) => ({ topic: "bounded", partition, offset: 0 })));
+  const read: Read = new Map();
+  await waitFor(async () => {
+    await pollInto(consumer, read);
+    return partitions.every((p) => (read.get(p)?.length ?? 0) >= 300);
+  }, 20_000, "every partition read");
+  assertComplete(read, partitions, 300);
+  tap.assertSessionsOnly();
+  // An answer may pass maxBytes by the one batch that crosses it (a batch is never split), plus its envelope.
+  const oneBatch = 50 * 1_100;
+  assert.ok(tap.maxAnswerBytes <= maxBytes + oneBatch + 4_096, `largest answer ${tap.maxAnswerBytes} bytes for maxBytes ${maxBytes}`);
 });
 
 test("one partition's OFFSET_OUT_OF_RANGE resets it per policy without stalling the others of its session", async () => {

@@ -80,6 +80,11 @@ export interface ConsumerConfig {
   autoCommit?: boolean;
   autoCommitInterval?: number;
   maxBytesPerPartition?: number;
+  /**
+   * Bytes per fetch answer from one leader worker, all of its partitions together (kafkajs
+   * `maxBytes`). Default 4 MiB; always kept under the NATS server's max_payload.
+   */
+  maxBytes?: number;
   maxWaitTimeInMs?: number;
   maxBufferedBytes?: number;
 }
@@ -329,7 +334,7 @@ export class Consumer {
         kind: "consumer",
         module: bundlePath("actors.js"),
         address: this.ref.address,
-        args: { autoOffsetReset, maxBytesPerPartition: this.config.maxBytesPerPartition, maxWaitMs: this.config.maxWaitTimeInMs, maxBufferedBytes: this.config.maxBufferedBytes, group: this.groupArgs() },
+        args: { autoOffsetReset, maxBytesPerPartition: this.config.maxBytesPerPartition, fetchMaxBytes: this.config.maxBytes, maxWaitMs: this.config.maxWaitTimeInMs, maxBufferedBytes: this.config.maxBufferedBytes, group: this.groupArgs() },
       }).catch((e) => {
         if (!/already runs/.test((e as Error).message)) throw e;
       });
