@@ -21,7 +21,7 @@ import { placementOf } from "../../protocol/placement.js";
 import { ConsumerArgs, ConsumerMessages, type GroupEvent, type PollResult, type PolledChunk } from "../../protocol/client.js";
 import { GroupMembership } from "../groups/membership.js";
 import { iterateBatches } from "../../protocol/record-batch.js";
-import { metadataFor } from "../cluster/shared.js";
+import { BrokerWorkerCounts, metadataFor } from "../cluster/shared.js";
 import { transferWith } from "../../runtime/port-ref.js";
 import type { MetadataStore } from "../cluster/metadata.js";
 import type { z } from "zod";
@@ -104,7 +104,7 @@ export class ConsumerState {
   membership: GroupMembership | null = null;
   readonly sessions = new Map<string, FetchSession>();
   /** Worker counts of leader brokers (from their live registrations): where a leader replica's fetch server is. */
-  readonly workersOf = new Map<number, number>();
+  readonly workersOf: BrokerWorkerCounts;
   private sessionSeq = 0;
   /** Bytes per session answer, and per partition: within maxBytes options and the NATS server's max_payload. */
   readonly answerMaxBytes: number;
@@ -117,6 +117,7 @@ export class ConsumerState {
     readonly sessionName = `consumer/${randomUUID()}`,
     natsMaxPayload = DEFAULT_NATS_MAX_PAYLOAD,
   ) {
+    this.workersOf = new BrokerWorkerCounts(meta);
     const room = Math.max(1024, natsMaxPayload - ANSWER_ENVELOPE_BYTES);
     this.answerMaxBytes = Math.min(args.fetchMaxBytes, room);
     this.partitionMaxBytes = Math.min(args.maxBytesPerPartition, room);
@@ -231,7 +232,7 @@ export class ConsumerState {
         return;
       }
       if (a.leader < 0) a.leader = await this.leaderOf(a);
-      if ((await this.leaderWorkers(a.leader)) !== null) {
+      if ((await this.workersOf.of(a.leader)) !== null) {
         ctx.tell(ctx.self, "LeaderKnown", { key, generation });
         return;
       }
@@ -260,15 +261,6 @@ export class ConsumerState {
     if (!p) throw new SkeinError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `unknown partition ${a.key}`, { topic: a.topic, partition: a.partition });
     if (p.value.leader < 0) throw new SkeinError(ErrorCode.LEADER_NOT_AVAILABLE, `${a.key} has no leader`, { topic: a.topic, partition: a.partition });
     return p.value.leader;
-  }
-
-  private async leaderWorkers(leader: number): Promise<number | null> {
-    const known = this.workersOf.get(leader);
-    if (known !== undefined) return known;
-    const reg = await this.meta.getBroker(leader).catch(() => null);
-    if (!reg) return null;
-    this.workersOf.set(leader, reg.value.workers);
-    return reg.value.workers;
   }
 
   private async listOffset(a: Assigned, timestamp: number, ctx: Ctx): Promise<number> {
@@ -319,7 +311,7 @@ export class ConsumerState {
   /** The session `a` fetches in, if its position, leader and the leader's worker count are known. */
   private sessionFor(a: Assigned): FetchSession | null {
     if (a.fetchOffset < 0 || a.leader < 0) return null;
-    const workers = this.workersOf.get(a.leader);
+    const workers = this.workersOf.known(a.leader);
     if (workers === undefined) return null;
     const leaderWorker = placementOf(replicaAddress(a.topic, a.partition, a.leader), workers);
     const key = `${a.leader}/${leaderWorker}/${workers}`;
@@ -446,7 +438,7 @@ export class ConsumerState {
   private sessionFailed(s: FetchSession, error: FetchError): void {
     s.full = true;
     if (error.code === ErrorCode.FETCH_SESSION_NOT_FOUND) return;
-    if (error.code === ErrorCode.ACTOR_NOT_FOUND) this.workersOf.delete(s.leader);
+    if (error.code === ErrorCode.ACTOR_NOT_FOUND) this.workersOf.forget(s.leader);
     for (const { a } of s.awaiting.values()) {
       a.session = null;
       a.fetching = false;

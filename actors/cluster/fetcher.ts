@@ -15,7 +15,7 @@ import { placementOf } from "../../protocol/placement.js";
 import { ErrorCode } from "../../protocol/errors.js";
 import { FetcherMessages, fetchServerAddress, replicaAddress, type FetchManyResult, type SessionPartition } from "../../protocol/cluster.js";
 import { asFetchError } from "./fetch-server.js";
-import { metadataFor } from "./shared.js";
+import { BrokerWorkerCounts, metadataFor } from "./shared.js";
 import type { MetadataStore } from "./metadata.js";
 
 export const FetcherArgs = z.object({
@@ -67,18 +67,20 @@ export class FetcherState {
   /** Which session each followed partition is in. */
   readonly sessionOf = new Map<string, Session>();
   /** Worker counts of leader brokers (from their registrations), to find where a leader replica lives. */
-  readonly workersOf = new Map<number, number>();
+  readonly workersOf: BrokerWorkerCounts;
 
   constructor(
     readonly args: Args,
     readonly meta: MetadataStore,
     readonly sessionName: string,
-  ) {}
+  ) {
+    this.workersOf = new BrokerWorkerCounts(meta);
+  }
 
   async follow(m: z.infer<typeof FetcherMessages.Follow>, ctx: Ctx): Promise<void> {
     const key = partKey(m.topic, m.partition);
     this.remove(key);
-    const workers = await this.leaderWorkers(m.leader);
+    const workers = await this.workersOf.of(m.leader);
     if (workers === null) {
       // Leader not registered (just died?): the replica retries when its fetch fails.
       void ctx.tell(m.replica, "FollowerData", { leaderEpoch: m.leaderEpoch, fromOffset: m.fetchOffset, error: { code: ErrorCode.LEADER_NOT_AVAILABLE, message: `broker ${m.leader} is not registered` } });
@@ -122,15 +124,6 @@ export class FetcherState {
     this.sessionOf.delete(key);
     s.changed.delete(key);
     s.removed.add(key);
-  }
-
-  private async leaderWorkers(leader: number): Promise<number | null> {
-    const known = this.workersOf.get(leader);
-    if (known !== undefined) return known;
-    const reg = await this.meta.getBroker(leader).catch(() => null);
-    if (!reg) return null;
-    this.workersOf.set(leader, reg.value.workers);
-    return reg.value.workers;
   }
 
   private send(s: Session, ctx: Ctx): void {
@@ -182,7 +175,7 @@ export class FetcherState {
       s.full = true; // the server may or may not have applied the failed request: resend everything
       // The leader broker may have restarted with another worker count, or be gone: the next
       // Follow for it reads its registration again (this session keeps its own count).
-      if (m.error.code === ErrorCode.ACTOR_NOT_FOUND) this.workersOf.delete(s.leader);
+      if (m.error.code === ErrorCode.ACTOR_NOT_FOUND) this.workersOf.forget(s.leader);
       if (!s.retryScheduled) {
         s.retryScheduled = true;
         ctx.schedule(RETRY_MS, "Retry", { session: s.key });

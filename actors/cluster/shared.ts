@@ -20,6 +20,37 @@ export function metadataFor(nc: NatsConnection, cluster: string): Promise<Metada
   return store;
 }
 
+/**
+ * Worker counts of brokers, read from their live registrations and kept: where a broker's
+ * replica of a partition lives (placementOf), so a fetch session can be addressed to that
+ * worker's fetch server. A broker that restarts may come back with another count: whoever
+ * finds its actor gone (ACTOR_NOT_FOUND) forgets the count, and the next lookup reads it again.
+ */
+export class BrokerWorkerCounts {
+  private readonly counts = new Map<number, number>();
+
+  constructor(private readonly meta: MetadataStore) {}
+
+  /** The count if known, without a read. */
+  known(broker: number): number | undefined {
+    return this.counts.get(broker);
+  }
+
+  /** The count, read from the broker's registration when not known; null while it is not registered. */
+  async of(broker: number): Promise<number | null> {
+    const known = this.counts.get(broker);
+    if (known !== undefined) return known;
+    const reg = await this.meta.getBroker(broker).catch(() => null);
+    if (!reg) return null;
+    this.counts.set(broker, reg.value.workers);
+    return reg.value.workers;
+  }
+
+  forget(broker: number): void {
+    this.counts.delete(broker);
+  }
+}
+
 /** Maps Kafka-named topic configs onto the log's options. */
 export function logConfigFor(configs: TopicConfigs): LogConfig {
   const c: LogConfig = {};
