@@ -163,6 +163,14 @@ async function pollInto(consumer: Consumer, read: Read, maxWaitMs = 200): Promis
   }
 }
 
+/** Polls into `read` until each of `partitions` holds at least `count` records. */
+async function readAtLeast(consumer: Consumer, read: Read, partitions: number[], count: number, timeoutMs: number, what: string): Promise<void> {
+  await waitFor(async () => {
+    await pollInto(consumer, read);
+    return partitions.every((p) => (read.get(p)?.length ?? 0) >= count);
+  }, timeoutMs, what);
+}
+
 /** Each partition holds exactly `<partition>:<i>` for i in [0, count) at offset i (plus `base`). */
 function assertComplete(read: Read, partitions: number[], count: number, base = 0): void {
   for (const p of partitions) {
@@ -184,10 +192,7 @@ test("many partitions on one leader worker are fetched through one request at a 
   await consumer.connect();
   await consumer.assign(partitions.map((partition) => ({ topic: "many", partition, offset: 0 })));
   const read: Read = new Map();
-  await waitFor(async () => {
-    await pollInto(consumer, read);
-    return partitions.every((p) => (read.get(p)?.length ?? 0) >= 300);
-  }, 20_000, "every partition read");
+  await readAtLeast(consumer, read, partitions, 300, 20_000, "every partition read");
   assertComplete(read, partitions, 300);
   tap.assertSessionsOnly();
   assert.ok(tap.sessionRequests.some((r) => r.partitions >= 2), "a request carried several partitions");
@@ -213,10 +218,7 @@ test("maxBytes (kafkajs) bounds each answer from a leader worker, and every reco
   await consumer.connect();
   await consumer.assign(partitions.map((partition) => ({ topic: "bounded", partition, offset: 0 })));
   const read: Read = new Map();
-  await waitFor(async () => {
-    await pollInto(consumer, read);
-    return partitions.every((p) => (read.get(p)?.length ?? 0) >= 300);
-  }, 20_000, "every partition read");
+  await readAtLeast(consumer, read, partitions, 300, 20_000, "every partition read");
   assertComplete(read, partitions, 300);
   tap.assertSessionsOnly();
   // An answer may pass maxBytes by the one batch that crosses it (a batch is never split), plus its envelope.
@@ -262,16 +264,10 @@ test("pausing one partition leaves the others of its session fetching; resume pi
   await consumer.connect();
   await consumer.assign(partitions.map((partition) => ({ topic: "paused", partition, offset: 0 })));
   const read: Read = new Map();
-  await waitFor(async () => {
-    await pollInto(consumer, read);
-    return partitions.every((p) => (read.get(p)?.length ?? 0) >= 20);
-  }, 15_000, "the first records");
+  await readAtLeast(consumer, read, partitions, 20, 15_000, "the first records");
   await consumer.pause([{ topic: "paused", partitions: [0] }]);
   await produce("paused", partitions, 20, 20);
-  await waitFor(async () => {
-    await pollInto(consumer, read);
-    return [1, 2, 3].every((p) => (read.get(p)?.length ?? 0) >= 40);
-  }, 10_000, "the unpaused partitions' new records");
+  await readAtLeast(consumer, read, [1, 2, 3], 40, 10_000, "the unpaused partitions' new records");
   await pollInto(consumer, read, 300);
   assert.is(read.get(0)!.length, 20, "the paused partition hands out nothing");
   await consumer.resume([{ topic: "paused", partitions: [0] }]);
@@ -301,10 +297,7 @@ test("backpressure: what the sessions deliver while nobody polls stays within ma
   assert.ok(delivered > maxBufferedBytes / 2, `something was fetched (${delivered} bytes)`);
   assert.ok(delivered <= bound, `${delivered} bytes delivered while nobody polled, bound ${bound}`);
   const read: Read = new Map();
-  await waitFor(async () => {
-    await pollInto(consumer, read);
-    return partitions.every((p) => (read.get(p)?.length ?? 0) >= 2_000);
-  }, 30_000, "everything once polled");
+  await readAtLeast(consumer, read, partitions, 2_000, 30_000, "everything once polled");
   assertComplete(read, partitions, 2_000);
   tap.assertSessionsOnly();
 });
@@ -323,10 +316,7 @@ test("a leader move (broker killed) moves only its partitions to another session
   await consumer.connect();
   await consumer.assign(partitions.map((partition) => ({ topic: "moving", partition, offset: 0 })));
   const read: Read = new Map();
-  await waitFor(async () => {
-    await pollInto(consumer, read);
-    return partitions.every((p) => (read.get(p)?.length ?? 0) >= 20);
-  }, 15_000, "the first records");
+  await readAtLeast(consumer, read, partitions, 20, 15_000, "the first records");
   tap.unwatch(victim);
   await tap.nc.flush();
   await cluster.brokers.get(victim)!.kill();
