@@ -22,6 +22,7 @@ import { ConsumerArgs, ConsumerMessages, type GroupEvent, type PollResult, type 
 import { GroupMembership } from "../groups/membership.js";
 import { iterateBatches } from "../../protocol/record-batch.js";
 import { BrokerWorkerCounts, metadataFor } from "../cluster/shared.js";
+import { asFetchError } from "../cluster/fetch-server.js";
 import { transferWith } from "../../runtime/port-ref.js";
 import type { MetadataStore } from "../cluster/metadata.js";
 import type { z } from "zod";
@@ -62,7 +63,6 @@ interface FetchSession {
   awaiting: Map<string, { a: Assigned; fetchOffset: number; generation: number }>;
   /** Sequence number of the newest request sent (unique in this consumer); its answer frees the session. */
   seq: number;
-  inFlight: boolean;
   /** Requests of this session not answered yet: the parked one and at most one superseding it (MAX_SESSION_REQUESTS). */
   unanswered: Set<number>;
   supersedeScheduled: boolean;
@@ -84,6 +84,9 @@ const SUPERSEDE_MS = 5;
  * burst of changes under load cannot pile up requests 5 ms apart.
  */
 const MAX_SESSION_REQUESTS = 2;
+
+/** Whether the session's newest request is unanswered (its answer frees the session). */
+const inFlight = (s: FetchSession) => s.unanswered.has(s.seq);
 /** Room kept under the NATS server's max_payload for a fetch answer's envelope, bytes. */
 const ANSWER_ENVELOPE_BYTES = 64 * 1024;
 /** A parked poll whose deadline is this close when a Kick finds it still waiting gets a Kick of its own, ms. */
@@ -323,7 +326,7 @@ export class ConsumerState {
       } catch {
         return null;
       }
-      s = { key, server, leader: a.leader, awaiting: new Map(), seq: 0, inFlight: false, unanswered: new Set(), supersedeScheduled: false, full: true, changed: new Set(), removed: new Set() };
+      s = { key, server, leader: a.leader, awaiting: new Map(), seq: 0, unanswered: new Set(), supersedeScheduled: false, full: true, changed: new Set(), removed: new Set() };
       this.sessions.set(key, s);
     }
     return s;
@@ -354,7 +357,7 @@ export class ConsumerState {
    * the parked one at once, empty).
    */
   private wake(s: FetchSession, ctx: Ctx): void {
-    if (!s.inFlight) return this.send(s, ctx);
+    if (!inFlight(s)) return this.send(s, ctx);
     if (s.supersedeScheduled || s.unanswered.size >= MAX_SESSION_REQUESTS) return;
     s.supersedeScheduled = true;
     ctx.schedule(SUPERSEDE_MS, "SessionRetry", { session: s.key });
@@ -364,14 +367,14 @@ export class ConsumerState {
     const s = this.sessions.get(key);
     if (!s) return;
     s.supersedeScheduled = false;
-    if (!s.inFlight || ((s.changed.size > 0 || s.removed.size > 0) && s.unanswered.size < MAX_SESSION_REQUESTS)) this.send(s, ctx);
+    if (!inFlight(s) || ((s.changed.size > 0 || s.removed.size > 0) && s.unanswered.size < MAX_SESSION_REQUESTS)) this.send(s, ctx);
   }
 
   private send(s: FetchSession, ctx: Ctx): void {
     if (s.awaiting.size === 0 && s.removed.size === 0) {
       // Nothing to wait for (all paused, over budget or gone): no request. The server forgets an
       // idle session; a later one lists everything again.
-      if (!s.inFlight) this.sessions.delete(s.key);
+      if (!inFlight(s)) this.sessions.delete(s.key);
       return;
     }
     const partitions: SessionPartition[] = [];
@@ -393,13 +396,12 @@ export class ConsumerState {
     s.changed.clear();
     s.removed.clear();
     const seq = (s.seq = ++this.sessionSeq);
-    s.inFlight = true;
     s.unanswered.add(seq);
     ctx
       .ask<FetchManyResult>(s.server, "ConsumerFetchMany", body, { timeoutMs: this.args.maxWaitMs + 5_000 })
       .then(
         (r) => ctx.tell(ctx.self, "SessionFetched", { session: s.key, seq, results: r.results, data: r.data }),
-        (e) => ctx.tell(ctx.self, "SessionFetched", { session: s.key, seq, error: asError(e) }),
+        (e) => ctx.tell(ctx.self, "SessionFetched", { session: s.key, seq, error: asFetchError(e) }),
       );
   }
 
@@ -407,7 +409,6 @@ export class ConsumerState {
     const s = this.sessions.get(m.session);
     if (!s) return;
     const latest = m.seq === s.seq;
-    if (latest) s.inFlight = false;
     s.unanswered.delete(m.seq);
     if (m.error) {
       if (latest) this.sessionFailed(s, m.error);
@@ -426,7 +427,7 @@ export class ConsumerState {
       }
     }
     this.kick(ctx);
-    if (!s.inFlight) this.send(s, ctx);
+    if (!inFlight(s)) this.send(s, ctx);
     else if (s.changed.size > 0 || s.removed.size > 0) this.wake(s, ctx); // changes held back while two requests were unanswered
   }
 
@@ -589,12 +590,6 @@ export const ConsumerActor = defineActor({
  */
 function ownBuffer(data: Uint8Array): Uint8Array<ArrayBuffer> {
   return data.slice();
-}
-
-function asError(e: unknown): FetchError {
-  if (!isSkeinError(e)) return { code: ErrorCode.UNKNOWN, message: String((e as Error)?.message ?? e) };
-  const logStartOffset = e.context.logStartOffset;
-  return { code: e.code, message: e.message, ...(typeof logStartOffset === "number" ? { logStartOffset } : {}) };
 }
 
 function requireGroup(s: ConsumerState): GroupMembership {

@@ -25,7 +25,7 @@ import { ProducerArgs, ProducerMessages } from "../../protocol/client.js";
 import { RecordBatchBuilder } from "../../protocol/record-batch.js";
 import { partitionForKey } from "../../protocol/murmur2.js";
 import { FrameReader, releaseFrames } from "./frames.js";
-import { metadataFor } from "../cluster/shared.js";
+import { BrokerWorkerCounts, metadataFor } from "../cluster/shared.js";
 import type { MetadataStore } from "../cluster/metadata.js";
 
 type Ctx = ActorContext<ProducerArgs>;
@@ -464,8 +464,7 @@ export class ProducerState {
       if (fresh.value.leader < 0) throw new SkeinError(ErrorCode.LEADER_NOT_AVAILABLE, `${q.key} has no leader`, { topic: q.topic, partition: q.partition });
     } catch (e) {
       q.refreshing = false;
-      const err = isSkeinError(e) ? e : new SkeinError(ErrorCode.UNKNOWN, String((e as Error)?.message ?? e));
-      ctx.tell(ctx.self, "Sent", { key: q.key, batchId: batch.id, error: { code: err.code, message: err.message, retriable: err.retriable } });
+      ctx.tell(ctx.self, "Sent", { key: q.key, batchId: batch.id, error: asOutcomeError(e) });
       return;
     }
     q.refreshing = false;
@@ -703,8 +702,6 @@ const MAX_ENTRIES_PER_REQUEST = 1_000;
 const ENTRY_JSON_BYTES = 64;
 /** The rest of a ProduceMany envelope (type name, acks, timeoutMs, field names), bytes, from above. */
 const REQUEST_ENVELOPE_BYTES = 256;
-/** A leader broker whose worker count could not be read is read again after this long, ms. */
-const WORKERS_REREAD_MS = 1_000;
 
 /**
  * Produce fan-in (Kafka's ProduceRequest carries many partitions too). Requests made in one
@@ -732,24 +729,23 @@ class ProduceOutbox {
   /** Requests waiting for their answer, by leader worker (see busy). */
   private readonly inFlightTo = new Map<string, number>();
   /** Worker counts of leader brokers (from their live records, corrected by their produce servers). */
-  private readonly workersOf = new Map<number, number>();
-  /** When each broker's worker count was last read, ms since the epoch (one read at a time, spaced). */
-  private readonly workersReadAt = new Map<number, number>();
+  private readonly workersOf: BrokerWorkerCounts;
   /** A ProduceMany's data and envelope stay within one batch's buffer: what fits a full batch's Produce fits it. */
   private readonly maxRequestBytes: number;
   private closed = false;
 
   constructor(
-    private readonly meta: MetadataStore,
+    meta: MetadataStore,
     private readonly args: ProducerArgs,
     batchCapacityBytes: number,
   ) {
+    this.workersOf = new BrokerWorkerCounts(meta);
     this.maxRequestBytes = batchCapacityBytes;
   }
 
   /** The leader worker ("broker/worker") that hosts the partition's leader replica, null while the broker's worker count is not known. */
   destinationOf(broker: number, topic: string, partition: number): string | null {
-    const workers = this.leaderWorkers(broker);
+    const workers = this.workersOf.knownOrRead(broker);
     return workers === undefined ? null : `${broker}/${placementOf(replicaAddress(topic, partition, broker), workers)}`;
   }
 
@@ -776,7 +772,7 @@ class ProduceOutbox {
     // Closed meanwhile: close() failed these batches' sends already.
     if (this.closed) return this.pending.clear();
     for (const [key, { broker, worker, batches }] of this.pending) {
-      const workers = this.workersOf.get(broker);
+      const workers = this.workersOf.known(broker);
       // Placed by a worker count that changed since (a produce server corrected it): plain Produces this once.
       if (worker < 0 || workers === undefined || worker >= workers) for (const b of batches) this.produceOne(broker, null, b, ctx);
       else this.produceGrouped(broker, worker, workers, key, batches, ctx);
@@ -854,7 +850,7 @@ class ProduceOutbox {
     ctx.ask<ProduceManyResult>(address, "ProduceMany", { acks: this.args.acks, timeoutMs, entries, data }, { timeoutMs: timeoutMs + 1_000 }).then(
       (r) => {
         answered();
-        if (Number.isInteger(r.workers) && r.workers >= 1) this.workersOf.set(broker, r.workers);
+        this.workersOf.set(broker, r.workers);
         for (let i = 0; i < group.length; i++) {
           const b = group[i];
           const o = r.results[i];
@@ -867,7 +863,7 @@ class ProduceOutbox {
         answered();
         // No produce server there (the broker restarted with other workers, or is gone): plain
         // Produces until its worker count is read again.
-        if (isSkeinError(e) && e.code === ErrorCode.ACTOR_NOT_FOUND) this.workersOf.delete(broker);
+        if (isSkeinError(e) && e.code === ErrorCode.ACTOR_NOT_FOUND) this.workersOf.forget(broker);
         const error = asOutcomeError(e);
         for (const b of group) b.settle({ error });
       },
@@ -886,23 +882,6 @@ class ProduceOutbox {
       if (left > 0) this.inFlightTo.set(destination, left);
       else this.inFlightTo.delete(destination);
     };
-  }
-
-  /** The broker's worker count if known; otherwise undefined, and it is read (spaced by WORKERS_REREAD_MS). */
-  private leaderWorkers(broker: number): number | undefined {
-    const known = this.workersOf.get(broker);
-    if (known !== undefined) return known;
-    const now = Date.now();
-    if (now - (this.workersReadAt.get(broker) ?? 0) < WORKERS_REREAD_MS) return undefined;
-    this.workersReadAt.set(broker, now);
-    this.meta.getBroker(broker).then(
-      (reg) => {
-        const workers = reg?.value.workers;
-        if (!this.closed && workers !== undefined && Number.isInteger(workers) && workers >= 1) this.workersOf.set(broker, workers);
-      },
-      () => undefined, // read again at a later flush
-    );
-    return undefined;
   }
 
   close(): void {

@@ -28,6 +28,8 @@ export function metadataFor(nc: NatsConnection, cluster: string): Promise<Metada
  */
 export class BrokerWorkerCounts {
   private readonly counts = new Map<number, number>();
+  /** When each broker's registration was last read in the background (knownOrRead), ms since the epoch. */
+  private readonly readAt = new Map<number, number>();
 
   constructor(private readonly meta: MetadataStore) {}
 
@@ -46,10 +48,33 @@ export class BrokerWorkerCounts {
     return reg.value.workers;
   }
 
+  /**
+   * The count if known, without waiting: otherwise undefined, and a read of the registration
+   * starts in the background (at most one per broker per REREAD_MS), for a caller that goes on
+   * without the count meanwhile.
+   */
+  knownOrRead(broker: number): number | undefined {
+    const known = this.counts.get(broker);
+    if (known !== undefined) return known;
+    const now = Date.now();
+    if (now - (this.readAt.get(broker) ?? 0) < REREAD_MS) return undefined;
+    this.readAt.set(broker, now);
+    this.of(broker).catch(() => undefined); // of() never rejects; a failed read is retried at a later call
+    return undefined;
+  }
+
+  /** A count learnt elsewhere (an answer from one of the broker's actors that carries it). */
+  set(broker: number, workers: number): void {
+    if (Number.isInteger(workers) && workers >= 1) this.counts.set(broker, workers);
+  }
+
   forget(broker: number): void {
     this.counts.delete(broker);
   }
 }
+
+/** Background reads of one broker's registration (BrokerWorkerCounts.knownOrRead) are this far apart at least, ms. */
+const REREAD_MS = 1_000;
 
 /** Maps Kafka-named topic configs onto the log's options. */
 export function logConfigFor(configs: TopicConfigs): LogConfig {
