@@ -119,6 +119,8 @@ export async function startLocalCluster(
     extraBrokerArgs?: string[];
     /** The embedded nats-server in a process group of its own (see NatsServerOptions.ownProcessGroup). */
     natsOwnProcessGroup?: boolean;
+    /** Each broker's output appended to broker-ID.log in this directory. */
+    logDir?: string;
   } = {},
 ): Promise<LocalCluster> {
   let server: NatsServerHandle | null = null;
@@ -138,7 +140,7 @@ export async function startLocalCluster(
         ...(options.extraBrokerArgs ?? []),
       ],
       // URL and credentials travel in the environment: a command line is readable by every user.
-      { echoPrefix: options.echo ? `[broker ${id}] ` : undefined, env: connectionEnv(flags, url!) },
+      { echoPrefix: options.echo ? `[broker ${id}] ` : undefined, env: connectionEnv(flags, url!), logFile: options.logDir ? join(options.logDir, `broker-${id}.log`) : undefined },
     );
     brokers.set(id, child);
     return child;

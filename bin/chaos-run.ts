@@ -61,7 +61,7 @@ export async function runChaos(o: ChaosRunOptions, flags: ConnectionFlags): Prom
   mkdirSync(outDir, { recursive: true });
   const started = Date.now();
   const log = (line: string) => process.stderr.write(`chaos: [${((Date.now() - started) / 1000).toFixed(1)} s] ${line}\n`);
-  const run = new ScenarioRun(o, flags, log);
+  const run = new ScenarioRun(o, flags, log, outDir);
   let result: CheckResult;
   try {
     result = await run.execute();
@@ -77,7 +77,7 @@ export async function runChaos(o: ChaosRunOptions, flags: ConnectionFlags): Prom
   console.log(`scenario ${o.scenario}, seed ${o.seed}, ${o.durationS} s: ${run.steps.length} faults`);
   for (const step of run.steps) console.log(`  ${describeStep(step)}`);
   console.log(summarize(result));
-  console.log(`history, timeline and verdict in ${outDir} (history.jsonl, timeline.svg, verdict.json)`);
+  console.log(`history, timeline and verdict in ${outDir} (history.jsonl, timeline.svg, verdict.json${flags.nats ? "" : ", broker-N.log"})`);
   if (o.json) console.log(verdict);
   return result.ok ? 0 : 1;
 }
@@ -119,6 +119,8 @@ class ScenarioRun {
     private readonly o: ChaosRunOptions,
     private readonly flags: ConnectionFlags,
     private readonly log: (line: string) => void,
+    /** Where the runner's own brokers' output goes (broker-ID.log): warnings such as truncations explain an anomaly. */
+    private readonly outDir: string,
   ) {
     const suffix = flags.nats ? `-${o.seed}-${Date.now().toString(36)}` : "";
     this.topic = `chaos${suffix}`;
@@ -183,7 +185,7 @@ class ScenarioRun {
   private async startBrokers(url: string): Promise<void> {
     if (!this.natsServer) return;
     this.dataDir = mkdtempSync(join(tmpdir(), "skein-chaos-data-"));
-    this.local = await startLocalCluster({ ...this.flags, nats: url, brokers: this.o.brokers, workers: this.o.workers, data: this.dataDir }, { extraBrokerArgs: BROKER_ARGS });
+    this.local = await startLocalCluster({ ...this.flags, nats: url, brokers: this.o.brokers, workers: this.o.workers, data: this.dataDir }, { extraBrokerArgs: BROKER_ARGS, logDir: this.outDir });
     this.log("brokers ready");
   }
 

@@ -2,6 +2,7 @@
 // they are ready: used by `skein up`, `skein doctor`, tests and benchmarks.
 
 import { spawn, type ChildProcess } from "node:child_process";
+import { appendFileSync } from "node:fs";
 import { cliBundlePath } from "./paths.js";
 
 export interface ChildHandle {
@@ -25,6 +26,8 @@ export interface StartChildOptions {
   env?: NodeJS.ProcessEnv;
   /** Echo the child's output with this prefix (for `skein up`). */
   echoPrefix?: string;
+  /** Append everything the child prints to this file (a restarted child appends to the same file). */
+  logFile?: string;
 }
 
 /** Runs `node dist/skein.js <args…>` and waits for its ready line. */
@@ -35,6 +38,7 @@ export function startSkeinProcess(args: string[], options: StartChildOptions = {
   });
   let out = "";
   const append = (chunk: string) => {
+    if (options.logFile) appendFileSync(options.logFile, chunk);
     out += chunk;
     if (out.length > 64 * 1024) out = out.slice(-64 * 1024);
   };

@@ -39,7 +39,9 @@ export async function runScenario(scenario: string, durationS: number, seed: num
   const verdict = JSON.parse(last!) as Record<string, number | string>;
   const history = parseHistoryJsonl(readFileSync(join(out.path, "history.jsonl"), "utf8"));
   readFileSync(join(out.path, "timeline.svg"), "utf8");
-  out.remove();
+  // A failed run keeps its history and broker logs for the post-mortem; a clean one leaves nothing.
+  if (code === 0) out.remove();
+  else output += `\nhistory, timeline and broker logs kept in ${out.path}\n`;
   return { code, verdict, history, output, ms };
 }
 
