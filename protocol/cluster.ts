@@ -151,8 +151,11 @@ export const ReplicaMessages = {
   }),
   /** Follower asks where its latest epoch ends on the leader (Kafka OffsetsForLeaderEpoch). */
   OffsetsForLeaderEpoch: z.object({ epoch: z.number().int().min(-1), replicaId: BrokerId }),
-  /** From the broker agent: the partition state in the KV changed. */
-  Become: PartitionState,
+  /**
+   * From the broker agent: the partition state in the KV changed, with the KV revision it was
+   * written at (a later revision supersedes: the replica drops a state older than one it applied).
+   */
+  Become: PartitionState.extend({ revision: z.number().int().min(0) }),
   /** HW, LEO, log start and role, for describe/admin. */
   Describe: z.object({}),
   /** Earliest / latest / by timestamp. */

@@ -111,9 +111,9 @@ test("consumers never see offsets at or above the high watermark; fetch long-pol
 test("a partition state from a stale controller epoch is ignored by the replica", async () => {
   const address = replicaAddress("idem", 0, 1);
   const before = await client.describeReplica("idem", 0, 1);
-  const current = (await client.meta.getPartition("idem", 0))!.value;
+  const { value: current, revision } = (await client.meta.getPartition("idem", 0))!;
   // A deposed controller's command: newer leader epoch, other leader, older controller epoch.
-  const stale = { ...current, leader: 7, leaderEpoch: current.leaderEpoch + 5, controllerEpoch: current.controllerEpoch - 1 };
+  const stale = { ...current, leader: 7, leaderEpoch: current.leaderEpoch + 5, controllerEpoch: current.controllerEpoch - 1, revision: revision + 1 };
   await client.system.ask(address, "Become", stale);
   const after = await client.describeReplica("idem", 0, 1);
   assert.is(after.role, "leader");
@@ -151,6 +151,31 @@ async function leaderOf(topic: string, records: number): Promise<ReplicaState> {
   r.followers.set(1, { logEndOffset: 0, lastFetchAt: 0, leaderEndAtLastFetch: 0, lastCaughtUpAt: Date.now() });
   return r;
 }
+
+test("a partition state older than one the leader applied does not shrink its ISR back: the HW waits for every replica the KV lists (unit)", async () => {
+  const args = ReplicaArgs.parse({ topic: "unit-rev", topicId: "unit-rev-id", partition: 0, broker: 0, dataDir: unitData.path, configs: {} });
+  const log = await PartitionLog.open(partitionDir(unitData.path, "unit-rev", 0), logConfigFor(args.configs), { topic: "unit-rev", partition: 0 });
+  const r = new ReplicaState(log, {} as MetadataStore, args);
+  const ctx = { self: "replica", schedule: () => () => {}, tell: () => {} } as never;
+  const state = (isr: number[]) => ({ topic: "unit-rev", topicId: "unit-rev-id", partition: 0, leader: 0, leaderEpoch: 1, isr, replicas: [0, 1, 2], controllerEpoch: 1 });
+  const fetchAt = (replicaId: number, fromOffset: number) => r.fetch({ fromOffset, maxBytes: 1 << 20, maxWaitMs: 0, replicaId, leaderEpoch: 1, upToLogEnd: false }, ctx);
+  try {
+    // The leader's own ISR change (or the state it read at start) is revision 10; the watch
+    // then delivers revision 9, written before it, when replica 2 was out of the ISR.
+    await r.apply(state([0, 1, 2]), 10, ctx);
+    await r.apply(state([0, 1]), 9, ctx);
+    assert.equal(r.describe().isr, [0, 1, 2], "the older state is dropped");
+    await log.append(encodeBatch([{ value: enc.encode("a") }, { value: enc.encode("b") }]), { leaderEpoch: 1 });
+    await fetchAt(2, 0);
+    await fetchAt(1, 2);
+    assert.is(r.highWatermark, 0, "replica 2, in the KV's ISR, has nothing yet");
+    // A newer state that shrinks the ISR counts.
+    await r.apply(state([0, 1]), 11, ctx);
+    assert.is(r.highWatermark, 2, "without replica 2 in the ISR both records are committed");
+  } finally {
+    await r.close();
+  }
+});
 
 /** The reply's envelope as the transport writes it, and whether it shares the buffer of `data` (written around it, no copy). */
 function replyEnvelope(body: { data: Uint8Array }): { shared: boolean; decoded: { data: Uint8Array } } {

@@ -83,7 +83,7 @@ export class Broker {
         // Produce fan-in: one ProduceMany per producer and leader worker (produce-server.ts).
         await node.spawn({ kind: "produce-server", module: broker.actorsModule, address: produceServerAddress(options.id, w, node.workerCount), args: { broker: options.id, workers: node.workerCount } });
       }
-      broker.stopWatch = await meta.watchPartitions((key, state) => broker.enqueue(key, () => broker.onPartitionState(key, state)));
+      broker.stopWatch = await meta.watchPartitions((key, state, revision) => broker.enqueue(key, () => broker.onPartitionState(key, state, revision)));
       if (options.kafka) {
         broker.gateway = await KafkaGateway.start({ ...options.kafka, brokerId: options.id, nats: options.nats, cluster: node.cluster });
         await broker.heartbeat(); // advertise the gateway port now rather than at the next beat
@@ -140,10 +140,10 @@ export class Broker {
     const m = /^partition\.(.+)\.(\d+)$/.exec(key);
     if (!m || this.stopping) return;
     const current = await this.meta.getPartition(unescapeToken(m[1]), Number(m[2]));
-    await this.onPartitionState(key, current?.value ?? null);
+    await this.onPartitionState(key, current?.value ?? null, current?.revision ?? 0);
   }
 
-  private async onPartitionState(key: string, state: PartitionState | null): Promise<void> {
+  private async onPartitionState(key: string, state: PartitionState | null, revision: number): Promise<void> {
     const hosted = this.replicas.get(key);
     if (state === null || (hosted && hosted.topicId !== state.topicId) || (state && !state.replicas.includes(this.id))) {
       if (hosted) await this.removeReplica(key, hosted, state === null || hosted.topicId !== state?.topicId);
@@ -173,7 +173,7 @@ export class Broker {
       if (state.topic === OFFSETS_TOPIC) await this.followCoordinator(state);
       return;
     }
-    this.node.tell(this.replicas.get(key)!.address, "Become", state);
+    this.node.tell(this.replicas.get(key)!.address, "Become", { ...state, revision });
     if (state.topic === OFFSETS_TOPIC) await this.followCoordinator(state);
   }
 

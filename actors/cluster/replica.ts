@@ -84,6 +84,8 @@ const TICK_MS = 100;
 export class ReplicaState {
   role: "leader" | "follower" | "offline" = "offline";
   partitionState: PartitionState | null = null;
+  /** KV revision of the newest partition state applied (or written by this replica's own ISR change). */
+  stateRevision = -1;
   leaderEpoch = -1;
   maxControllerEpoch = -1;
   highWatermark = 0;
@@ -132,11 +134,20 @@ export class ReplicaState {
 
   // Role changes ------------------------------------------------------------------------------
 
-  async apply(state: PartitionState, ctx: Ctx): Promise<void> {
+  /**
+   * Applies a partition state read from the KV at `revision`. A state older than one already
+   * applied is dropped: a watch event can arrive after this replica's own compare-and-set of a
+   * newer ISR (or after the state it read at start), and applying it would put back an ISR the
+   * KV no longer holds. A leader counting the high watermark over an ISR smaller than the KV's
+   * could commit records a replica the controller may elect does not have.
+   */
+  async apply(state: PartitionState, revision: number, ctx: Ctx): Promise<void> {
     if (state.topicId !== this.args.topicId || state.partition !== this.args.partition) return;
+    if (revision < this.stateRevision) return;
     if (state.controllerEpoch < this.maxControllerEpoch) return; // written by a deposed controller
     if (state.leaderEpoch < this.leaderEpoch) return; // stale
     this.maxControllerEpoch = state.controllerEpoch;
+    this.stateRevision = revision;
     const sameEpoch = state.leaderEpoch === this.leaderEpoch;
     this.partitionState = state;
     if (sameEpoch) {
@@ -396,12 +407,13 @@ export class ReplicaState {
       const current = await this.meta.getPartition(this.args.topic, this.args.partition);
       if (!current || current.value.topicId !== this.args.topicId) return;
       if (current.value.leaderEpoch !== this.leaderEpoch || current.value.leader !== this.args.broker) {
-        await this.apply(current.value, ctx);
+        await this.apply(current.value, current.revision, ctx);
         return;
       }
       const next = { ...current.value, isr: [...isr].sort((a, b) => a - b) };
       const revision = await this.meta.casPartition(next, current.revision);
       if (revision !== null) {
+        this.stateRevision = Math.max(this.stateRevision, revision);
         this.partitionState = next;
         this.updateIsr(isr, ctx);
       }
@@ -655,7 +667,7 @@ export const ReplicaActor = defineActor({
     state.log.startBackgroundTasks();
     await state.rebuildProducerState();
     const current = await state.meta.getPartition(ctx.args.topic, ctx.args.partition);
-    if (current) await state.apply(current.value, ctx);
+    if (current) await state.apply(current.value, current.revision, ctx);
   },
   async stopped(state) {
     await state.close();
@@ -664,7 +676,7 @@ export const ReplicaActor = defineActor({
     Produce: (s, m, ctx) => s.produce(m, ctx),
     Fetch: (s, m, ctx) => s.fetch(m, ctx),
     OffsetsForLeaderEpoch: (s, m) => s.offsetsForLeaderEpoch(m.epoch),
-    Become: (s, m, ctx) => s.apply(m, ctx),
+    Become: (s, { revision, ...state }, ctx) => s.apply(state, revision, ctx),
     Describe: (s) => s.describe(),
     ListOffset: async (s, m) => {
       if (m.timestamp === -2) return { offset: s.log.logStartOffset };
