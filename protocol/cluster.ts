@@ -150,7 +150,12 @@ export const ReplicaMessages = {
     upToLogEnd: z.boolean().default(false),
   }),
   /** Follower asks where its latest epoch ends on the leader (Kafka OffsetsForLeaderEpoch). */
-  OffsetsForLeaderEpoch: z.object({ epoch: z.number().int().min(-1), replicaId: BrokerId }),
+  OffsetsForLeaderEpoch: z.object({
+    epoch: z.number().int().min(-1),
+    replicaId: BrokerId,
+    /** The asker's view of the current leader epoch (KIP-320): a leader at another epoch refuses to answer. */
+    leaderEpoch: z.number().int().min(-1).default(-1),
+  }),
   /**
    * From the broker agent: the partition state in the KV changed, with the KV revision it was
    * written at (a later revision supersedes: the replica drops a state older than one it applied).

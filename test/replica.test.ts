@@ -177,6 +177,31 @@ test("a partition state older than one the leader applied does not shrink its IS
   }
 });
 
+test("a follower fetching past the leader's log end is refused and not counted as having those offsets; an epoch query from another epoch is refused (unit)", async () => {
+  const args = ReplicaArgs.parse({ topic: "unit-div", topicId: "unit-div-id", partition: 0, broker: 0, dataDir: unitData.path, configs: {} });
+  const log = await PartitionLog.open(partitionDir(unitData.path, "unit-div", 0), logConfigFor(args.configs), { topic: "unit-div", partition: 0 });
+  const r = new ReplicaState(log, {} as MetadataStore, args);
+  const ctx = { self: "replica", schedule: () => () => {}, tell: () => {} } as never;
+  const fetchAt = (replicaId: number, fromOffset: number) => r.fetch({ fromOffset, maxBytes: 1 << 20, maxWaitMs: 0, replicaId, leaderEpoch: 2, upToLogEnd: false }, ctx);
+  const records = (n: number) => encodeBatch(Array.from({ length: n }, (_, i) => ({ value: enc.encode(`r${i}`) })));
+  try {
+    await r.apply({ topic: "unit-div", topicId: "unit-div-id", partition: 0, leader: 0, leaderEpoch: 2, isr: [0, 1, 2], replicas: [0, 1, 2], controllerEpoch: 1 }, 1, ctx);
+    await log.append(records(2), { leaderEpoch: 2 });
+    await fetchAt(2, 2);
+    // Replica 1 holds 5 records of a log that diverged (it has not truncated yet).
+    const refused = await errorOf(fetchAt(1, 5));
+    assert.is(refused?.code, ErrorCode.OFFSET_OUT_OF_RANGE);
+    await log.append(records(3), { leaderEpoch: 2 });
+    await fetchAt(2, 5);
+    assert.is(r.highWatermark, 0, "replica 1 never fetched an offset of this log");
+    assert.is((await errorOf(Promise.resolve().then(() => r.offsetsForLeaderEpoch(1, 1))))?.code, ErrorCode.FENCED_LEADER_EPOCH);
+    assert.is((await errorOf(Promise.resolve().then(() => r.offsetsForLeaderEpoch(1, 3))))?.code, ErrorCode.UNKNOWN_LEADER_EPOCH);
+    assert.equal(r.offsetsForLeaderEpoch(2, 2), { epoch: 2, endOffset: 5 });
+  } finally {
+    await r.close();
+  }
+});
+
 /** The reply's envelope as the transport writes it, and whether it shares the buffer of `data` (written around it, no copy). */
 function replyEnvelope(body: { data: Uint8Array }): { shared: boolean; decoded: { data: Uint8Array } } {
   const env = encodeEnvelope(EnvelopeKind.REPLY_OK, "reply", body);

@@ -272,21 +272,18 @@ export class ReplicaState {
 
   async fetch(m: FetchRequest, ctx: Ctx): Promise<FetchResult | undefined> {
     this.requireLeader();
-    if (m.leaderEpoch >= 0 && m.leaderEpoch < this.leaderEpoch) {
-      throw new SkeinError(ErrorCode.FENCED_LEADER_EPOCH, `fetch with epoch ${m.leaderEpoch} < leader epoch ${this.leaderEpoch}`, this.errorContext());
-    }
-    if (m.leaderEpoch > this.leaderEpoch) {
-      throw new SkeinError(ErrorCode.UNKNOWN_LEADER_EPOCH, `fetch with epoch ${m.leaderEpoch} > leader epoch ${this.leaderEpoch}`, this.errorContext());
-    }
-    if (m.replicaId !== undefined) await this.recordFollowerFetch(m.replicaId, m.fromOffset, ctx);
-    const limit = this.readLimit(m);
+    this.checkLeaderEpoch(m.leaderEpoch, "fetch");
     if (m.fromOffset < this.log.logStartOffset || m.fromOffset > this.log.logEndOffset) {
+      // Checked before the follower's position is recorded: a fetch offset past this log's end
+      // is a log that diverged from this one, not records this leader may count as replicated.
       throw new SkeinError(
         ErrorCode.OFFSET_OUT_OF_RANGE,
         `offset ${m.fromOffset} is outside [${this.log.logStartOffset}, ${this.log.logEndOffset}] of ${this.args.topic}/${this.args.partition}`,
         { ...this.errorContext(), logStartOffset: this.log.logStartOffset, logEndOffset: this.log.logEndOffset },
       );
     }
+    if (m.replicaId !== undefined) await this.recordFollowerFetch(m.replicaId, m.fromOffset, ctx);
+    const limit = this.readLimit(m);
     if (m.fromOffset < limit || m.maxWaitMs === 0) return this.read(m);
     if (m.replicaId !== undefined) {
       // A follower has one fetch at a time: a newer one answers its older parked one (empty).
@@ -442,7 +439,7 @@ export class ReplicaState {
         const deliver = (body: { endOffset?: number; endEpoch?: number; error?: { code: string; message: string } }) =>
           ctx.tell(ctx.self, "EpochAnswered", { ...body, epoch });
         ctx
-          .ask<{ epoch: number; endOffset: number }>(replicaAddress(this.args.topic, this.args.partition, leader), "OffsetsForLeaderEpoch", { epoch: latest, replicaId: this.args.broker }, { timeoutMs: 5_000 })
+          .ask<{ epoch: number; endOffset: number }>(replicaAddress(this.args.topic, this.args.partition, leader), "OffsetsForLeaderEpoch", { epoch: latest, replicaId: this.args.broker, leaderEpoch: epoch }, { timeoutMs: 5_000 })
           .then(
             (r) => deliver({ endOffset: r.endOffset, endEpoch: r.epoch }),
             (e) => deliver({ error: { code: String((e as SkeinError)?.code ?? "UNKNOWN"), message: String((e as Error)?.message ?? e) } }),
@@ -514,9 +511,14 @@ export class ReplicaState {
     return { logEndOffset: this.log.logEndOffset, follow: true };
   }
 
-  /** Kafka semantics, including an epoch older than our earliest: it ended where our log's first epoch starts. */
-  offsetsForLeaderEpoch(epoch: number): { epoch: number; endOffset: number } {
+  /**
+   * Kafka semantics, including an epoch older than our earliest: it ended where our log's first
+   * epoch starts. Answered only by the leader of the asker's epoch: a leader that has not yet
+   * seen the new epoch (or was deposed) would describe a log the follower must not truncate to.
+   */
+  offsetsForLeaderEpoch(epoch: number, currentLeaderEpoch = -1): { epoch: number; endOffset: number } {
     this.requireLeader();
+    this.checkLeaderEpoch(currentLeaderEpoch, "epoch query");
     const r = this.log.endOffsetForEpoch(epoch);
     if (r.endOffset >= 0 || epoch < 0) return r;
     const earliest = this.log.epochEntries()[0];
@@ -588,6 +590,16 @@ export class ReplicaState {
       if (lagging.length) await this.changeIsr(new Set([...this.isr].filter((r) => !lagging.includes(r))), ctx);
     }
     this.scheduleNextTick(ctx);
+  }
+
+  /** An asker's leader epoch (-1: none given) must be this leader's: older is fenced, newer not known yet. */
+  private checkLeaderEpoch(epoch: number, what: string): void {
+    if (epoch >= 0 && epoch < this.leaderEpoch) {
+      throw new SkeinError(ErrorCode.FENCED_LEADER_EPOCH, `${what} with epoch ${epoch} < leader epoch ${this.leaderEpoch}`, this.errorContext());
+    }
+    if (epoch > this.leaderEpoch) {
+      throw new SkeinError(ErrorCode.UNKNOWN_LEADER_EPOCH, `${what} with epoch ${epoch} > leader epoch ${this.leaderEpoch}`, this.errorContext());
+    }
   }
 
   private requireLeader(): void {
@@ -675,7 +687,7 @@ export const ReplicaActor = defineActor({
   handlers: {
     Produce: (s, m, ctx) => s.produce(m, ctx),
     Fetch: (s, m, ctx) => s.fetch(m, ctx),
-    OffsetsForLeaderEpoch: (s, m) => s.offsetsForLeaderEpoch(m.epoch),
+    OffsetsForLeaderEpoch: (s, m) => s.offsetsForLeaderEpoch(m.epoch, m.leaderEpoch),
     Become: (s, { revision, ...state }, ctx) => s.apply(state, revision, ctx),
     Describe: (s) => s.describe(),
     ListOffset: async (s, m) => {
