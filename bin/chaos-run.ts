@@ -52,7 +52,11 @@ const RECOVERY_WAIT_MS = 15_000;
 const DRAIN_TIMEOUT_MS = 15_000;
 /** Longest wait after the heal for every replica to be back in its ISR, ms (the rest of the run needs only leaders). */
 const QUIET_ISR_WAIT_MS = 4_000;
-/** Longest wait for every high watermark to reach its log end before the final read, ms. */
+/**
+ * Longest wait for a settled, stable view for the final read, ms: with producers stopped every
+ * high watermark reaches its leader's log end once the followers have fetched, and a read
+ * before that would miss acknowledged records a new leader has not yet marked committed.
+ */
 const COMMITTED_WAIT_MS = 10_000;
 
 /** Runs a scenario; resolves with the exit code (0 clean, 1 safety anomalies). */
@@ -163,8 +167,7 @@ class ScenarioRun {
     await workload.stopConsumers();
     this.history.record({ process: "checker", f: "group-end", type: "ok", group: this.group, topics: [this.topic] });
     this.log("consumers stopped");
-    await this.waitCommitted();
-    const partitions = await finalRead(client, this.topic, this.history);
+    const partitions = await finalRead(client, this.topic, this.history, { timeoutMs: COMMITTED_WAIT_MS, log: this.log });
     this.log(`final read: ${partitions.map((p) => `p${p.partition} leader ${p.leader} HW ${p.highWatermark} ISR [${p.isr}]`).join(", ")}`);
     if (this.local) await this.readReplicas(partitions);
     if (o.plantAnomaly === "lost") this.plantLost();
@@ -369,18 +372,6 @@ class ScenarioRun {
       const short = (await this.client!.meta.listPartitions(this.topic)).filter((s) => s.value.isr.length < s.value.replicas.length);
       this.log(`${(e as Error).message}; going on (replicas outside the ISR are checked up to their log end): ${short.map((s) => `p${s.value.partition} ISR [${s.value.isr}] of [${s.value.replicas}]`).join(", ")}`);
     });
-  }
-
-  /**
-   * With producers stopped, every partition's high watermark reaches its leader's log end once
-   * the followers have fetched: a final read before that would miss acknowledged records a
-   * new leader has not yet marked committed (bounded; the checker judges what is read).
-   */
-  private async waitCommitted(): Promise<void> {
-    await waitUntil(async () => {
-      const d = await this.client!.describeTopic(this.topic);
-      return d.partitions.every((p) => p.highWatermark !== null && p.highWatermark === p.logEndOffset);
-    }, COMMITTED_WAIT_MS, `every partition of ${this.topic} with its high watermark at its log end`).catch((e) => this.log((e as Error).message));
   }
 
   private async waitFullIsr(timeoutMs: number): Promise<void> {

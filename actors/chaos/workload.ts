@@ -279,12 +279,52 @@ export class Workload {
   }
 }
 
-/** Everything from each partition's log start to its high watermark, as the checker's final read. */
-export async function finalRead(client: ClusterClient, topic: string, history: HistoryRecorder): Promise<Array<{ partition: number; leader: number; highWatermark: number; isr: number[]; replicas: number[] }>> {
-  const d = await client.describeTopic(topic);
-  const out: Array<{ partition: number; leader: number; highWatermark: number; isr: number[]; replicas: number[] }> = [];
+export interface FinalPartition {
+  partition: number;
+  leader: number;
+  highWatermark: number;
+  isr: number[];
+  replicas: number[];
+}
+
+/**
+ * Everything from each partition's log start to its high watermark, as the checker's final
+ * read. A view counts only when it is settled and stable: before the read every partition's
+ * leader (the replica leading at the KV's epoch) has its HW at its log end, and after it the
+ * same leaders lead at the same epochs with the same HWs. A leader change in between (the
+ * controller's preferred-leader move, a few seconds after a heal) brings a leader whose HW has
+ * not yet caught up with its predecessor's: a read from it ends early, which the checker would
+ * report as a lost record or a gap that no log has. Retried for up to `timeoutMs`; past that
+ * the last view is recorded as it is (the checker judges it) and `log` says so.
+ */
+export async function finalRead(client: ClusterClient, topic: string, history: HistoryRecorder, options: { timeoutMs?: number; log?: (line: string) => void } = {}): Promise<FinalPartition[]> {
+  const deadline = Date.now() + (options.timeoutMs ?? 10_000);
+  for (let attempt = 1; ; attempt++) {
+    const before = (await client.describeTopic(topic).catch(() => null))?.partitions ?? null;
+    const unsettled = before === null ? ["no description"] : before.filter((p) => p.highWatermark === null || p.highWatermark !== p.logEndOffset).map((p) => `p${p.partition} HW ${p.highWatermark} log end ${p.logEndOffset}`);
+    const last = Date.now() > deadline;
+    if (before && (unsettled.length === 0 || last)) {
+      const reads = await readCommitted(client, topic, before).catch(() => null);
+      const after = reads && !last ? (await client.describeTopic(topic).catch(() => null))?.partitions : null;
+      const moved = after ? before.filter((p) => {
+        const a = after.find((x) => x.partition === p.partition);
+        return !a || a.leader !== p.leader || a.leaderEpoch !== p.leaderEpoch || a.highWatermark !== p.highWatermark;
+      }) : before;
+      if (reads && (moved.length === 0 || last)) {
+        if (last) options.log?.(`final read: no settled, stable view of ${topic} in ${options.timeoutMs ?? 10_000} ms (${attempt} attempts${unsettled.length ? `; ${unsettled.join(", ")}` : ""}); recorded as read`);
+        for (const r of reads) history.record({ process: "checker", f: "final-read", type: "ok", topic, partition: r.partition, highWatermark: r.highWatermark, logStartOffset: r.logStartOffset, records: r.records });
+        return before.map((p) => ({ partition: p.partition, leader: p.leader, highWatermark: p.highWatermark ?? 0, isr: p.isr, replicas: p.replicas }));
+      }
+    }
+    await sleep(100);
+  }
+}
+
+/** One read of every partition from its leader, up to the HW described. */
+async function readCommitted(client: ClusterClient, topic: string, partitions: Array<{ partition: number; highWatermark: number | null; logStartOffset: number | null }>): Promise<Array<{ partition: number; highWatermark: number; logStartOffset: number; records: ReadRecord[] }>> {
   const decoder = new TextDecoder();
-  for (const p of d.partitions) {
+  const out: Array<{ partition: number; highWatermark: number; logStartOffset: number; records: ReadRecord[] }> = [];
+  for (const p of partitions) {
     const hw = p.highWatermark ?? 0;
     const start = p.logStartOffset ?? 0;
     const records: ReadRecord[] = [];
@@ -301,8 +341,7 @@ export async function finalRead(client: ClusterClient, topic: string, history: H
       if (next === offset) break; // nothing more below the HW: the checker reports the gap
       offset = next;
     }
-    history.record({ process: "checker", f: "final-read", type: "ok", topic, partition: p.partition, highWatermark: hw, logStartOffset: start, records });
-    out.push({ partition: p.partition, leader: p.leader, highWatermark: hw, isr: p.isr, replicas: p.replicas });
+    out.push({ partition: p.partition, highWatermark: hw, logStartOffset: start, records });
   }
   return out;
 }

@@ -692,7 +692,12 @@ export class Admin {
 
   /** Earliest, latest (high watermark) and optionally by timestamp, per partition. */
   async fetchTopicOffsets(topic: string) {
-    const d = await this.c.describeTopic(topic);
+    let d = await this.c.describeTopic(topic);
+    if (d.partitions.some((p) => p.highWatermark === null)) {
+      // A partition between leaders has no HW to report yet: wait until every leader leads.
+      await this.c.waitForLeaders(topic, 10_000);
+      d = await this.c.describeTopic(topic);
+    }
     return d.partitions.map((p) => ({ partition: p.partition, offset: String(p.highWatermark ?? 0), high: String(p.highWatermark ?? 0), low: String(p.logStartOffset ?? 0) }));
   }
 

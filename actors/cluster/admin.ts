@@ -123,7 +123,10 @@ export class ClusterClient {
     const states = await this.meta.listPartitions(name);
     const partitions = await Promise.all(
       states.map(async ({ value: p }) => {
-        const d = p.leader >= 0 ? await this.describeReplica(name, p.partition, p.leader).catch(() => null) : null;
+        const replica = p.leader >= 0 ? await this.describeReplica(name, p.partition, p.leader).catch(() => null) : null;
+        // Only the replica leading at the KV's epoch speaks for the partition: one that has not
+        // taken the leadership yet reports a follower's HW and log end (nulls until it has).
+        const d = replica?.role === "leader" && replica.leaderEpoch === p.leaderEpoch ? replica : null;
         return {
           partition: p.partition,
           leader: p.leader,
