@@ -384,16 +384,23 @@ class ScenarioRun {
   /**
    * Lets the group read up to every partition's high watermark (bounded). A group that stays
    * behind fails the run: the checker reports it as undrained (and its acknowledged records as
-   * unseen) from the `group-end` recorded next.
+   * unseen) from the `group-end` recorded next. The targets are described again on every check
+   * and count only when settled (each leader's HW at its log end): a leader that just took over
+   * (a preferred-leader move after the heal) reports an HW below its predecessor's for a moment,
+   * and draining to that stopped the group short of records it had yet to read.
    */
   private async drainConsumers(): Promise<boolean> {
-    const d = await this.client!.describeTopic(this.topic);
-    const behind = () => d.partitions.filter((p) => this.workload!.polledUpTo(p.partition) < (p.highWatermark ?? 0) - 1);
+    let targets: Array<{ partition: number; highWatermark: number | null }> = [];
+    const behind = () => targets.filter((p) => p.highWatermark === null || this.workload!.polledUpTo(p.partition) < p.highWatermark - 1);
     try {
-      await waitUntil(() => behind().length === 0, DRAIN_TIMEOUT_MS, "the group to read up to the high watermarks");
+      await waitUntil(async () => {
+        const d = await this.client!.describeTopic(this.topic);
+        targets = d.partitions.map((p) => ({ partition: p.partition, highWatermark: p.highWatermark === p.logEndOffset ? p.highWatermark : null }));
+        return behind().length === 0;
+      }, DRAIN_TIMEOUT_MS, "the group to read up to the high watermarks");
       return true;
     } catch (e) {
-      this.log(`${(e as Error).message}; behind: ${behind().map((p) => `p${p.partition} polled up to ${this.workload!.polledUpTo(p.partition)}, HW ${p.highWatermark}`).join(", ")}`);
+      this.log(`${(e as Error).message}; behind: ${behind().map((p) => `p${p.partition} polled up to ${this.workload!.polledUpTo(p.partition)}, HW ${p.highWatermark ?? "not settled"}`).join(", ")}`);
       return false;
     }
   }
