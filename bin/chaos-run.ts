@@ -148,7 +148,18 @@ class ScenarioRun {
     this.brokerIds = [...(await this.nemesis.brokers()).keys()].sort((a, b) => a - b);
     if (o.scenario === "isolate-leader" || o.scenario === "mixed") await this.requireFaultsAllowed();
     const rf = Math.min(3, this.brokerIds.length);
-    await client.createTopic(this.topic, o.partitions, rf, { "min.insync.replicas": String(Math.min(2, rf)) });
+    // The controller counts live brokers from its own heartbeat listing, which can trail the
+    // registrations read above by a moment after start-up: refused for that reason, try again.
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      try {
+        await client.createTopic(this.topic, o.partitions, rf, { "min.insync.replicas": String(Math.min(2, rf)) });
+        break;
+      } catch (e) {
+        if (!isSkeinError(e, ErrorCode.INVALID_REPLICATION_FACTOR) || Date.now() > deadline) throw e;
+        await sleep(200);
+      }
+    }
     await client.waitForLeaders(this.topic, 30_000);
     this.steps = scheduleFor(o.scenario, o.seed, { durationMs: o.durationS * 1000, brokers: this.brokerIds.length, partitions: o.partitions, consumers: 2 });
     this.log(`${o.scenario} seed ${o.seed}: ${this.steps.length} faults over ${o.durationS} s on ${this.brokerIds.length} brokers`);

@@ -210,6 +210,14 @@ export const FetchServerMessages = {
    */
   FetchMany: z.object({
     session: z.string().min(1).max(300),
+    /**
+     * The client instance (a restarted client is a new one) and its request number, increasing
+     * per instance: a copy of a request already served (the transport delivered it twice, or
+     * late) is not served again. Serving it would hand out results its answer, dropped by the
+     * client as a duplicate reply, took with it, and the client would wait for them forever.
+     */
+    instance: z.string().min(1).max(100),
+    seq: z.number().int().min(1),
     replicaId: BrokerId,
     maxWaitMs: z.number().int().min(0).max(60_000),
     maxBytes: z.number().int().min(1024).max(64 * 1024 * 1024),
@@ -266,6 +274,9 @@ export const ConsumerSessionMessages = {
    */
   ConsumerFetchMany: z.object({
     session: z.string().min(1).max(300),
+    /** Client instance and request number, as in FetchMany: a copy of a request already served is not served again. */
+    instance: z.string().min(1).max(100),
+    seq: z.number().int().min(1),
     maxWaitMs: z.number().int().min(0).max(60_000),
     /** Bytes per answer, all partitions together (at least one partition's batches). */
     maxBytes: z.number().int().min(1024).max(64 * 1024 * 1024),

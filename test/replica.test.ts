@@ -244,8 +244,9 @@ test("a fetch server's FetchMany reply is written in front of its data, for one 
     },
     deferReply: () => ({ resolve: (v: FetchManyResult) => (parked.answer = v), reject: (e: unknown) => assert.unreachable(String(e)) }),
   };
+  let seq = 0;
   const request = (full: boolean, partitions: Array<{ topic: string; partition: number; fetchOffset: number; leaderEpoch: number }>, maxWaitMs: number) =>
-    server.fetchMany({ session: "s", replicaId: 1, maxWaitMs, maxBytes: 8 * 1024 * 1024, full, partitions, removed: [] }, ctx as never);
+    server.fetchMany({ session: "s", instance: "i", seq: ++seq, replicaId: 1, maxWaitMs, maxBytes: 8 * 1024 * 1024, full, partitions, removed: [] }, ctx as never);
   const settle = async () => {
     await waitFor(async () => {
       await answered;
@@ -281,6 +282,53 @@ test("a fetch server's FetchMany reply is written in front of its data, for one 
   } finally {
     server.close();
     for (const r of leaders) await r.close();
+  }
+});
+
+test("a fetch server serves each session request once: a copy delivered again neither takes the answer's data nor resets the session (unit)", async () => {
+  const leader = await leaderOf("unit-dup", 200);
+  const server = new FetchServerState(FetchServerArgs.parse({ broker: 0 }));
+  let fetched: Promise<void> = Promise.resolve();
+  // Each request's reply handle, in the order they were made.
+  const replies: Array<{ answer: FetchManyResult | null }> = [];
+  const ctx = {
+    self: "fetch-server",
+    schedule: () => () => {},
+    ask: async (_address: string, _type: string, body: Record<string, unknown>) => {
+      const result = await leader.fetch(localEnvelope(EnvelopeKind.MESSAGE, "Fetch", body).body as never, {} as never);
+      return localEnvelope(EnvelopeKind.REPLY_OK, "reply", result).body;
+    },
+    tell: (_to: string, _type: string, body: unknown) => {
+      fetched = fetched.then(() => server.localFetched(localEnvelope(EnvelopeKind.MESSAGE, "LocalFetched", body).body as never, ctx as never));
+    },
+    deferReply: () => {
+      const reply = { answer: null as FetchManyResult | null };
+      replies.push(reply);
+      // Rejected only when the server closes at the end (request 2 is still parked then).
+      return { resolve: (v: FetchManyResult) => (reply.answer = v), reject: () => {} };
+    },
+  };
+  const request = (seq: number, fetchOffset: number) =>
+    server.consumerFetchMany({ session: "c", instance: "i", seq, maxWaitMs: 5_000, maxBytes: 1 << 20, partitionMaxBytes: 1 << 20, full: seq === 1, partitions: [{ topic: "unit-dup", partition: 0, fetchOffset, leaderEpoch: -1 }], removed: [] }, ctx as never);
+  const settle = () => waitFor(async () => (await fetched, [...server.sessions.get("c")!.entries.values()].every((e) => !e.outstanding)), 5_000, "local fetches answered");
+  try {
+    assert.is(request(1, 0), undefined, "parked until its local fetch answers");
+    // The transport delivers request 1 again: no second reply, and the parked one stays.
+    assert.is(request(1, 0), undefined);
+    await settle();
+    await new Promise((resolve) => setImmediate(resolve)); // parked answers go out at the end of the turn
+    assert.is(replies.length, 2, "the original's reply and the copy's handle (dropped unanswered)");
+    assert.ok(replies[0].answer && replies[0].answer.results.length === 1 && replies[0].answer.data.length > 0, "the original request got the data");
+    assert.is(replies[1].answer, null, "the copy got no answer");
+    // The consumer goes on from where the answer ended; a late copy of request 1 changes nothing.
+    assert.is(request(2, 200), undefined);
+    assert.is(request(1, 0), undefined);
+    await leader.log.append(encodeBatch([{ value: enc.encode("next") }]), { leaderEpoch: 0 });
+    leader.highWatermark = leader.log.logEndOffset;
+    assert.equal(server.sessions.get("c")!.entries.get("unit-dup/0")!.fetchOffset, 200, "still at request 2's offset");
+  } finally {
+    server.close();
+    await leader.close();
   }
 });
 

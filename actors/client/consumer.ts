@@ -108,7 +108,10 @@ export class ConsumerState {
   readonly sessions = new Map<string, FetchSession>();
   /** Worker counts of leader brokers (from their live registrations): where a leader replica's fetch server is. */
   readonly workersOf: BrokerWorkerCounts;
+  /** Numbers this consumer's session requests (one sequence for all its sessions); see instance. */
   private sessionSeq = 0;
+  /** This consumer instance, for the servers to tell a copy of a served request from a new one. */
+  private readonly instance = randomUUID();
   /** Bytes per session answer, and per partition: within maxBytes options and the NATS server's max_payload. */
   readonly answerMaxBytes: number;
   readonly partitionMaxBytes: number;
@@ -391,11 +394,11 @@ export class ConsumerState {
         removed.push({ topic: key.slice(0, at), partition: Number(key.slice(at + 1)) });
       }
     }
-    const body = { session: this.sessionName, maxWaitMs: this.args.maxWaitMs, maxBytes: this.answerMaxBytes, partitionMaxBytes: this.partitionMaxBytes, full: s.full, partitions, removed };
+    const seq = (s.seq = ++this.sessionSeq);
+    const body = { session: this.sessionName, instance: this.instance, seq, maxWaitMs: this.args.maxWaitMs, maxBytes: this.answerMaxBytes, partitionMaxBytes: this.partitionMaxBytes, full: s.full, partitions, removed };
     s.full = false;
     s.changed.clear();
     s.removed.clear();
-    const seq = (s.seq = ++this.sessionSeq);
     s.unanswered.add(seq);
     ctx
       .ask<FetchManyResult>(s.server, "ConsumerFetchMany", body, { timeoutMs: this.args.maxWaitMs + 5_000 })

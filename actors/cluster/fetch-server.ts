@@ -57,6 +57,9 @@ interface Entry {
 
 interface Session {
   key: string;
+  /** The client instance the session belongs to, and the newest request number it served. */
+  instance: string;
+  lastSeq: number;
   /** The follower's broker; undefined for a consumer's session. */
   replicaId: number | undefined;
   /** Bytes per partition per local fetch (the server's default for followers, the consumer's own otherwise). */
@@ -81,6 +84,8 @@ const entryKey = (topic: string, partition: number) => `${topic}/${partition}`;
 export class FetchServerState {
   readonly sessions = new Map<string, Session>();
   private earlyEmpty = 0;
+  /** Entry generations, unique across sessions: a local fetch made for a replaced session never matches an entry of its successor. */
+  private generations = 0;
   /** Sessions with a parked request and a result for it, answered at the end of the turn (answerSoon). */
   private readonly answerDue = new Set<Session>();
   private answerScheduled = false;
@@ -97,14 +102,28 @@ export class FetchServerState {
 
   private serve(m: SessionRequest, replicaId: number | undefined, partitionMaxBytes: number, ctx: Ctx): FetchManyResult | undefined {
     let s = this.sessions.get(m.session);
-    if (s && s.replicaId !== replicaId) s = undefined;
+    if (s && (s.replicaId !== replicaId || s.instance !== m.instance)) {
+      // Another client under this name (a restarted fetcher keeps its name): its session ends.
+      if (!m.full) {
+        throw new SkeinError(ErrorCode.FETCH_SESSION_NOT_FOUND, `fetch session ${m.session} on broker ${this.args.broker} belongs to another client instance; send the full list`, { broker: String(this.args.broker) });
+      }
+      if (s.parked) this.unpark(s).resolve({ results: [], data: EMPTY });
+      s = undefined;
+    }
     if (!s) {
       if (!m.full) {
         throw new SkeinError(ErrorCode.FETCH_SESSION_NOT_FOUND, `no fetch session ${m.session} on broker ${this.args.broker}; send the full list`, { broker: String(this.args.broker) });
       }
-      s = { key: m.session, replicaId, partitionMaxBytes, entries: new Map(), ready: new Set(), waiting: new Set(), parked: null, parkSeq: 0, bufferedBytes: 0, lastSeenAt: 0 };
+      s = { key: m.session, instance: m.instance, lastSeq: 0, replicaId, partitionMaxBytes, entries: new Map(), ready: new Set(), waiting: new Set(), parked: null, parkSeq: 0, bufferedBytes: 0, lastSeenAt: 0 };
       this.sessions.set(m.session, s);
     }
+    if (m.seq <= s.lastSeq) {
+      // A copy of a request this session already served: its answer went to the original, and
+      // the client takes one answer per request. No reply (the handle is dropped unanswered).
+      ctx.deferReply();
+      return undefined;
+    }
+    s.lastSeq = m.seq;
     s.partitionMaxBytes = partitionMaxBytes;
     s.lastSeenAt = Date.now();
     if (s.parked) {
@@ -117,7 +136,7 @@ export class FetchServerState {
       listed?.add(key);
       let e = s.entries.get(key);
       if (!e) {
-        e = { topic: p.topic, partition: p.partition, fetchOffset: p.fetchOffset, leaderEpoch: p.leaderEpoch, generation: 0, outstanding: false, issuedAt: 0, ready: null };
+        e = { topic: p.topic, partition: p.partition, fetchOffset: p.fetchOffset, leaderEpoch: p.leaderEpoch, generation: ++this.generations, outstanding: false, issuedAt: 0, ready: null };
         s.entries.set(key, e);
       } else if (e.fetchOffset !== p.fetchOffset || e.leaderEpoch !== p.leaderEpoch || e.ready?.data === undefined) {
         // Listed again: the follower moved on, followed anew (a restart, or it found itself out
@@ -126,7 +145,7 @@ export class FetchServerState {
         this.clearReady(s, e);
         e.fetchOffset = p.fetchOffset;
         e.leaderEpoch = p.leaderEpoch;
-        e.generation++;
+        e.generation = ++this.generations;
         e.outstanding = false;
       }
       if (!e.outstanding && e.ready === null) s.waiting.add(e);

@@ -9,6 +9,7 @@
 // fetch offset for that partition. An error goes to the replica too, which takes the partition
 // out and follows again once it knows more (a new leader, a restarted log).
 
+import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import { defineActor, type ActorContext } from "../../runtime/actor.js";
 import { placementOf } from "../../protocol/placement.js";
@@ -68,6 +69,13 @@ export class FetcherState {
   readonly sessionOf = new Map<string, Session>();
   /** Worker counts of leader brokers (from their registrations), to find where a leader replica lives. */
   readonly workersOf: BrokerWorkerCounts;
+  /**
+   * This fetcher instance and its request numbers (one sequence for all its sessions): the
+   * session name stays the same across a restart, the instance does not, so a server tells a
+   * restarted fetcher from a copy of a request it already served.
+   */
+  private readonly instance = randomUUID();
+  private requestSeq = 0;
 
   constructor(
     readonly args: Args,
@@ -128,7 +136,7 @@ export class FetcherState {
 
   private send(s: Session, ctx: Ctx): void {
     if (s.partitions.size === 0 && s.removed.size === 0) return; // idle: the server drops the session in time
-    const seq = ++s.seq;
+    const seq = (s.seq = ++this.requestSeq);
     s.inFlight = true;
     const partitions: SessionPartition[] = [];
     const removed: Array<{ topic: string; partition: number }> = [];
@@ -149,7 +157,7 @@ export class FetcherState {
     s.full = false;
     s.changed.clear();
     s.removed.clear();
-    const body = { session: this.sessionName, replicaId: this.args.broker, maxWaitMs: this.args.fetchWaitMs, maxBytes: this.args.fetchMaxBytes, full, partitions, removed };
+    const body = { session: this.sessionName, instance: this.instance, seq, replicaId: this.args.broker, maxWaitMs: this.args.fetchWaitMs, maxBytes: this.args.fetchMaxBytes, full, partitions, removed };
     let server: string;
     try {
       server = fetchServerAddress(s.leader, s.leaderWorker, s.leaderWorkers);
