@@ -202,6 +202,28 @@ test("a follower fetching past the leader's log end is refused and not counted a
   }
 });
 
+test("a new leader answers 'latest' only once its HW reached the start of its epoch, so latest never moves backwards (unit, KIP-207)", async () => {
+  const args = ReplicaArgs.parse({ topic: "unit-lo", topicId: "unit-lo-id", partition: 0, broker: 0, dataDir: unitData.path, configs: {} });
+  const log = await PartitionLog.open(partitionDir(unitData.path, "unit-lo", 0), logConfigFor(args.configs), { topic: "unit-lo", partition: 0 });
+  const r = new ReplicaState(log, {} as MetadataStore, args);
+  const ctx = { self: "replica", schedule: () => () => {}, tell: () => {} } as never;
+  try {
+    // Five records copied from the leader of epoch 1 (whose HW was 5); this replica leads epoch 2.
+    await log.append(encodeBatch(Array.from({ length: 5 }, (_, i) => ({ value: enc.encode(`r${i}`) }))), { leaderEpoch: 1 });
+    r.highWatermark = 3; // what it had learned as a follower
+    assert.is((await errorOf(r.listOffset(-1)))?.code, ErrorCode.NOT_LEADER_OR_FOLLOWER, "not the leader yet");
+    await r.apply({ topic: "unit-lo", topicId: "unit-lo-id", partition: 0, leader: 0, leaderEpoch: 2, isr: [0, 1], replicas: [0, 1], controllerEpoch: 1 }, 1, ctx);
+    const early = await errorOf(r.listOffset(-1));
+    assert.is(early?.code, ErrorCode.LEADER_NOT_AVAILABLE);
+    assert.ok(early?.retriable, "retriable");
+    assert.equal(await r.listOffset(-2), { offset: 0 }, "earliest needs no HW");
+    await r.fetch({ fromOffset: 5, maxBytes: 1 << 20, maxWaitMs: 0, replicaId: 1, leaderEpoch: 2, upToLogEnd: false }, ctx);
+    assert.equal(await r.listOffset(-1), { offset: 5 });
+  } finally {
+    await r.close();
+  }
+});
+
 /** The reply's envelope as the transport writes it, and whether it shares the buffer of `data` (written around it, no copy). */
 function replyEnvelope(body: { data: Uint8Array }): { shared: boolean; decoded: { data: Uint8Array } } {
   const env = encodeEnvelope(EnvelopeKind.REPLY_OK, "reply", body);

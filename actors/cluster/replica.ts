@@ -526,6 +526,29 @@ export class ReplicaState {
     return r;
   }
 
+  /**
+   * Earliest (-2: any replica's log start), latest (-1: the HW) or the first offset at or after
+   * a timestamp (capped at the HW). Latest and by-timestamp come from the leader only, and only
+   * once its HW has reached the start of its epoch (KIP-207): a new leader's HW trails its
+   * predecessor's until every ISR follower has fetched from it, and answering then would move
+   * "latest" backwards.
+   */
+  async listOffset(timestamp: number): Promise<{ offset: number }> {
+    if (timestamp === -2) return { offset: this.log.logStartOffset };
+    this.requireLeader();
+    const epochStart = this.log.endOffsetForEpoch(this.leaderEpoch - 1).endOffset;
+    if (this.highWatermark < epochStart) {
+      throw new SkeinError(
+        ErrorCode.LEADER_NOT_AVAILABLE,
+        `${this.args.topic}/${this.args.partition}: the leader of epoch ${this.leaderEpoch} has not established its high watermark yet (${this.highWatermark} < ${epochStart})`,
+        this.errorContext(),
+      );
+    }
+    if (timestamp === -1) return { offset: this.highWatermark };
+    const offset = await this.log.offsetForTime(timestamp);
+    return { offset: offset === null ? this.highWatermark : Math.min(offset, this.highWatermark) };
+  }
+
   // Timers ------------------------------------------------------------------------------------
 
   /**
@@ -690,12 +713,7 @@ export const ReplicaActor = defineActor({
     OffsetsForLeaderEpoch: (s, m) => s.offsetsForLeaderEpoch(m.epoch, m.leaderEpoch),
     Become: (s, { revision, ...state }, ctx) => s.apply(state, revision, ctx),
     Describe: (s) => s.describe(),
-    ListOffset: async (s, m) => {
-      if (m.timestamp === -2) return { offset: s.log.logStartOffset };
-      if (m.timestamp === -1) return { offset: s.highWatermark };
-      const offset = await s.log.offsetForTime(m.timestamp);
-      return { offset: offset === null ? s.highWatermark : Math.min(offset, s.highWatermark) };
-    },
+    ListOffset: (s, m) => s.listOffset(m.timestamp),
     EpochAnswered: (s, m, ctx) => s.onEpochAnswered(m, ctx),
     FollowAgain: (s, _m, ctx) => s.startFetching(ctx),
     FollowerData: (s, m, ctx) => s.onFollowerData(m, ctx),
