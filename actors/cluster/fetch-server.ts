@@ -117,12 +117,16 @@ export class FetchServerState {
       s = { key: m.session, instance: m.instance, lastSeq: 0, replicaId, partitionMaxBytes, entries: new Map(), ready: new Set(), waiting: new Set(), parked: null, parkSeq: 0, bufferedBytes: 0, lastSeenAt: 0 };
       this.sessions.set(m.session, s);
     }
-    if (m.seq <= s.lastSeq) {
-      // A copy of a request this session already served: its answer went to the original, and
-      // the client takes one answer per request. No reply (the handle is dropped unanswered).
+    if (m.seq === s.lastSeq) {
+      // A copy of the newest request (the transport delivered it twice): its answer goes to the
+      // original, parked or sent, and the client takes one answer per request. No reply (the
+      // handle is dropped unanswered), and above all the original is not superseded.
       ctx.deferReply();
       return undefined;
     }
+    // An older request, late (or a copy of one): nothing parked can be it, as a newer request
+    // answered that already. Answered empty without touching the session: its data is not taken.
+    if (m.seq < s.lastSeq) return { results: [], data: EMPTY };
     s.lastSeq = m.seq;
     s.partitionMaxBytes = partitionMaxBytes;
     s.lastSeenAt = Date.now();
