@@ -288,6 +288,8 @@ export const ConsumerSessionMessages = {
   }),
   /** Internal: a consumer session's parked request reached its maxWaitMs. */
   ConsumerSessionExpire: z.object({ session: z.string(), seq: z.number().int() }),
+  /** A stopping consumer's goodbye (a tell): its session ends now rather than when it idles out. */
+  ConsumerSessionClose: z.object({ session: z.string().min(1).max(300), instance: z.string().min(1).max(100) }),
 };
 
 /** Messages of a fetcher: one per worker of a broker, fetching for the follower replicas on that worker. */

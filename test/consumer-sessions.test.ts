@@ -30,6 +30,9 @@ class Tap {
   /** Consumer Fetch requests (no replica id, not the coordinator's read to the log end). */
   fetches = 0;
   sessionRequests: Array<{ subject: string; partitions: number; full: boolean }> = [];
+  /** Every "server session" a ConsumerFetchMany went to, and those a ConsumerSessionClose ended. */
+  sessionsSeen = new Set<string>();
+  sessionsClosed = new Set<string>();
   /** Bytes of ConsumerFetchMany answers. */
   answerBytes = 0;
   /** The largest ConsumerFetchMany answer, bytes. */
@@ -76,11 +79,13 @@ class Tap {
       if (env.type === "ConsumerFetchMany" && m.reply) {
         this.sessionRequests.push({ subject: m.subject, partitions: body.partitions!.length, full: body.full! });
         const session = `${m.subject} ${body.session}`;
+        this.sessionsSeen.add(session);
         this.outstanding.set(m.reply, session);
         const n = (this.perServer.get(session) ?? 0) + 1;
         this.perServer.set(session, n);
         this.maxOutstanding = Math.max(this.maxOutstanding, n);
       }
+      if (env.type === "ConsumerSessionClose") this.sessionsClosed.add(`${m.subject} ${body.session}`);
     }
   }
 
@@ -204,6 +209,11 @@ test("many partitions on one leader worker are fetched through one request at a 
   const perSecond = (tap.sessionRequests.length + tap.fetches) / (idleMs / 1000);
   assert.ok(perSecond <= leaders.size * 3, `idle: ${perSecond} requests/s for ${leaders.size} sessions of maxWaitMs 500 (one per partition would be ${2 * partitions.length}/s)`);
   assert.is(tap.fetches, 0, "no per-partition Fetch while idle");
+
+  // Disconnecting ends the consumer's sessions at their servers instead of leaving them to idle out.
+  const seen = [...tap.sessionsSeen];
+  await consumer.disconnect();
+  await waitFor(() => seen.every((s) => tap.sessionsClosed.has(s)), 5_000, `a ConsumerSessionClose for each of ${seen.length} sessions`);
 });
 
 test("maxBytes (kafkajs) bounds each answer from a leader worker, and every record still arrives", async () => {

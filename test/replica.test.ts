@@ -349,6 +349,12 @@ test("a fetch server serves each session request once: a copy delivered again ne
     await leader.log.append(encodeBatch([{ value: enc.encode("next") }]), { leaderEpoch: 0 });
     leader.highWatermark = leader.log.logEndOffset;
     assert.equal(server.sessions.get("c")!.entries.get("unit-dup/0")!.fetchOffset, 200, "still at request 2's offset");
+    // The consumer stops: only its own instance's goodbye ends the session, answering request 2.
+    server.closeSession({ session: "c", instance: "another" });
+    assert.ok(server.sessions.has("c"), "another instance's goodbye changes nothing");
+    server.closeSession({ session: "c", instance: "i" });
+    assert.not.ok(server.sessions.has("c"), "session gone");
+    assert.equal(replies[2].answer, { results: [], data: new Uint8Array(0) }, "its parked request answered empty");
   } finally {
     server.close();
     await leader.close();

@@ -453,6 +453,18 @@ export class ConsumerState {
     s.removed.clear();
   }
 
+  /** Ends this consumer's sessions at their servers (stopping): they need not idle out there. */
+  closeSessions(ctx: Ctx): void {
+    for (const s of this.sessions.values()) {
+      try {
+        ctx.tell(s.server, "ConsumerSessionClose", { session: this.sessionName, instance: this.instance });
+      } catch {
+        // The connection is closing: the server drops the session when it idles out.
+      }
+    }
+    this.sessions.clear();
+  }
+
   // Handing out data ------------------------------------------------------------------------------
 
   /**
@@ -556,8 +568,9 @@ export const ConsumerActor = defineActor({
   started(s, ctx) {
     s.membership?.start(ctx);
   },
-  stopped(s) {
+  stopped(s, ctx) {
     for (const p of s.polls.splice(0)) p.reply.resolve({ chunks: [], events: [] });
+    s.closeSessions(ctx);
   },
   handlers: {
     Assign: (s, m, ctx) => s.assign(m.partitions, ctx),

@@ -187,6 +187,19 @@ export class FetchServerState {
     if (s?.parked && s.parked.seq === m.seq) this.unpark(s).resolve({ results: [], data: EMPTY });
   }
 
+  /**
+   * A consumer stopped: its session (only a consumer's, and only this instance's) ends now, its
+   * parked request answered empty and its waiting results dropped. Local fetches still out end
+   * by themselves and their answers are ignored.
+   */
+  closeSession(m: z.infer<typeof ConsumerSessionMessages.ConsumerSessionClose>): void {
+    const s = this.sessions.get(m.session);
+    if (!s || s.replicaId !== undefined || s.instance !== m.instance) return;
+    if (s.parked) this.unpark(s).resolve({ results: [], data: EMPTY });
+    for (const e of s.entries.values()) this.clearReady(s, e);
+    this.sessions.delete(m.session);
+  }
+
   /** Starts local fetches for the entries waiting for one (none outstanding, nothing ready), while the buffer allows. */
   private fill(s: Session, ctx: Ctx): void {
     for (const e of s.waiting) {
@@ -349,6 +362,7 @@ export const FetchServerActor = defineActor({
     FetchMany: (s, m, ctx) => s.fetchMany(m, ctx),
     ConsumerFetchMany: (s, m, ctx) => s.consumerFetchMany(m, ctx),
     ConsumerSessionExpire: (s, m) => s.expire(m),
+    ConsumerSessionClose: (s, m) => s.closeSession(m),
     LocalFetched: (s, m, ctx) => s.localFetched(m, ctx),
     Tick: (s, _m, ctx) => {
       s.tick(ctx);
