@@ -5,7 +5,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { ControllerArgs, ControllerState, assignReplicas } from "../actors/cluster/controller.js";
-import type { MetadataStore, Versioned } from "../actors/cluster/metadata.js";
+import { LatestListing, type MetadataStore, type Versioned } from "../actors/cluster/metadata.js";
 import type { ControllerLease, PartitionState, TopicRecord } from "../protocol/cluster.js";
 import { ErrorCode, type SkeinError } from "../protocol/errors.js";
 
@@ -285,6 +285,34 @@ test("a stalled broker listing holds neither the lease nor CreateTopic: the last
     assert.is(late.assignment.length, 1, "created once the first listing came in");
   } finally {
     meta.releaseListings();
+  }
+});
+
+test("a listing stalled past abandonMs is given up: the next caller starts another, and the stalled one's late value does not overwrite a newer one", async () => {
+  const pending: Array<(v: number[]) => void> = [];
+  let calls = 0;
+  const answers: Array<number[] | null> = [[2], null, [1, 2, 3]]; // null: stalls until released
+  const listing = new LatestListing<number[]>(() => {
+    const answer = answers[calls++];
+    return answer ? Promise.resolve(answer) : new Promise<number[]>((resolve) => pending.push(resolve));
+  }, 10, 100);
+  // The listing's timers are unref'd (they never keep a broker alive); this test's process needs one that is.
+  const keepAlive = setInterval(() => {}, 1_000);
+  try {
+    assert.equal(await listing.get(), { value: [2], fresh: true });
+    assert.equal(await listing.get(), { value: [2], fresh: false }, "stalled: the last known value");
+    assert.equal(await listing.get(), { value: [2], fresh: false }, "still the one stalled listing");
+    assert.is(calls, 2, "shared while it is young");
+    await new Promise((r) => setTimeout(r, 120));
+    assert.equal(await listing.get(), { value: [1, 2, 3], fresh: true }, "given up: a new listing answered");
+    assert.is(calls, 3);
+    pending[0]([2]); // the stalled listing finishes at last
+    await new Promise((r) => setImmediate(r));
+    answers.push(null); // the next listing stalls too: the last known value is what is left
+    assert.equal(await listing.get(), { value: [1, 2, 3], fresh: false }, "the late, older value was dropped");
+  } finally {
+    for (const release of pending) release([]);
+    clearInterval(keepAlive);
   }
 });
 

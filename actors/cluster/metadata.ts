@@ -242,41 +242,64 @@ async function openOrCreate(kvm: Kvm, name: string, opts: { history: number; ttl
  * Metadata requests unanswered. One listing runs at a time, shared by every caller, so stalled
  * consumers do not pile up. Once a listing has completed, a caller waits at most `waitMs` and
  * then gets the last completed one (`fresh: false`); before that it waits for the first.
+ *
+ * A listing still running after `abandonMs` is given up on and the next caller starts another
+ * (the stalled one may still finish; a value older than the newest one completed is dropped):
+ * a listing stalled for 16 s kept a controller's view of live brokers at the one broker it saw
+ * first, refusing topics with replication factor 3 although all three were registered.
  */
 export class LatestListing<T> {
   private inFlight: Promise<T> | null = null;
-  private last: { value: T } | null = null;
+  private inFlightSince = 0;
+  private last: { value: T; id: number } | null = null;
+  private started = 0;
 
   constructor(
     private readonly list: () => Promise<T>,
     private readonly waitMs: number,
+    private readonly abandonMs = Math.max(3_000, waitMs * 4),
   ) {}
 
   async get(): Promise<{ value: T; fresh: boolean }> {
-    let listing = this.inFlight;
-    if (!listing) {
-      const started: Promise<T> = this.list().then((value) => {
-        this.last = { value };
-        return value;
-      });
-      this.inFlight = listing = started;
-      const done = () => {
-        if (this.inFlight === started) this.inFlight = null;
-      };
-      started.then(done, done);
+    for (;;) {
+      const listing = this.current();
+      const last = this.last;
+      // Nothing completed yet: wait for this listing, but not past the point of giving it up.
+      const value = await within(listing, last ? this.waitMs : this.abandonMs);
+      if (value !== STALLED) return { value, fresh: true };
+      listing.catch(() => undefined); // settles later; its failure is the next caller's to see
+      if (last) return { value: last.value, fresh: false };
     }
-    const last = this.last;
-    if (!last) return { value: await listing, fresh: true };
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const stalled = new Promise<null>((resolve) => {
-      timer = setTimeout(() => resolve(null), this.waitMs);
-      timer.unref();
-    });
-    const value = await Promise.race([listing, stalled]).finally(() => clearTimeout(timer));
-    if (value !== null) return { value, fresh: true };
-    listing.catch(() => undefined); // settles later; its failure is the next caller's to see
-    return { value: last.value, fresh: false };
   }
+
+  /** The listing in flight, or a new one (none in flight, or the one in flight given up on). */
+  private current(): Promise<T> {
+    if (this.inFlight && Date.now() - this.inFlightSince < this.abandonMs) return this.inFlight;
+    const id = ++this.started;
+    this.inFlightSince = Date.now();
+    const started: Promise<T> = this.list().then((value) => {
+      if (!this.last || this.last.id < id) this.last = { value, id };
+      return value;
+    });
+    this.inFlight = started;
+    const done = () => {
+      if (this.inFlight === started) this.inFlight = null;
+    };
+    started.then(done, done);
+    return started;
+  }
+}
+
+const STALLED = Symbol("stalled");
+
+/** The promise's value, or STALLED after `ms`. */
+async function within<T>(p: Promise<T>, ms: number): Promise<T | typeof STALLED> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const stalled = new Promise<typeof STALLED>((resolve) => {
+    timer = setTimeout(() => resolve(STALLED), ms);
+    timer.unref();
+  });
+  return Promise.race([p, stalled]).finally(() => clearTimeout(timer));
 }
 
 async function listKeys(kv: KV, filter: string): Promise<string[]> {
