@@ -44,9 +44,23 @@ export class MetadataStore {
   static async open(nc: NatsConnection, cluster: string, options: MetadataOptions = {}): Promise<MetadataStore> {
     const kvm = new Kvm(nc);
     const liveTtlMs = options.liveTtlMs ?? 3_000;
-    const meta = await openOrCreate(kvm, metaBucket(cluster), { history: 5 });
-    const live = await openOrCreate(kvm, liveBucket(cluster), { history: 1, ttl: liveTtlMs });
-    return new MetadataStore(meta, live, liveTtlMs);
+    // nats.js reports a JetStream API request nobody answered as "jetstream is not enabled"; a
+    // busy server just started (three brokers opening buckets at once on a loaded machine) did
+    // that once in a chaos loop. Retried for a while; a server without -js still fails clearly.
+    const deadline = Date.now() + JETSTREAM_WAIT_MS;
+    for (let delay = 100; ; delay = Math.min(delay * 2, 1_000)) {
+      try {
+        const meta = await openOrCreate(kvm, metaBucket(cluster), { history: 5 });
+        const live = await openOrCreate(kvm, liveBucket(cluster), { history: 1, ttl: liveTtlMs });
+        return new MetadataStore(meta, live, liveTtlMs);
+      } catch (e) {
+        if (!JETSTREAM_NOT_READY.has((e as Error)?.name)) throw e;
+        if (Date.now() + delay > deadline) {
+          throw new SkeinError(ErrorCode.NOT_CONNECTED, `JetStream did not answer for ${JETSTREAM_WAIT_MS / 1000} s: is the NATS server running with JetStream (nats-server -js)? (${(e as Error).message})`, { cluster }, { cause: e });
+        }
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
   }
 
   // Topics -----------------------------------------------------------------------------------
@@ -227,11 +241,21 @@ export class MetadataStore {
   }
 }
 
+/** How long opening the metadata buckets retries while JetStream does not answer, ms. */
+const JETSTREAM_WAIT_MS = 10_000;
+/** nats.js errors (by name) of a JetStream that does not answer yet, or a bucket stream not there yet. */
+const JETSTREAM_NOT_READY = new Set(["JetStreamNotEnabled", "StreamNotFoundError"]);
+
 async function openOrCreate(kvm: Kvm, name: string, opts: { history: number; ttl?: number }): Promise<KV> {
   try {
     return await kvm.create(name, opts);
-  } catch {
-    return kvm.open(name);
+  } catch (e) {
+    if ((e as Error)?.name === "JetStreamNotEnabled") throw e;
+    // nats.js binds to an existing bucket without looking: look, so a missing stream fails here
+    // (and is retried) rather than as "jetstream is not enabled" at the first put.
+    const kv = await kvm.open(name);
+    await kv.status();
+    return kv;
   }
 }
 
