@@ -16,7 +16,7 @@ import { PartitionLog } from "../actors/log/log.js";
 import { HistoryRecorder, parseHistoryJsonl, type ReadRecord } from "../actors/chaos/history.js";
 import { checkHistory, summarize, verdictJson, type CheckResult } from "../actors/chaos/checker.js";
 import { renderTimeline } from "../actors/chaos/timeline.js";
-import { Nemesis, type OwnedBrokers } from "../actors/chaos/nemesis.js";
+import { Nemesis, waitUntil as waitUntilBounded, type OwnedBrokers } from "../actors/chaos/nemesis.js";
 import { Workload, finalRead } from "../actors/chaos/workload.js";
 import { COOLDOWN_MS, describeStep, scheduleFor, type Scenario, type Step } from "../actors/chaos/schedule.js";
 import { decodeRecords, iterateBatches } from "../protocol/record-batch.js";
@@ -478,10 +478,6 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-async function waitUntil(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await Promise.resolve().then(check).catch(() => false))) {
-    if (Date.now() > deadline) throw new SkeinError(ErrorCode.TIMEOUT, `timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(100);
-  }
+function waitUntil(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  return waitUntilBounded(check, timeoutMs, what, 100);
 }

@@ -281,10 +281,22 @@ function alive(pid: number): boolean {
   }
 }
 
-async function waitUntil(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+/**
+ * Polls `check` until it holds, every `intervalMs`, for at most `timeoutMs`, then TIMEOUT. A
+ * check still pending at the deadline counts as failed: a KV listing can stall for many seconds
+ * (see LatestListing), and a chaos run waited on one well past its 30 s bound until the process
+ * was killed.
+ */
+export async function waitUntil(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string, intervalMs = 50): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!(await Promise.resolve().then(check).catch(() => false))) {
-    if (Date.now() > deadline) throw new SkeinError(ErrorCode.TIMEOUT, `timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
+  const timedOut = () => new SkeinError(ErrorCode.TIMEOUT, `timed out after ${timeoutMs} ms waiting for ${what}`);
+  for (;;) {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), Math.max(0, deadline - Date.now()))));
+    const held = await Promise.race([Promise.resolve().then(check).catch(() => false), late]).finally(() => clearTimeout(timer));
+    if (held === "late") throw timedOut();
+    if (held) return;
+    if (Date.now() > deadline) throw timedOut();
+    await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
