@@ -152,11 +152,15 @@ async function leaderOf(topic: string, records: number): Promise<ReplicaState> {
   return r;
 }
 
+/** A replica of its own (broker 0, empty log, no metadata store) driven by direct calls, with a context that does nothing. */
+async function unitReplica(topic: string): Promise<{ r: ReplicaState; log: PartitionLog; ctx: never }> {
+  const args = ReplicaArgs.parse({ topic, topicId: `${topic}-id`, partition: 0, broker: 0, dataDir: unitData.path, configs: {} });
+  const log = await PartitionLog.open(partitionDir(unitData.path, topic, 0), logConfigFor(args.configs), { topic, partition: 0 });
+  return { r: new ReplicaState(log, {} as MetadataStore, args), log, ctx: { self: "replica", schedule: () => () => {}, tell: () => {} } as never };
+}
+
 test("a partition state older than one the leader applied does not shrink its ISR back: the HW waits for every replica the KV lists (unit)", async () => {
-  const args = ReplicaArgs.parse({ topic: "unit-rev", topicId: "unit-rev-id", partition: 0, broker: 0, dataDir: unitData.path, configs: {} });
-  const log = await PartitionLog.open(partitionDir(unitData.path, "unit-rev", 0), logConfigFor(args.configs), { topic: "unit-rev", partition: 0 });
-  const r = new ReplicaState(log, {} as MetadataStore, args);
-  const ctx = { self: "replica", schedule: () => () => {}, tell: () => {} } as never;
+  const { r, log, ctx } = await unitReplica("unit-rev");
   const state = (isr: number[]) => ({ topic: "unit-rev", topicId: "unit-rev-id", partition: 0, leader: 0, leaderEpoch: 1, isr, replicas: [0, 1, 2], controllerEpoch: 1 });
   const fetchAt = (replicaId: number, fromOffset: number) => r.fetch({ fromOffset, maxBytes: 1 << 20, maxWaitMs: 0, replicaId, leaderEpoch: 1, upToLogEnd: false }, ctx);
   try {
@@ -178,10 +182,7 @@ test("a partition state older than one the leader applied does not shrink its IS
 });
 
 test("a follower fetching past the leader's log end is refused and not counted as having those offsets; an epoch query from another epoch is refused (unit)", async () => {
-  const args = ReplicaArgs.parse({ topic: "unit-div", topicId: "unit-div-id", partition: 0, broker: 0, dataDir: unitData.path, configs: {} });
-  const log = await PartitionLog.open(partitionDir(unitData.path, "unit-div", 0), logConfigFor(args.configs), { topic: "unit-div", partition: 0 });
-  const r = new ReplicaState(log, {} as MetadataStore, args);
-  const ctx = { self: "replica", schedule: () => () => {}, tell: () => {} } as never;
+  const { r, log, ctx } = await unitReplica("unit-div");
   const fetchAt = (replicaId: number, fromOffset: number) => r.fetch({ fromOffset, maxBytes: 1 << 20, maxWaitMs: 0, replicaId, leaderEpoch: 2, upToLogEnd: false }, ctx);
   const records = (n: number) => encodeBatch(Array.from({ length: n }, (_, i) => ({ value: enc.encode(`r${i}`) })));
   try {
@@ -203,10 +204,7 @@ test("a follower fetching past the leader's log end is refused and not counted a
 });
 
 test("a new leader answers 'latest' only once its HW reached the start of its epoch, so latest never moves backwards (unit, KIP-207)", async () => {
-  const args = ReplicaArgs.parse({ topic: "unit-lo", topicId: "unit-lo-id", partition: 0, broker: 0, dataDir: unitData.path, configs: {} });
-  const log = await PartitionLog.open(partitionDir(unitData.path, "unit-lo", 0), logConfigFor(args.configs), { topic: "unit-lo", partition: 0 });
-  const r = new ReplicaState(log, {} as MetadataStore, args);
-  const ctx = { self: "replica", schedule: () => () => {}, tell: () => {} } as never;
+  const { r, log, ctx } = await unitReplica("unit-lo");
   try {
     // Five records copied from the leader of epoch 1 (whose HW was 5); this replica leads epoch 2.
     await log.append(encodeBatch(Array.from({ length: 5 }, (_, i) => ({ value: enc.encode(`r${i}`) }))), { leaderEpoch: 1 });
