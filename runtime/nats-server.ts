@@ -36,6 +36,8 @@ export interface NatsServerOptions {
    * cleanly; the owner stops it last. Default false.
    */
   ownProcessGroup?: boolean;
+  /** JetStream on (-js). Default true; off only to test what Skein says without it. */
+  jetstream?: boolean;
 }
 
 export const NATS_INSTALL_HINT =
@@ -57,7 +59,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   const storeDir = options.storeDir ?? mkdtempSync(join(tmpdir(), "skein-nats-"));
   const configPath = join(storeDir, "nats.conf");
   writeFileSync(configPath, `max_payload: ${options.maxPayloadBytes ?? 8 * 1024 * 1024}\n${authConfig(options.auth)}`, { mode: 0o600 });
-  const child = spawn(binary, ["-a", "127.0.0.1", "-p", String(options.port ?? -1), "-js", "-sd", storeDir, "-c", configPath], {
+  const child = spawn(binary, ["-a", "127.0.0.1", "-p", String(options.port ?? -1), ...(options.jetstream === false ? [] : ["-js"]), "-sd", storeDir, "-c", configPath], {
     stdio: ["ignore", "ignore", "pipe"],
     detached: options.ownProcessGroup ?? false,
   });

@@ -5,6 +5,8 @@ import * as assert from "uvu/assert";
 import { execFile, spawn } from "node:child_process";
 import { cliBundlePath } from "../runtime/paths.js";
 import { startSkeinProcess, type ChildHandle } from "../runtime/child-process.js";
+import { startNatsServer } from "../runtime/nats-server.js";
+import { tempDir } from "./helpers.js";
 
 function skein(args: string[], input?: string, timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -112,6 +114,24 @@ test("every command has --help and missing --nats is a clear error", async () =>
   });
   assert.is(r.code, 2);
   assert.match(r.stderr, /--nats URL is required/);
+});
+
+test("a broker on a NATS server without JetStream exits with an error that says so", async () => {
+  const server = await startNatsServer({ jetstream: false });
+  const data = tempDir("skein-cli-nojs-");
+  try {
+    const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const c = spawn(process.execPath, [cliBundlePath(), "broker", "--id", "1", "--data", data.path, "--nats", server.url], { env: { ...process.env, SKEIN_NATS: "" } });
+      let stderr = "";
+      c.stderr.on("data", (d) => (stderr += d));
+      c.on("close", (code) => resolve({ code, stderr }));
+    });
+    assert.is.not(r.code, 0);
+    assert.match(r.stderr, /JetStream did not answer.*nats-server -js/);
+  } finally {
+    await server.stop();
+    data.remove();
+  }
 });
 
 test.after(async () => {
