@@ -132,6 +132,14 @@ function newConsumer(config: Parameters<Skein["consumer"]>[0]): Consumer {
   return c;
 }
 
+/** A new consumer (see newConsumer), connected and assigned `partitions` of `topic` from offset 0. */
+async function assignedConsumer(topic: string, partitions: number[], config: Parameters<Skein["consumer"]>[0]): Promise<Consumer> {
+  const consumer = newConsumer(config);
+  await consumer.connect();
+  await consumer.assign(partitions.map((partition) => ({ topic, partition, offset: 0 })));
+  return consumer;
+}
+
 test.after.each(async () => {
   for (const c of consumers.splice(0)) await c.disconnect().catch(() => undefined);
 });
@@ -193,9 +201,7 @@ test("many partitions on one leader worker are fetched through one request at a 
   await produce("many", partitions, 300);
   const leaders = new Set(await Promise.all(partitions.map((p) => leaderOf("many", p))));
   tap.reset();
-  const consumer = newConsumer({ maxWaitTimeInMs: 500 });
-  await consumer.connect();
-  await consumer.assign(partitions.map((partition) => ({ topic: "many", partition, offset: 0 })));
+  const consumer = await assignedConsumer("many", partitions, { maxWaitTimeInMs: 500 });
   const read: Read = new Map();
   await readAtLeast(consumer, read, partitions, 300, 20_000, "every partition read");
   assertComplete(read, partitions, 300);
@@ -224,9 +230,7 @@ test("maxBytes (kafkajs) bounds each answer from a leader worker, and every reco
   await produce("bounded", partitions, 300, 0, 1_000);
   tap.reset();
   const maxBytes = 64 * 1024;
-  const consumer = newConsumer({ maxWaitTimeInMs: 500, maxBytes, maxBytesPerPartition: maxBytes });
-  await consumer.connect();
-  await consumer.assign(partitions.map((partition) => ({ topic: "bounded", partition, offset: 0 })));
+  const consumer = await assignedConsumer("bounded", partitions, { maxWaitTimeInMs: 500, maxBytes, maxBytesPerPartition: maxBytes });
   const read: Read = new Map();
   await readAtLeast(consumer, read, partitions, 300, 20_000, "every partition read");
   assertComplete(read, partitions, 300);
@@ -246,9 +250,7 @@ test("one partition's OFFSET_OUT_OF_RANGE resets it per policy without stalling 
     return Number(o.find((x) => x.partition === 0)!.low);
   }, 10_000, "retention to advance partition 0's log start");
   tap.reset();
-  const consumer = newConsumer({ maxWaitTimeInMs: 500 });
-  await consumer.connect();
-  await consumer.assign([0, 1, 2].map((partition) => ({ topic: "mixed", partition, offset: 0 })));
+  const consumer = await assignedConsumer("mixed", [0, 1, 2], { maxWaitTimeInMs: 500 });
   const read: Read = new Map();
   await waitFor(async () => {
     await pollInto(consumer, read);
@@ -270,9 +272,7 @@ test("pausing one partition leaves the others of its session fetching; resume pi
   const partitions = [0, 1, 2, 3];
   await produce("paused", partitions, 20);
   tap.reset();
-  const consumer = newConsumer({ maxWaitTimeInMs: 500 });
-  await consumer.connect();
-  await consumer.assign(partitions.map((partition) => ({ topic: "paused", partition, offset: 0 })));
+  const consumer = await assignedConsumer("paused", partitions, { maxWaitTimeInMs: 500 });
   const read: Read = new Map();
   await readAtLeast(consumer, read, partitions, 20, 15_000, "the first records");
   await consumer.pause([{ topic: "paused", partitions: [0] }]);
@@ -296,9 +296,7 @@ test("backpressure: what the sessions deliver while nobody polls stays within ma
   tap.reset();
   const maxBufferedBytes = 64 * 1024;
   const maxBytesPerPartition = 16 * 1024;
-  const consumer = newConsumer({ maxWaitTimeInMs: 500, maxBufferedBytes, maxBytesPerPartition });
-  await consumer.connect();
-  await consumer.assign(partitions.map((partition) => ({ topic: "heavy", partition, offset: 0 })));
+  const consumer = await assignedConsumer("heavy", partitions, { maxWaitTimeInMs: 500, maxBufferedBytes, maxBytesPerPartition });
   // Nobody polls for a while: fetching stops once the buffer is over its bound.
   await new Promise((r) => setTimeout(r, 1_500));
   const delivered = tap.answerBytes;
@@ -322,9 +320,7 @@ test("a leader move (broker killed) moves only its partitions to another session
   const stayed = partitions.filter((p) => leaders[p] !== victim);
   assert.ok(stayed.length > 0, `leaders ${leaders} all on broker ${victim}: nothing to compare with`);
   tap.reset();
-  const consumer = newConsumer({ maxWaitTimeInMs: 500 });
-  await consumer.connect();
-  await consumer.assign(partitions.map((partition) => ({ topic: "moving", partition, offset: 0 })));
+  const consumer = await assignedConsumer("moving", partitions, { maxWaitTimeInMs: 500 });
   const read: Read = new Map();
   await readAtLeast(consumer, read, partitions, 20, 15_000, "the first records");
   tap.unwatch(victim);

@@ -306,11 +306,8 @@ export async function finalRead(client: ClusterClient, topic: string, history: H
     if (before && (unsettled.length === 0 || last)) {
       const reads = await readCommitted(client, topic, before).catch(() => null);
       const after = reads && !last ? (await client.describeTopic(topic).catch(() => null))?.partitions : null;
-      const moved = after ? before.filter((p) => {
-        const a = after.find((x) => x.partition === p.partition);
-        return !a || a.leader !== p.leader || a.leaderEpoch !== p.leaderEpoch || a.highWatermark !== p.highWatermark;
-      }) : before;
-      if (reads && (moved.length === 0 || last)) {
+      const unchanged = (p: (typeof before)[number]) => after?.some((a) => a.partition === p.partition && a.leader === p.leader && a.leaderEpoch === p.leaderEpoch && a.highWatermark === p.highWatermark);
+      if (reads && (last || before.every(unchanged))) {
         if (last) options.log?.(`final read: no settled, stable view of ${topic} in ${options.timeoutMs ?? 10_000} ms (${attempt} attempts${unsettled.length ? `; ${unsettled.join(", ")}` : ""}); recorded as read`);
         for (const r of reads) history.record({ process: "checker", f: "final-read", type: "ok", topic, partition: r.partition, highWatermark: r.highWatermark, logStartOffset: r.logStartOffset, records: r.records });
         return before.map((p) => ({ partition: p.partition, leader: p.leader, highWatermark: p.highWatermark ?? 0, isr: p.isr, replicas: p.replicas }));
