@@ -10,7 +10,7 @@
 
 import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
-import { cpuMsOf, startJetStreamR3, startRawNats, startSkeinCluster } from "./fixtures/servers.js";
+import { contextSwitchesOf, cpuMsOf, startJetStreamR3, startRawNats, startSkeinCluster } from "./fixtures/servers.js";
 import type { LoadSpec } from "./fixtures/load-client.js";
 import { runLoad, type LoadRun } from "./load.js";
 import { JETSTREAM_WINDOW } from "./produce.js";
@@ -89,17 +89,29 @@ interface Busy extends LoadRun {
   systemCores: number;
   /** Share of all the machine's cores busy over the run, whoever used them (/proc/stat). */
   machineBusy: number;
+  /** Context switches of the system under test's threads (servers and load clients) over the run. */
+  contextSwitches: number;
+  /** CPU time of the system under test over the run, ms. */
+  systemCpuMs: number;
 }
 
 async function busy(serverPids: number[], run: () => Promise<LoadRun>): Promise<Busy> {
   const machine = machineTicks();
   const servers = cpuMsOf(serverPids);
+  const switches = contextSwitchesOf(serverPids);
   const r = await run();
   const serverMs = cpuMsOf(serverPids) - servers;
+  const serverSwitches = contextSwitchesOf(serverPids) - switches;
   const after = machineTicks();
   const clientMs = (r.clientCpuUsPerRecord * r.records) / 1000;
   const total = after.total - machine.total;
-  return { ...r, systemCores: (serverMs + clientMs) / 1000 / r.seconds, machineBusy: total > 0 ? (after.busy - machine.busy) / total : NaN };
+  return {
+    ...r,
+    systemCores: (serverMs + clientMs) / 1000 / r.seconds,
+    machineBusy: total > 0 ? (after.busy - machine.busy) / total : NaN,
+    contextSwitches: serverSwitches + r.clientContextSwitches,
+    systemCpuMs: serverMs + clientMs,
+  };
 }
 
 /** Busy and total jiffies of all CPUs so far (the first line of /proc/stat; iowait counts as idle). */
@@ -140,6 +152,8 @@ function report(results: Map<string, Busy>, sizes: Sizes): SuiteResult {
         "ack max ms": msNum(ack?.maxUs),
         "CPU cores": Math.round(r.systemCores * 100) / 100,
         "machine busy": Number.isFinite(r.machineBusy) ? `${Math.round(r.machineBusy * 100)}%` : null,
+        "switches/rec": r.records > 0 ? Math.round((r.contextSwitches / r.records) * 100) / 100 : null,
+        "CPU µs/switch": r.contextSwitches > 0 ? Math.round((r.systemCpuMs * 1000) / r.contextSwitches) : null,
       });
       if (e2e) series.push({ label: `${system} end-to-end`, points: e2e.curve });
       if (ack) series.push({ label: `${system} publish→ack`, points: ack.curve });
@@ -154,7 +168,7 @@ function report(results: Map<string, Busy>, sizes: Sizes): SuiteResult {
   return {
     suite: "e2e-latency",
     title: `Latency at fixed rates (${sizes.recordBytes} B records, ${sizes.seconds} s per rate; HdrHistogram, coordinated omission corrected)`,
-    columns: ["system @ rate", "achieved/s", "delivered", "e2e p50 ms", "e2e p99 ms", "e2e p99.9 ms", "e2e max ms", "ack p50 ms", "ack p99 ms", "ack max ms", "CPU cores", "machine busy"],
+    columns: ["system @ rate", "achieved/s", "delivered", "e2e p50 ms", "e2e p99 ms", "e2e p99.9 ms", "e2e max ms", "ack p50 ms", "ack p99 ms", "ack max ms", "CPU cores", "machine busy", "switches/rec", "CPU µs/switch"],
     rows,
     targets,
     parameters: { ...sizes, partitions: PARTITIONS, lingerMs: 0, latencies: Object.fromEntries([...results].map(([k, r]) => [k, { ack: r.ackLatency, endToEnd: r.endToEndLatency }])) },
@@ -163,6 +177,7 @@ function report(results: Map<string, Busy>, sizes: Sizes): SuiteResult {
       "raw NATS has no acknowledgement: its 'ack' is a flush round trip per chunk; its end-to-end is publish→subscribe.",
       "Skein runs with lingerMs 0 here; end-to-end includes the consumer's long-poll wake-up on the high watermark.",
       `CPU cores: CPU time of the system under test (its servers, producer and consumer processes) per second of the run; machine busy: all ${availableParallelism()} cores, whoever used them. Near 100% every hop waits for a core, and that wait is most of the latency.`,
+      "switches/rec: context switches of every thread of the system under test (servers from /proc, load clients from getrusage) per record delivered; each is a thread put to sleep and woken again, or preempted. CPU µs/switch: the system's CPU time divided by them, what each wake-up costs all told on this machine.",
     ],
     charts: curves,
   };

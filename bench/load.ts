@@ -17,6 +17,8 @@ export interface LoadRun {
   recordsPerSec: number;
   /** CPU time of the load clients per record, µs (servers not included). */
   clientCpuUsPerRecord: number;
+  /** Context switches of the load clients' threads over the run (servers not included). */
+  clientContextSwitches: number;
   /** Publish→ack latency of the producers (fixed-rate runs). */
   ackLatency: LatencyPercentiles | null;
   /** Produce→consume latency seen by the background consumers (runs with one). */
@@ -119,6 +121,7 @@ function aggregate(producers: LoadResult[], receivers: LoadResult[]): LoadRun {
     seconds,
     recordsPerSec: records / seconds,
     clientCpuUsPerRecord: records > 0 ? cpuUs / records : 0,
+    clientContextSwitches: [...producers, ...receivers].reduce((n, r) => n + r.contextSwitches, 0),
     ackLatency: mergeLatencies(producers.map((r) => r.latency)),
     endToEndLatency: mergeLatencies(receivers.map((r) => r.latency)),
   };
