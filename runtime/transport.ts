@@ -127,7 +127,9 @@ export class NatsTransport {
           return;
         }
         if (this.filter !== null) {
-          receiveThroughFaults(this.filter, address, msg, (respond) => deliver(data, respond ? this.replyVia((d) => respond(d, undefined)) : null, onMessage, onInvalid));
+          // Each delivery (a duplicate is two, a delay comes later) gets its own copy: a handler
+          // may keep or move a message's buffer as its own (runtime/nats-parser.ts takeExclusive).
+          receiveThroughFaults(this.filter, address, msg, (respond) => deliver(data.slice(), respond ? this.replyVia((d) => respond(d, undefined)) : null, onMessage, onInvalid));
           return;
         }
         deliver(data, msg.reply ? this.replyVia((d) => msg.respond(d)) : null, onMessage, onInvalid);
@@ -151,7 +153,7 @@ export class NatsTransport {
     const filter = this.filter;
     for (let i = 0; i < envelopes.length; i++) {
       const data = envelopes[i];
-      if (filter !== null) receiveThroughFaults(filter, address, msg, () => deliver(data, null, onMessage, onInvalid));
+      if (filter !== null) receiveThroughFaults(filter, address, msg, () => deliver(data.slice(), null, onMessage, onInvalid));
       else deliver(data, null, onMessage, onInvalid);
     }
   }

@@ -24,6 +24,7 @@ import { iterateBatches } from "../../protocol/record-batch.js";
 import { BrokerWorkerCounts, metadataFor } from "../cluster/shared.js";
 import { asFetchError } from "../cluster/fetch-server.js";
 import { transferWith } from "../../runtime/port-ref.js";
+import { presizeLargeNatsMessages, takeExclusive } from "../../runtime/nats-parser.js";
 import type { MetadataStore } from "../cluster/metadata.js";
 import type { z } from "zod";
 import { randomUUID } from "node:crypto";
@@ -95,6 +96,8 @@ const POLL_DEADLINE_SLACK_MS = 100;
 export class ConsumerState {
   readonly assigned = new Map<string, Assigned>();
   bufferedBytes = 0;
+  /** Buffered chunks that are views of a fetch answer's own buffer (see SharedAnswers). */
+  private readonly shared = new SharedAnswers();
   polls: Array<{ reply: ReplyHandle<PollResult>; maxBytes: number; deadline: number }> = [];
   kickScheduled = false;
   generation = 0;
@@ -124,6 +127,8 @@ export class ConsumerState {
     natsMaxPayload = DEFAULT_NATS_MAX_PAYLOAD,
   ) {
     this.workersOf = new BrokerWorkerCounts(meta);
+    // Fetch answers spanning socket reads arrive in exact-size buffers this actor can keep.
+    presizeLargeNatsMessages();
     const room = Math.max(1024, natsMaxPayload - ANSWER_ENVELOPE_BYTES);
     this.answerMaxBytes = Math.min(args.fetchMaxBytes, room);
     this.partitionMaxBytes = Math.min(args.maxBytesPerPartition, room);
@@ -133,7 +138,7 @@ export class ConsumerState {
     const keep = new Set(partitions.map((p) => `${p.topic}/${p.partition}`));
     for (const [key, a] of this.assigned) {
       if (keep.has(key)) continue;
-      this.bufferedBytes -= a.buffered.reduce((n, c) => n + c.data.length, 0);
+      this.dropBuffered(a);
       this.leaveSession(a);
       this.assigned.delete(key);
     }
@@ -155,8 +160,7 @@ export class ConsumerState {
   }
 
   private seekTo(a: Assigned, offset: number): void {
-    this.bufferedBytes -= a.buffered.reduce((n, c) => n + c.data.length, 0);
-    a.buffered = [];
+    this.dropBuffered(a);
     a.position = offset;
     a.fetchOffset = offset;
     a.generation = ++this.generation;
@@ -277,26 +281,34 @@ export class ConsumerState {
 
   onFetched(m: z.infer<typeof ConsumerMessages.Fetched>, ctx: Ctx): void {
     const a = this.assigned.get(m.key);
-    if (a && a.generation === m.generation) this.applyFetched(a, m);
+    if (a && a.generation === m.generation) {
+      this.applyFetched(a, m, m.data ? this.shared.answer(m.data) : null);
+      this.answerPolls();
+    }
     this.kick(ctx);
   }
 
-  /** A fetch of `a` (made at its current generation and fetch offset) ended: buffer its data or handle its error. */
-  private applyFetched(a: Assigned, m: { fromOffset: number; data?: Uint8Array; highWatermark?: number; error?: FetchError }): void {
+  /**
+   * A fetch of `a` (made at its current generation and fetch offset) ended: buffer its data or
+   * handle its error. With `answer`, the data is a view of a fetch answer's own buffer (see
+   * SharedAnswers) and is kept as it is; otherwise it is copied out (ownBuffer).
+   */
+  private applyFetched(a: Assigned, m: { fromOffset: number; data?: Uint8Array; highWatermark?: number; error?: FetchError }, answer: Answer | null): void {
     a.fetching = false;
     if (m.error) this.onFetchError(a, m.error);
     else if (m.fromOffset === -1) {
       a.position = a.fetchOffset = m.highWatermark!;
     } else {
       a.highWatermark = m.highWatermark ?? a.highWatermark;
-      const data = ownBuffer(m.data!);
-      if (data.length > 0) {
+      if (m.data!.length > 0) {
+        const data = answer ? m.data! : ownBuffer(m.data!);
         let next = a.fetchOffset;
         for (const { header } of iterateBatches(data, { verifyCrc: false })) next = Math.max(next, header.lastOffset + 1);
-        a.buffered.push({ topic: a.topic, partition: a.partition, fromOffset: a.fetchOffset, data, highWatermark: a.highWatermark });
+        const chunk: PolledChunk = { topic: a.topic, partition: a.partition, fromOffset: a.fetchOffset, data, highWatermark: a.highWatermark };
+        a.buffered.push(chunk);
+        if (answer) this.shared.add(chunk, answer);
         this.bufferedBytes += data.length;
         a.fetchOffset = next;
-        this.answerPolls();
       }
     }
   }
@@ -416,6 +428,9 @@ export class ConsumerState {
     if (m.error) {
       if (latest) this.sessionFailed(s, m.error);
     } else {
+      // Every partition's data is a view of m.data; polls are answered once all are buffered,
+      // so that take() knows every chunk that shares the answer's buffer.
+      const answer = m.data ? this.shared.answer(m.data) : null;
       for (const r of m.results) {
         const key = `${r.topic}/${r.partition}`;
         const w = s.awaiting.get(key);
@@ -426,8 +441,9 @@ export class ConsumerState {
         // Not the current fetch of the partition (a seek since): dropped like an older Fetched.
         if (this.assigned.get(key) !== a || a.generation !== w.generation || a.fetchOffset !== r.fetchOffset) continue;
         const data = r.error || !m.data ? undefined : m.data.subarray(r.start, r.start + r.length);
-        this.applyFetched(a, { fromOffset: r.fetchOffset, data: data ?? new Uint8Array(0), highWatermark: r.highWatermark, error: r.error });
+        this.applyFetched(a, { fromOffset: r.fetchOffset, data: data ?? new Uint8Array(0), highWatermark: r.highWatermark, error: r.error }, answer);
       }
+      this.answerPolls();
     }
     this.kick(ctx);
     if (!inFlight(s)) this.send(s, ctx);
@@ -485,8 +501,8 @@ export class ConsumerState {
 
   private result(chunks: PolledChunk[]): PollResult {
     if (chunks.length) this.facadeIdle = false;
-    // Every chunk's data is a buffer of its own (ownBuffer) that take() removed from this
-    // state for good: it moves to the facade instead of being copied.
+    // Every chunk's data is in a buffer no other buffered chunk uses (see take()), removed from
+    // this state for good: it moves to the facade instead of being copied.
     return transferWith({ chunks, events: this.events.splice(0) }, chunks.map((c) => c.data.buffer as ArrayBuffer));
   }
 
@@ -503,8 +519,18 @@ export class ConsumerState {
         for (const { header } of iterateBatches(c.data, { verifyCrc: false })) a.position = Math.max(a.position, header.lastOffset + 1);
       }
     }
+    this.shared.handOut(out);
     if (out.length && ctx) this.kick(ctx);
     return out;
+  }
+
+  /** Drops the partition's buffered chunks (a seek, or the partition left the assignment). */
+  private dropBuffered(a: Assigned): void {
+    for (const c of a.buffered) {
+      this.bufferedBytes -= c.data.length;
+      this.shared.drop(c);
+    }
+    a.buffered = [];
   }
 
   answerPolls(): void {
@@ -535,7 +561,7 @@ export class ConsumerState {
       const key = `${p.topic}/${p.partition}`;
       const a = this.assigned.get(key);
       if (!a) continue;
-      this.bufferedBytes -= a.buffered.reduce((n, c) => n + c.data.length, 0);
+      this.dropBuffered(a);
       this.leaveSession(a);
       this.assigned.delete(key);
     }
@@ -597,12 +623,66 @@ export const ConsumerActor = defineActor({
   },
 });
 
+/** A fetch answer in a buffer of its own: how many buffered chunks are still views of it. */
+interface Answer {
+  views: number;
+}
+
 /**
- * Fetched data is a view into a buffer the NATS client assembled the reply in: often twice
- * the data (it grows by doubling), and the client's, not ours. It is copied once into a
- * buffer of exactly its size that only this actor holds, so what is buffered (bounded by
- * maxBufferedBytes) is close to the memory it takes, and a poll can move the buffer to the
- * facade (transferWith) instead of structured-cloning it (a copy on each thread).
+ * Fetch answers that arrived in buffers of their own (runtime/nats-parser.ts presizes every
+ * NATS message spanning socket reads, i.e. every large one, and hands such a buffer over once).
+ * Their partitions' data are buffered as views of that buffer, without a copy. A handout moves
+ * the buffer to the facade only when it takes every chunk still viewing it; the chunks of a
+ * handout that leaves one behind (a paused partition's, or one past the poll's maxBytes) are
+ * copied out first, so a transfer never detaches a view the actor still holds.
+ */
+export class SharedAnswers {
+  private readonly answerOf = new WeakMap<PolledChunk, Answer>();
+
+  /** The answer whose buffer `data` is a view of, if this actor may keep that buffer (once per buffer). */
+  answer(data: Uint8Array): Answer | null {
+    return takeExclusive(data.buffer) ? { views: 0 } : null;
+  }
+
+  /** `chunk` is buffered, its data a view of `answer`'s buffer. */
+  add(chunk: PolledChunk, answer: Answer): void {
+    answer.views++;
+    this.answerOf.set(chunk, answer);
+  }
+
+  /** A buffered chunk is dropped without being handed out. */
+  drop(chunk: PolledChunk): void {
+    const answer = this.answerOf.get(chunk);
+    if (!answer) return;
+    answer.views--;
+    this.answerOf.delete(chunk);
+  }
+
+  /** The chunks a poll hands out, removed from the buffer: copies out those whose buffer stays in use. */
+  handOut(out: PolledChunk[]): void {
+    let taken: Map<Answer, number> | null = null;
+    for (const c of out) {
+      const answer = this.answerOf.get(c);
+      if (answer) (taken ??= new Map()).set(answer, (taken.get(answer) ?? 0) + 1);
+    }
+    if (taken === null) return;
+    for (const c of out) {
+      const answer = this.answerOf.get(c);
+      if (!answer) continue;
+      this.answerOf.delete(c);
+      if (taken.get(answer) !== answer.views) c.data = ownBuffer(c.data);
+    }
+    for (const [answer, n] of taken) answer.views -= n;
+  }
+}
+
+/**
+ * Fetched data that is a view into a buffer the NATS client still owns or shares (a message
+ * that arrived within one socket read shares the read's buffer with others), or that shares
+ * an answer's buffer with a chunk staying behind: copied once into a buffer of exactly its
+ * size that only this actor holds, so what is buffered (bounded by maxBufferedBytes) is close
+ * to the memory it takes, and a poll can move the buffer to the facade (transferWith) instead
+ * of structured-cloning it (a copy on each thread).
  */
 function ownBuffer(data: Uint8Array): Uint8Array<ArrayBuffer> {
   return data.slice();
