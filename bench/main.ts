@@ -55,6 +55,7 @@ async function optionalSuite(bundle: string, exportName: string): Promise<SuiteR
 }
 
 const USAGE = `usage: npm run bench -- [suite…] [--quick] [--json FILE] [--out DIR] [--filter TEXT] [--profile DIR]
+       skein bench [suite…] [options]   (the same, from the CLI)
 
 suites (default: all that this build has, except the ones run only when named):
 ${Object.entries(SUITES)

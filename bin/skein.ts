@@ -7,6 +7,7 @@ import { registerTopicCommands } from "./topics-cmd.js";
 import { registerClientCommands } from "./client-cmds.js";
 import { registerGroupCommands } from "./groups-cmd.js";
 import { registerChaosCommands } from "./chaos-cmd.js";
+import { registerBenchCommand } from "./bench-cmd.js";
 
 const program = new Command();
 program
@@ -22,6 +23,7 @@ registerTopicCommands(program);
 registerClientCommands(program);
 registerGroupCommands(program);
 registerChaosCommands(program);
+registerBenchCommand(program);
 
 program.parseAsync(process.argv).catch((e) => {
   console.error(`error: ${(e as Error).message}`);

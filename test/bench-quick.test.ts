@@ -1,23 +1,22 @@
-// `npm run bench -- --quick` as CI runs it: every default suite at small sizes, each starting and
-// stopping its own servers. It checks that results are well-formed, not that they are fast
+// `skein bench --quick` (the same as `npm run bench -- --quick`) as CI runs it: every default
+// suite at small sizes, each starting and stopping its own servers. It checks that results are well-formed, not that they are fast
 // (speed belongs to the full bench on a quiet machine, bench/RESULTS.md).
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { cliBundlePath } from "../runtime/paths.js";
 import { tempDir } from "./helpers.js";
 
-const BENCH = fileURLToPath(new URL("../bench/main.js", import.meta.url));
 const SUITES = ["produce", "consume", "e2e-latency", "partitions-scale", "failover", "actors", "log"];
 
-test("bench --quick runs every default suite and writes well-formed results and charts", async () => {
+test("skein bench --quick runs every default suite and writes well-formed results and charts", async () => {
   const dir = tempDir("skein-bench-quick-");
   try {
     const json = join(dir.path, "run.json");
     const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
-      execFile(process.execPath, ["--enable-source-maps", BENCH, "--quick", "--json", json], { timeout: 220_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) =>
+      execFile(process.execPath, [cliBundlePath(), "bench", "--quick", "--json", json], { timeout: 220_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) =>
         resolve({ code: err ? (typeof err.code === "number" ? err.code : 1) : 0, stdout, stderr }),
       ),
     );

@@ -116,6 +116,16 @@ test("every command has --help and missing --nats is a clear error", async () =>
   assert.match(r.stderr, /--nats URL is required/);
 });
 
+test("skein bench hands its arguments to the benchmark dispatcher: --help prints its usage, a bad option exits 2", async () => {
+  const help = await skein(["bench", "--help"]);
+  assert.is(help.code, 0, help.stderr);
+  assert.match(help.stdout, /skein bench \[suite…\]/);
+  assert.match(help.stdout, /e2e-latency/);
+  const bad = await skein(["bench", "--bogus"]);
+  assert.is(bad.code, 2);
+  assert.match(bad.stderr, /unknown option --bogus/);
+});
+
 test("a broker on a NATS server without JetStream exits with an error that says so", async () => {
   const server = await startNatsServer({ jetstream: false });
   const data = tempDir("skein-cli-nojs-");
