@@ -56,6 +56,11 @@ export const ConsumerArgs = z.object({
   fetchMaxBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(4 * 1024 * 1024),
   /** Long-poll wait of each fetch, ms. */
   maxWaitMs: z.number().int().min(0).max(30_000).default(500),
+  /**
+   * Bytes a fetch session's answer waits for (all its partitions together) before maxWaitMs
+   * is up (kafkajs and Kafka `minBytes`); 1: answer at the first data.
+   */
+  minBytes: z.number().int().min(1).max(64 * 1024 * 1024).default(1),
   /** Fetched but not yet polled bytes; fetching pauses above it. */
   maxBufferedBytes: z.number().int().min(64 * 1024).max(1024 * 1024 * 1024).default(16 * 1024 * 1024),
   /** Where to start without a committed offset or after OFFSET_OUT_OF_RANGE. */

@@ -282,6 +282,8 @@ export const ConsumerSessionMessages = {
     maxBytes: z.number().int().min(1024).max(64 * 1024 * 1024),
     /** Bytes per partition per answer. */
     partitionMaxBytes: z.number().int().min(1024).max(64 * 1024 * 1024),
+    /** The answer waits until this many bytes are ready (or an error, or maxWaitMs is up): Kafka's fetch min bytes. */
+    minBytes: z.number().int().min(1).max(64 * 1024 * 1024).default(1),
     full: z.boolean(),
     partitions: z.array(SessionPartition).max(100_000),
     removed: z.array(z.object({ topic: z.string(), partition: z.number().int().min(0) })).max(100_000).default([]),

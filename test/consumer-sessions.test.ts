@@ -152,13 +152,13 @@ async function leaderOf(topic: string, partition: number): Promise<number> {
   return (await admin.describeTopics({ topics: [topic] }))[0].partitions[partition].leader;
 }
 
-/** Sends `count` records `<partition>:<i>` (i from `from`) to each partition, in sends of 50. */
-async function produce(topic: string, partitions: number[], count: number, from = 0, valueBytes = 0): Promise<void> {
+/** Sends `count` records `<partition>:<i>` (i from `from`) to each partition, in sends of `perSend`. */
+async function produce(topic: string, partitions: number[], count: number, from = 0, valueBytes = 0, perSend = 50): Promise<void> {
   const producer = skein.producer({ acks: "all", lingerMs: 0 });
   await producer.connect();
   for (const partition of partitions) {
-    for (let i = from; i < from + count; i += 50) {
-      const n = Math.min(50, from + count - i);
+    for (let i = from; i < from + count; i += perSend) {
+      const n = Math.min(perSend, from + count - i);
       await producer.send({ topic, messages: Array.from({ length: n }, (_, j) => ({ partition, value: `${partition}:${i + j}:`.padEnd(valueBytes, "x") })) });
     }
   }
@@ -238,6 +238,35 @@ test("maxBytes (kafkajs) bounds each answer from a leader worker, and every reco
   // An answer may pass maxBytes by the one batch that crosses it (a batch is never split), plus its envelope.
   const oneBatch = 50 * 1_100;
   assert.ok(tap.maxAnswerBytes <= maxBytes + oneBatch + 4_096, `largest answer ${tap.maxAnswerBytes} bytes for maxBytes ${maxBytes}`);
+});
+
+test("minBytes (kafkajs): an answer gathers records until that many bytes are there; maxWaitTimeInMs answers short of it with what there is", async () => {
+  await createTopic("gather", 1, 1);
+  tap.reset();
+  const minBytes = 40_000;
+  const consumer = await assignedConsumer("gather", [0], { maxWaitTimeInMs: 30_000, minBytes });
+  await waitFor(() => tap.sessionRequests.length > 0, 10_000, "the consumer's first request");
+  // ~11 KB in ten sends of one ~1.1 KB record each: short of minBytes, so nothing comes yet.
+  await produce("gather", [0], 10, 0, 1_000, 1);
+  const read: Read = new Map();
+  const until = Date.now() + 2_000;
+  while (Date.now() < until) await pollInto(consumer, read);
+  assert.is(read.get(0)?.length ?? 0, 0, "no answer before minBytes (maxWaitTimeInMs is 30 s)");
+  // Another ~44 KB: the answer goes once 40 KB are gathered, in one piece.
+  await produce("gather", [0], 40, 10, 1_000, 1);
+  await readAtLeast(consumer, read, [0], 37, 15_000, "an answer of at least minBytes");
+  assert.ok(tap.maxAnswerBytes >= minBytes, `the answer gathered ${tap.maxAnswerBytes} bytes`);
+  const got = read.get(0)!;
+  got.forEach((r, i) => assert.is(r.value, `0:${i}:`, `record ${i} in order`));
+  tap.assertSessionsOnly();
+
+  // A minBytes never reached: each maxWaitTimeInMs answers with what is there.
+  await createTopic("trickle", 1, 1);
+  const patient = await assignedConsumer("trickle", [0], { maxWaitTimeInMs: 1_000, minBytes: 1_000_000 });
+  await produce("trickle", [0], 5);
+  const trickle: Read = new Map();
+  await readAtLeast(patient, trickle, [0], 5, 15_000, "records short of minBytes, at maxWaitTimeInMs");
+  assertComplete(trickle, [0], 5);
 });
 
 test("one partition's OFFSET_OUT_OF_RANGE resets it per policy without stalling the others of its session", async () => {

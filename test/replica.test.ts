@@ -329,7 +329,7 @@ test("a fetch server serves each session request once: a copy delivered again ne
     },
   };
   const request = (seq: number, fetchOffset: number) =>
-    server.consumerFetchMany({ session: "c", instance: "i", seq, maxWaitMs: 5_000, maxBytes: 1 << 20, partitionMaxBytes: 1 << 20, full: seq === 1, partitions: [{ topic: "unit-dup", partition: 0, fetchOffset, leaderEpoch: -1 }], removed: [] }, ctx as never);
+    server.consumerFetchMany({ session: "c", instance: "i", seq, maxWaitMs: 5_000, maxBytes: 1 << 20, partitionMaxBytes: 1 << 20, minBytes: 1, full: seq === 1, partitions: [{ topic: "unit-dup", partition: 0, fetchOffset, leaderEpoch: -1 }], removed: [] }, ctx as never);
   const settle = () => waitFor(async () => (await fetched, [...server.sessions.get("c")!.entries.values()].every((e) => !e.outstanding)), 5_000, "local fetches answered");
   try {
     assert.is(request(1, 0), undefined, "parked until its local fetch answers");

@@ -407,7 +407,7 @@ export class ConsumerState {
       }
     }
     const seq = (s.seq = ++this.sessionSeq);
-    const body = { session: this.sessionName, instance: this.instance, seq, maxWaitMs: this.args.maxWaitMs, maxBytes: this.answerMaxBytes, partitionMaxBytes: this.partitionMaxBytes, full: s.full, partitions, removed };
+    const body = { session: this.sessionName, instance: this.instance, seq, maxWaitMs: this.args.maxWaitMs, maxBytes: this.answerMaxBytes, partitionMaxBytes: this.partitionMaxBytes, minBytes: this.args.minBytes, full: s.full, partitions, removed };
     s.full = false;
     s.changed.clear();
     s.removed.clear();

@@ -86,6 +86,11 @@ export interface ConsumerConfig {
    */
   maxBytes?: number;
   maxWaitTimeInMs?: number;
+  /**
+   * Bytes a fetch answer from a leader worker waits for, its partitions together, before
+   * `maxWaitTimeInMs` is up (kafkajs `minBytes`). Default 1: records go out as they come.
+   */
+  minBytes?: number;
   maxBufferedBytes?: number;
 }
 
@@ -334,7 +339,7 @@ export class Consumer {
         kind: "consumer",
         module: bundlePath("actors.js"),
         address: this.ref.address,
-        args: { autoOffsetReset, maxBytesPerPartition: this.config.maxBytesPerPartition, fetchMaxBytes: this.config.maxBytes, maxWaitMs: this.config.maxWaitTimeInMs, maxBufferedBytes: this.config.maxBufferedBytes, group: this.groupArgs() },
+        args: { autoOffsetReset, maxBytesPerPartition: this.config.maxBytesPerPartition, fetchMaxBytes: this.config.maxBytes, maxWaitMs: this.config.maxWaitTimeInMs, minBytes: this.config.minBytes, maxBufferedBytes: this.config.maxBufferedBytes, group: this.groupArgs() },
       }).catch((e) => {
         if (!/already runs/.test((e as Error).message)) throw e;
       });

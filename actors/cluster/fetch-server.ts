@@ -21,6 +21,7 @@ import { defineActor, type ActorContext, type ReplyHandle } from "../../runtime/
 import { ErrorCode, SkeinError, isSkeinError } from "../../protocol/errors.js";
 import { offerEnvelopeHeadroom } from "../../protocol/envelope.js";
 import { ConsumerSessionMessages, FetchServerMessages, replicaAddress, type FetchError, type FetchManyResult, type FetchResult } from "../../protocol/cluster.js";
+import { iterateBatches } from "../../protocol/record-batch.js";
 
 export const FetchServerArgs = z.object({
   broker: z.number().int().min(0),
@@ -69,7 +70,7 @@ interface Session {
   ready: Set<Entry>;
   /** Entries that need a local fetch started (held back while the buffer is full). */
   waiting: Set<Entry>;
-  parked: { reply: ReplyHandle<FetchManyResult>; deadline: number; maxBytes: number; seq: number; cancelExpiry: (() => void) | null } | null;
+  parked: { reply: ReplyHandle<FetchManyResult>; deadline: number; maxBytes: number; minBytes: number; seq: number; cancelExpiry: (() => void) | null } | null;
   /** Numbers the parked requests, so a consumer's expiry timer answers only the one it was set for. */
   parkSeq: number;
   bufferedBytes: number;
@@ -93,14 +94,14 @@ export class FetchServerState {
   constructor(readonly args: Args) {}
 
   fetchMany(m: z.infer<typeof FetchServerMessages.FetchMany>, ctx: Ctx): FetchManyResult | undefined {
-    return this.serve(m, m.replicaId, this.args.partitionMaxBytes, ctx);
+    return this.serve(m, m.replicaId, this.args.partitionMaxBytes, 1, ctx);
   }
 
   consumerFetchMany(m: z.infer<typeof ConsumerSessionMessages.ConsumerFetchMany>, ctx: Ctx): FetchManyResult | undefined {
-    return this.serve(m, undefined, m.partitionMaxBytes, ctx);
+    return this.serve(m, undefined, m.partitionMaxBytes, m.minBytes, ctx);
   }
 
-  private serve(m: SessionRequest, replicaId: number | undefined, partitionMaxBytes: number, ctx: Ctx): FetchManyResult | undefined {
+  private serve(m: SessionRequest, replicaId: number | undefined, partitionMaxBytes: number, minBytes: number, ctx: Ctx): FetchManyResult | undefined {
     let s = this.sessions.get(m.session);
     if (s && (s.replicaId !== replicaId || s.instance !== m.instance)) {
       // Another client under this name (a restarted fetcher keeps its name): its session ends.
@@ -164,14 +165,28 @@ export class FetchServerState {
     if (listed) for (const key of [...s.entries.keys()]) if (!listed.has(key)) drop(key);
     for (const r of m.removed) drop(entryKey(r.topic, r.partition));
     this.fill(s, ctx);
-    if (s.ready.size > 0) return this.take(s, m.maxBytes);
+    if (s.ready.size > 0 && (m.maxWaitMs === 0 || enough(s, minBytes))) return this.take(s, m.maxBytes);
     if (m.maxWaitMs === 0) return { results: [], data: EMPTY };
     // A consumer's wait is short (maxWaitMs, 500 ms by default) and it may rely on it: it gets a
     // timer of its own rather than the tick (a follower's ten-second wait is fine with the tick).
     const seq = ++s.parkSeq;
     const cancelExpiry = replicaId === undefined ? ctx.schedule(m.maxWaitMs, "ConsumerSessionExpire", { session: s.key, seq }) : null;
-    s.parked = { reply: ctx.deferReply<FetchManyResult>(), deadline: Date.now() + m.maxWaitMs, maxBytes: m.maxBytes, seq, cancelExpiry };
+    s.parked = { reply: ctx.deferReply<FetchManyResult>(), deadline: Date.now() + m.maxWaitMs, maxBytes: m.maxBytes, minBytes, seq, cancelExpiry };
+    for (const e of s.ready) this.extend(s, e, ctx);
     return undefined;
+  }
+
+  /**
+   * While a parked request waits for its minBytes, a partition with data ready fetches on from
+   * where that data ends (a local fetch that waits at the replica for more), so the answer
+   * gathers up to minBytes (each partition up to partitionMaxBytes) rather than holding a
+   * partition at its first piece. Started when the request parks and after each piece that
+   * arrives; one that ends with an error or nothing is not repeated.
+   */
+  private extend(s: Session, e: Entry, ctx: Ctx): void {
+    const data = e.ready?.data;
+    if (!s.parked || !data || e.outstanding || data.length >= s.partitionMaxBytes || enough(s, s.parked.minBytes)) return;
+    this.fetchLocal(s, e, ctx, nextOffsetAfter(data));
   }
 
   private unpark(s: Session): ReplyHandle<FetchManyResult> {
@@ -181,10 +196,12 @@ export class FetchServerState {
     return parked.reply;
   }
 
-  /** A consumer session's parked request waited its maxWaitMs (its timer cancelled otherwise): answered empty. */
+  /** A consumer session's parked request waited its maxWaitMs (its timer cancelled otherwise): answered with what is ready, if anything (short of its minBytes). */
   expire(m: z.infer<typeof ConsumerSessionMessages.ConsumerSessionExpire>): void {
     const s = this.sessions.get(m.session);
-    if (s?.parked && s.parked.seq === m.seq) this.unpark(s).resolve({ results: [], data: EMPTY });
+    if (!s?.parked || s.parked.seq !== m.seq) return;
+    const maxBytes = s.parked.maxBytes;
+    this.unpark(s).resolve(s.ready.size > 0 ? this.take(s, maxBytes) : { results: [], data: EMPTY });
   }
 
   /**
@@ -209,12 +226,14 @@ export class FetchServerState {
     }
   }
 
-  private fetchLocal(s: Session, e: Entry, ctx: Ctx): void {
+  /** A local fetch for `e`, from its fetch offset, or from `from` to extend the data it has ready (extend). */
+  private fetchLocal(s: Session, e: Entry, ctx: Ctx, from = e.fetchOffset): void {
     e.outstanding = true;
     e.issuedAt = Date.now();
     const key = entryKey(e.topic, e.partition);
     const generation = e.generation;
-    const request = { fromOffset: e.fetchOffset, maxBytes: s.partitionMaxBytes, maxWaitMs: LOCAL_WAIT_MS, replicaId: s.replicaId, leaderEpoch: e.leaderEpoch };
+    const ready = e.ready?.data?.length ?? 0;
+    const request = { fromOffset: from, maxBytes: s.partitionMaxBytes - ready, maxWaitMs: LOCAL_WAIT_MS, replicaId: s.replicaId, leaderEpoch: e.leaderEpoch };
     ctx
       .ask<FetchResult>(replicaAddress(e.topic, e.partition, this.args.broker), "Fetch", request, { timeoutMs: LOCAL_WAIT_MS + 5_000 })
       .then(
@@ -228,7 +247,15 @@ export class FetchServerState {
     const e = s?.entries.get(m.key);
     if (!s || !e || e.generation !== m.generation) return; // left the session, or moved on meanwhile
     e.outstanding = false;
-    if (m.error) {
+    const extending = e.ready?.data;
+    if (extending) {
+      // More for a partition that had data ready (extend): appended, or on an error or nothing
+      // new, left as it was (its next fetch meets the error again).
+      if (m.data && m.data.length > 0) {
+        e.ready = { data: concat([extending, m.data], extending.length + m.data.length, 0), highWatermark: m.highWatermark };
+        s.bufferedBytes += m.data.length;
+      }
+    } else if (m.error) {
       e.ready = { error: m.error };
       s.ready.add(e);
     } else if (m.data && m.data.length > 0) {
@@ -248,7 +275,10 @@ export class FetchServerState {
       } else if (Date.now() - s.lastSeenAt < SESSION_IDLE_MS) this.fetchLocal(s, e, ctx);
       return;
     }
-    if (s.parked) this.answerSoon(s);
+    if (s.parked) {
+      if (m.data && m.data.length > 0) this.extend(s, e, ctx);
+      this.answerSoon(s);
+    }
   }
 
   /**
@@ -267,7 +297,7 @@ export class FetchServerState {
   private answerDueSessions(): void {
     this.answerScheduled = false;
     for (const s of this.answerDue) {
-      if (s.parked && s.ready.size > 0 && this.sessions.get(s.key) === s) {
+      if (s.parked && s.ready.size > 0 && enough(s, s.parked.minBytes) && this.sessions.get(s.key) === s) {
         const maxBytes = s.parked.maxBytes;
         this.unpark(s).resolve(this.take(s, maxBytes));
       }
@@ -289,6 +319,12 @@ export class FetchServerState {
       if (r.data) pieces.push(r.data);
       bytes += length;
       this.clearReady(s, e);
+      if (e.outstanding) {
+        // An extension of what went out (extend): its answer would start past this
+        // partition's fetch offset, so it is let go; the client lists the partition again.
+        e.outstanding = false;
+        e.generation = ++this.generations;
+      }
       // Its next local fetch starts when the follower reports where it is now (next FetchMany);
       // an error stays out until the replica follows again.
     }
@@ -316,6 +352,20 @@ export class FetchServerState {
     this.sessions.clear();
     this.answerDue.clear();
   }
+}
+
+/** Whether a parked request may be answered: minBytes of data ready, or an error to report. */
+function enough(s: Session, minBytes: number): boolean {
+  if (s.bufferedBytes >= minBytes) return true;
+  for (const e of s.ready) if (e.ready?.error) return true;
+  return false;
+}
+
+/** The offset after the last record of these batches (what a local fetch read). */
+function nextOffsetAfter(data: Uint8Array): number {
+  let next = -1;
+  for (const { header } of iterateBatches(data, { verifyCrc: false })) next = Math.max(next, header.lastOffset + 1);
+  return next;
 }
 
 /** Joins the pieces `headroom` bytes into a new buffer, leaving the bytes in front for the reply's envelope. */
