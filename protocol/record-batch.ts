@@ -634,6 +634,17 @@ export function setBaseOffset(buf: Uint8Array, pos: number, baseOffset: number):
   writeInt64(buf, pos + BASE_OFFSET_POS, baseOffset);
 }
 
+/**
+ * Overwrites the batch's base sequence in place and its CRC with it (the CRC covers the
+ * sequence): an idempotent producer renumbering the batches after one the leader refused.
+ */
+export function setBaseSequence(buf: Uint8Array, pos: number, baseSequence: number): void {
+  requireInt(baseSequence, 32, "baseSequence");
+  const header = readBatchHeader(buf, pos);
+  writeInt32(buf, pos + BASE_SEQUENCE_POS, baseSequence);
+  writeInt32(buf, pos + CRC_POS, crc32c(buf.subarray(pos + ATTRIBUTES_POS, pos + header.sizeInBytes)));
+}
+
 export function setPartitionLeaderEpoch(buf: Uint8Array, pos: number, epoch: number): void {
   requireInt(epoch, 32, "partitionLeaderEpoch");
   if (buf.length - pos < BATCH_HEADER_SIZE) throw invalid(`no batch at ${pos}`, "pos");

@@ -5,26 +5,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { ErrorCode, SkeinError } from "../protocol/errors.js";
 import { seededRandom } from "./helpers.js";
-import {
-  BATCH_HEADER_SIZE,
-  BatchAttributes,
-  type BatchHeader,
-  batchSizeAt,
-  CompressionCodec,
-  type DecodedRecord,
-  decodeRecords,
-  encodeBatch,
-  isControlBatch,
-  isTransactional,
-  iterateBatches,
-  LOG_OVERHEAD,
-  MAGIC,
-  readBatchHeader,
-  type RecordInput,
-  setBaseOffset,
-  setPartitionLeaderEpoch,
-  verifyBatch,
-} from "../protocol/record-batch.js";
+import { BATCH_HEADER_SIZE, BatchAttributes, type BatchHeader, batchSizeAt, CompressionCodec, type DecodedRecord, decodeRecords, encodeBatch, isControlBatch, isTransactional, iterateBatches, LOG_OVERHEAD, MAGIC, readBatchHeader, type RecordInput, setBaseOffset, setPartitionLeaderEpoch, verifyBatch, setBaseSequence } from "../protocol/record-batch.js";
 
 const utf8 = new TextEncoder();
 const bytes = (s: string) => utf8.encode(s);
@@ -566,6 +547,16 @@ test("fuzz: random and mutated buffers only ever fail with CORRUPT_MESSAGE", () 
   console.log(`fuzz: ${buffers} buffers (${decoded} successful calls) in ${seconds.toFixed(2)} s, seed ${seed}`);
   assert.ok(buffers >= 150_000);
   assert.ok(decoded > 0, "some mutants must still decode, or the fuzz only tests the first check");
+});
+
+test("setBaseSequence renumbers a batch in place and its CRC with it", () => {
+  const batch = encodeBatch([{ value: new Uint8Array([1]) }, { value: new Uint8Array([2]) }], { producerId: 5, producerEpoch: 0, baseSequence: 10 });
+  setBaseSequence(batch, 0, 7);
+  const header = verifyBatch(batch, 0);
+  assert.is(header.baseSequence, 7);
+  assert.is(header.producerId, 5);
+  batch[batch.length - 1] ^= 1;
+  assert.throws(() => verifyBatch(batch, 0), /CRC/);
 });
 
 test.run();

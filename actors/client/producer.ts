@@ -22,7 +22,7 @@ import { controllerAddress, produceServerAddress, replicaAddress, type Partition
 import { offerEnvelopeHeadroom } from "../../protocol/envelope.js";
 import { placementOf } from "../../protocol/placement.js";
 import { ProducerArgs, ProducerMessages } from "../../protocol/client.js";
-import { RecordBatchBuilder } from "../../protocol/record-batch.js";
+import { RecordBatchBuilder, readBatchHeader, setBaseSequence } from "../../protocol/record-batch.js";
 import { partitionForKey } from "../../protocol/murmur2.js";
 import { FrameReader, releaseFrames } from "./frames.js";
 import { BrokerWorkerCounts, metadataFor } from "../cluster/shared.js";
@@ -151,6 +151,9 @@ export class ProducerState {
   /** The same queues by topic and partition number: the per-record lookup. */
   private readonly byTopic = new Map<string, Array<PartitionQueue | undefined>>();
   readonly partitionCounts = new Map<string, number>();
+  /** When each topic's partition count was read (refreshed in the background after PARTITION_COUNT_MAX_AGE_MS). */
+  private readonly countReadAt = new Map<string, number>();
+  private readonly countRefreshing = new Set<string>();
   readonly sticky = new Map<string, number>();
   producerId = -1;
   producerEpoch = 0;
@@ -214,6 +217,7 @@ export class ProducerState {
   send(topic: string, frames: Uint8Array, ctx: Ctx): void | Promise<void> {
     const reply = ctx.deferReply<SendResult[]>();
     const known = this.partitionCounts.get(topic);
+    if (known !== undefined) this.refreshCountIfOld(topic);
     if (frames.length === 0 || known !== undefined) {
       try {
         if (frames.length === 0) return reply.resolve([]);
@@ -288,7 +292,27 @@ export class ProducerState {
     const t = await this.meta.getTopic(topic);
     if (!t) throw new SkeinError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `topic ${topic} does not exist`, { topic });
     this.partitionCounts.set(topic, t.partitions);
+    this.countReadAt.set(topic, Date.now());
     return t.partitions;
+  }
+
+  /**
+   * Partitions added to a topic (createPartitions) are used from the next read of its count:
+   * every PARTITION_COUNT_MAX_AGE_MS, in the background (Kafka's metadata.max.age.ms).
+   */
+  private refreshCountIfOld(topic: string): void {
+    if (Date.now() - (this.countReadAt.get(topic) ?? 0) < PARTITION_COUNT_MAX_AGE_MS || this.countRefreshing.has(topic)) return;
+    this.countRefreshing.add(topic);
+    this.meta
+      .getTopic(topic)
+      .then(
+        (t) => {
+          if (t) this.partitionCounts.set(topic, t.partitions);
+          this.countReadAt.set(topic, Date.now());
+        },
+        () => undefined,
+      )
+      .finally(() => this.countRefreshing.delete(topic));
   }
 
   private queuesOf(topic: string): Array<PartitionQueue | undefined> {
@@ -588,19 +612,35 @@ export class ProducerState {
    */
   private endRound(q: PartitionQueue, ctx: Ctx): void {
     let retry: SealedBatch | null = null;
+    // Records of batches the leader refused outright (MESSAGE_TOO_LARGE, CORRUPT_MESSAGE, …):
+    // never written, so the leader still expects their sequence numbers. The batches after
+    // them are renumbered down by as many, or every later send would be a gap (as Kafka's
+    // idempotent producer adjusts sequences after a failed batch).
+    let refused = 0;
     const now = Date.now();
     for (const b of q.unacked) {
-      if (b.state !== "error") continue;
-      const e = b.error!;
-      const expired = now - b.sealedAt > this.args.deliveryTimeoutMs;
-      if (!expired && (e.retriable || (retry !== null && e.code === ErrorCode.OUT_OF_ORDER_SEQUENCE))) {
-        b.state = "queued";
-        retry ??= b;
-        continue;
+      if (b.state === "error") {
+        const e = b.error!;
+        const expired = now - b.sealedAt > this.args.deliveryTimeoutMs;
+        const afterGap = retry !== null || refused > 0;
+        if (!expired && (e.retriable || (afterGap && e.code === ErrorCode.OUT_OF_ORDER_SEQUENCE))) {
+          b.state = "queued";
+          retry ??= b;
+        } else {
+          b.state = "failed";
+          const why = expired ? `gave up after ${b.attempts} attempts in ${this.args.deliveryTimeoutMs} ms: ${e.message}` : e.message;
+          b.error = { ...e, message: why };
+          if (!e.retriable && e.code !== ErrorCode.OUT_OF_ORDER_SEQUENCE && this.producerId >= 0) {
+            refused += b.records;
+            continue;
+          }
+        }
       }
-      b.state = "failed";
-      const why = expired ? `gave up after ${b.attempts} attempts in ${this.args.deliveryTimeoutMs} ms: ${e.message}` : e.message;
-      b.error = { ...e, message: why };
+      if (refused > 0 && b.state !== "failed") this.renumber(b, refused);
+    }
+    if (refused > 0) {
+      for (const b of q.sealed) this.renumber(b, refused);
+      q.nextSequence -= refused;
     }
     if (!retry) {
       q.recovering = false;
@@ -610,6 +650,11 @@ export class ProducerState {
     q.leader = null;
     const backoff = Math.min(1_000, this.args.retryBackoffMs * 2 ** Math.min(retry.attempts - 1, 10));
     ctx.schedule(backoff, "Retry", { key: q.key });
+  }
+
+  /** Moves a sealed batch's sequence numbers down by `by` (see endRound). */
+  private renumber(b: SealedBatch, by: number): void {
+    setBaseSequence(b.bytes, 0, readBatchHeader(b.bytes, 0).baseSequence - by);
   }
 
   /** Completes or fails the partition's oldest batches that are decided: sends resolve in order. */
@@ -695,6 +740,9 @@ interface OutgoingBatch {
   bytes: Uint8Array;
   settle: (outcome: Outcome) => void;
 }
+
+/** How old a topic's known partition count may get before a send reads it again (in the background), ms. */
+const PARTITION_COUNT_MAX_AGE_MS = 30_000;
 
 /** Most entries the producer puts in one ProduceMany (the server takes up to MAX_PRODUCE_MANY_ENTRIES). */
 const MAX_ENTRIES_PER_REQUEST = 1_000;
