@@ -61,6 +61,25 @@ export function registerTopicCommands(program: Command): void {
     },
   );
 
+  addConnectionFlags(
+    topics
+      .command("alter <name>")
+      .description("change a topic's configs (the others keep theirs); its replicas apply them at once")
+      .option("--config <key=value>", "config to set, repeatable (retention.ms, retention.bytes, segment.bytes, min.insync.replicas, max.message.bytes, …)", collectConfig, {})
+      .option("--delete-config <key>", "config to return to its default, repeatable", (v: string, prev: string[]) => [...prev, v], [] as string[])
+      .option("--json", "print one JSON line: the topic's configs after the change"),
+  ).action(async (name: string, flags: ConnectionFlags & { config: Record<string, string>; deleteConfig: string[]; json?: boolean }) => {
+    const changes: Record<string, string | null> = { ...flags.config };
+    for (const k of flags.deleteConfig) changes[k] = null;
+    if (Object.keys(changes).length === 0) {
+      console.error("error: nothing to change: give --config key=value or --delete-config key");
+      process.exit(2);
+    }
+    const r = await withClient(flags, (c) => c.alterTopicConfigs(name, changes));
+    if (flags.json) console.log(JSON.stringify({ topic: r.name, configs: r.configs }));
+    else console.log(`altered topic ${r.name}: configs=${JSON.stringify(r.configs)}`);
+  });
+
   addConnectionFlags(topics.command("delete <name>").description("delete a topic and its data")).action(async (name: string, flags: ConnectionFlags) => {
     const r = await withClient(flags, (c) => c.deleteTopic(name));
     console.log(`deleted topic ${r.name} (${r.partitions} partitions)`);

@@ -129,6 +129,8 @@ export type FetchError = z.infer<typeof FetchError>;
 
 /** Messages a partition replica accepts. */
 export const ReplicaMessages = {
+  /** The topic's configs changed (AlterTopicConfigs): the log takes them over, for a replica of that topic id. */
+  Configure: z.object({ topicId: z.string(), configs: TopicConfigs }),
   /** Client produce: one or more record batches; leader only. */
   Produce: z.object({
     batches: z.instanceof(Uint8Array),
@@ -329,6 +331,11 @@ export const ControllerMessages = {
   DeleteTopic: z.object({ name: z.string() }),
   /** Grow a topic to `totalCount` partitions (never shrink). */
   CreatePartitions: z.object({ name: z.string(), totalCount: z.number().int() }),
+  /**
+   * Change a topic's configs: each entry sets its config, a null value returns it to the default;
+   * configs not named keep their values (Kafka's IncrementalAlterConfigs SET and DELETE).
+   */
+  AlterTopicConfigs: z.object({ name: z.string(), configs: z.record(z.string(), z.unknown()), validateOnly: z.boolean().default(false) }),
   /** A new producer id for an idempotent producer (epoch 0). */
   InitProducerId: z.object({}),
   /** Creates __consumer_offsets if it does not exist yet (first FindCoordinator). */

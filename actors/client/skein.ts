@@ -716,6 +716,21 @@ export class Admin {
     );
   }
 
+  /**
+   * kafkajs's `alterConfigs` for topics (`type: "topic"` or kafkajs's ConfigResourceTypes.TOPIC,
+   * 2). Unlike Kafka's AlterConfigs, configs not named keep their values (IncrementalAlterConfigs
+   * SET); a null value returns one to its default. Replicas apply the change at once: retention,
+   * segment size and age, message size, flushing, min.insync.replicas, cleanup policy.
+   */
+  async alterConfigs(o: { validateOnly?: boolean; resources: Array<{ type: "topic" | 2; name: string; configEntries: Array<{ name: string; value: string | null }> }> }): Promise<Array<{ name: string; configs: Record<string, unknown> }>> {
+    const out: Array<{ name: string; configs: Record<string, unknown> }> = [];
+    for (const r of o.resources) {
+      if (r.type !== "topic" && r.type !== 2) throw new SkeinError(ErrorCode.INVALID_REQUEST, `alterConfigs: only topic resources (type "topic" or 2) are supported, got ${String(r.type)}`, { field: "type" });
+      out.push(await this.c.alterTopicConfigs(r.name, Object.fromEntries(r.configEntries.map((e) => [e.name, e.value])), o.validateOnly ?? false));
+    }
+    return out;
+  }
+
   async createPartitions(o: { topicPartitions: Array<{ topic: string; count: number }> }): Promise<void> {
     for (const t of o.topicPartitions) {
       await this.c.createPartitions(t.topic, t.count);

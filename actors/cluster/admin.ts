@@ -104,6 +104,11 @@ export class ClusterClient {
     return this.askController<{ name: string; partitions: number }>("DeleteTopic", { name });
   }
 
+  /** Sets (null: resets to the default) the named configs of a topic; the others keep their values. */
+  alterTopicConfigs(name: string, configs: Record<string, unknown>, validateOnly = false) {
+    return this.askController<{ name: string; configs: TopicRecord["configs"] }>("AlterTopicConfigs", { name, configs, validateOnly });
+  }
+
   createPartitions(name: string, totalCount: number) {
     return this.askController<{ name: string; assignment: number[][] }>("CreatePartitions", { name, totalCount });
   }

@@ -40,6 +40,7 @@ export interface BrokerOptions {
 }
 
 interface HostedReplica {
+  topic: string;
   topicId: string;
   address: string;
 }
@@ -52,6 +53,7 @@ export class Broker {
   private stopping = false;
   private heartbeatTimer: ReturnType<typeof setInterval> | null = null;
   private stopWatch: (() => void) | null = null;
+  private stopTopicWatch: (() => void) | null = null;
   private gateway: KafkaGateway | null = null;
   private readonly startedAt = Date.now();
   private readonly actorsModule = bundlePath("actors.js");
@@ -84,6 +86,8 @@ export class Broker {
         await node.spawn({ kind: "produce-server", module: broker.actorsModule, address: produceServerAddress(options.id, w, node.workerCount), args: { broker: options.id, workers: node.workerCount } });
       }
       broker.stopWatch = await meta.watchPartitions((key, state, revision) => broker.enqueue(key, () => broker.onPartitionState(key, state, revision)));
+      // Altered topic configs reach the replicas hosted here (a replica started later reads them itself).
+      broker.stopTopicWatch = await meta.watchTopics((record) => broker.onTopicRecord(record));
       if (options.kafka) {
         broker.gateway = await KafkaGateway.start({ ...options.kafka, brokerId: options.id, nats: options.nats, cluster: node.cluster });
         await broker.heartbeat(); // advertise the gateway port now rather than at the next beat
@@ -93,6 +97,7 @@ export class Broker {
       // Half-started: nothing may keep beating or watching for a broker that is not there.
       if (started?.heartbeatTimer) clearInterval(started.heartbeatTimer);
       started?.stopWatch?.();
+      started?.stopTopicWatch?.();
       await started?.gateway?.close().catch(() => undefined);
       await node.shutdown();
       throw e;
@@ -143,6 +148,14 @@ export class Broker {
     await this.onPartitionState(key, current?.value ?? null, current?.revision ?? 0);
   }
 
+  /** A topic record was written (created, grown or its configs altered): its replicas here get its configs. */
+  private onTopicRecord(record: TopicRecord): void {
+    if (this.topics.has(record.name)) this.topics.set(record.name, record);
+    for (const r of this.replicas.values()) {
+      if (r.topic === record.name && r.topicId === record.id) this.node.tell(r.address, "Configure", { topicId: record.id, configs: record.configs });
+    }
+  }
+
   private async onPartitionState(key: string, state: PartitionState | null, revision: number): Promise<void> {
     const hosted = this.replicas.get(key);
     if (state === null || (hosted && hosted.topicId !== state.topicId) || (state && !state.replicas.includes(this.id))) {
@@ -168,7 +181,7 @@ export class Broker {
           workers: this.node.workerCount,
         },
       });
-      this.replicas.set(key, { topicId: state.topicId, address });
+      this.replicas.set(key, { topic: state.topic, topicId: state.topicId, address });
       // A new replica reads its state from the KV when it starts.
       if (state.topic === OFFSETS_TOPIC) await this.followCoordinator(state);
       return;
@@ -233,6 +246,7 @@ export class Broker {
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     await this.gateway?.close().catch((e) => console.warn(`skein: closing the Kafka gateway: ${(e as Error).message}`));
     this.stopWatch?.();
+    this.stopTopicWatch?.();
     await this.meta.removeBroker(this.id).catch(() => undefined);
     await Promise.allSettled([...this.chains.values()]);
     await this.node.shutdown();

@@ -18,6 +18,7 @@ import {
   validateTopicName,
   type BrokerRegistration,
   type PartitionState,
+  type TopicConfigs,
   type TopicRecord,
 } from "../../protocol/cluster.js";
 import type { RuntimeEvent } from "../../runtime/types.js";
@@ -406,6 +407,29 @@ export class ControllerState {
     return { name, assignment: added };
   }
 
+  /** Sets (or, with null, resets) the named configs of a topic; replicas take them over from the KV (Configure). */
+  async alterTopicConfigs(name: string, changes: Record<string, unknown>, validateOnly: boolean): Promise<{ name: string; configs: TopicConfigs }> {
+    this.requireActive();
+    validateTopicName(name);
+    const topic = await this.meta.getTopic(name);
+    if (!topic) throw new SkeinError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `topic ${name} does not exist`, { topic: name });
+    const merged: Record<string, unknown> = { ...topic.configs };
+    for (const [k, v] of Object.entries(changes)) {
+      if (v === null || v === undefined) delete merged[k];
+      else merged[k] = v;
+    }
+    const configs = parseTopicConfigs(merged);
+    if ((configs["min.insync.replicas"] ?? 1) > topic.replicationFactor) {
+      throw new SkeinError(ErrorCode.INVALID_CONFIG, `min.insync.replicas=${configs["min.insync.replicas"]} exceeds replication factor ${topic.replicationFactor}`, { topic: name, field: "min.insync.replicas" });
+    }
+    if (validateOnly) return { name, configs };
+    if (!(await this.meta.updateTopic({ ...topic, configs }))) {
+      throw new SkeinError(ErrorCode.INVALID_REQUEST, `topic ${name} changed concurrently; retry`, { topic: name });
+    }
+    this.topics.set(name, { ...topic, configs });
+    return { name, configs };
+  }
+
   /** Creates __consumer_offsets (compacted, RF min(3, live brokers)) unless it exists. */
   async ensureOffsetsTopic(): Promise<{ name: string; partitions: number }> {
     this.requireActive();
@@ -497,6 +521,7 @@ export const ControllerActor = defineActor({
     CreateTopic: (s, m) => s.createTopic(m),
     DeleteTopic: (s, m) => s.deleteTopic(m.name),
     CreatePartitions: (s, m) => s.createPartitions(m.name, m.totalCount),
+    AlterTopicConfigs: (s, m) => s.alterTopicConfigs(m.name, m.configs, m.validateOnly),
     InitProducerId: (s) => s.initProducerId(),
     EnsureOffsetsTopic: (s) => s.ensureOffsetsTopic(),
     Status: (s) => s.status(),

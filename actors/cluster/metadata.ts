@@ -183,6 +183,19 @@ export class MetadataStore {
     return () => iter.stop();
   }
 
+  /** Calls `onChange` for every topic record, then for every change to one (deletions are not reported). */
+  async watchTopics(onChange: (record: TopicRecord) => void): Promise<() => void> {
+    const iter = await this.meta.watch({ key: "topic.>" });
+    void (async () => {
+      for await (const e of iter) {
+        if (e.operation !== "PUT") continue;
+        const parsed = TopicRecord.safeParse(parseJson(e.value));
+        if (parsed.success) onChange(parsed.data);
+      }
+    })();
+    return () => iter.stop();
+  }
+
   // Liveness ---------------------------------------------------------------------------------
 
   /**

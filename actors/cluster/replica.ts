@@ -112,10 +112,21 @@ export class ReplicaState {
     readonly args: ReplicaArgs,
   ) {
     this.fetcher = fetcherAddress(args.broker, placementOf(replicaAddress(args.topic, args.partition, args.broker), args.workers), args.workers);
+    this.configs = args.configs;
   }
 
+  /** The topic's configs: from its record in the KV at start, then as altered (Configure). */
+  private configs: TopicConfigs;
+
   get minInsync(): number {
-    return this.args.configs["min.insync.replicas"] ?? 1;
+    return this.configs["min.insync.replicas"] ?? 1;
+  }
+
+  /** The topic's configs were altered: the log applies them from now on (a replica of a re-created topic ignores its predecessor's). */
+  configure(m: { topicId: string; configs: TopicConfigs }): void {
+    if (m.topicId !== this.args.topicId || JSON.stringify(m.configs) === JSON.stringify(this.configs)) return;
+    this.configs = m.configs;
+    this.log.reconfigure(logConfigFor(m.configs));
   }
 
   describe(): ReplicaDescription {
@@ -686,8 +697,10 @@ export const ReplicaActor = defineActor({
   supervision: { strategy: "restart", maxRestarts: 5, withinMs: 30_000 },
   mailboxCapacity: 50_000,
   async init(ctx) {
-    const a = ctx.args;
     const meta = await metadataFor(ctx.nats, ctx.cluster);
+    // The topic's configs as they are now (altered since this replica was first spawned, maybe).
+    const topic = await meta.getTopic(ctx.args.topic);
+    const a = topic && topic.id === ctx.args.topicId ? { ...ctx.args, configs: topic.configs } : ctx.args;
     const dir = partitionDir(a.dataDir, a.topic, a.partition);
     let log: PartitionLog;
     try {
@@ -712,6 +725,7 @@ export const ReplicaActor = defineActor({
     Fetch: (s, m, ctx) => s.fetch(m, ctx),
     OffsetsForLeaderEpoch: (s, m) => s.offsetsForLeaderEpoch(m.epoch, m.leaderEpoch),
     Become: (s, { revision, ...state }, ctx) => s.apply(state, revision, ctx),
+    Configure: (s, m) => s.configure(m),
     Describe: (s) => s.describe(),
     ListOffset: (s, m) => s.listOffset(m.timestamp),
     EpochAnswered: (s, m, ctx) => s.onEpochAnswered(m, ctx),

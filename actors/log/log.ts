@@ -99,7 +99,7 @@ export class PartitionLog {
 
   private constructor(
     readonly dir: string,
-    readonly config: ResolvedLogConfig,
+    public config: ResolvedLogConfig,
     private readonly clock: LogClock,
     private readonly logger: LogLogger,
     private readonly context: ErrorContext,
@@ -618,6 +618,19 @@ export class PartitionLog {
       every(flushMs, () => {
         if (this.unflushedRecords > 0 && this.clock.now() - this.lastFlushMs >= flushMs) return this.flush();
       });
+    }
+  }
+
+  /**
+   * Applies altered configs (a topic's AlterTopicConfigs): retention, segment size and age,
+   * message size, flushing and the cleanup policy hold from the next append or background run;
+   * background timers restart with the new intervals.
+   */
+  reconfigure(config: LogConfig): void {
+    this.config = resolveLogConfig(config);
+    if (this.timers.length > 0) {
+      this.stopBackgroundTasks();
+      this.startBackgroundTasks();
     }
   }
 
