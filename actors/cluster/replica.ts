@@ -698,8 +698,9 @@ export const ReplicaActor = defineActor({
   mailboxCapacity: 50_000,
   async init(ctx) {
     const meta = await metadataFor(ctx.nats, ctx.cluster);
-    // The topic's configs as they are now (altered since this replica was first spawned, maybe).
-    const topic = await meta.getTopic(ctx.args.topic);
+    // The topic's configs as they are now (altered since this replica was first spawned, maybe);
+    // if the KV does not answer, those it was spawned with (a later alteration still arrives).
+    const topic = await meta.getTopic(ctx.args.topic).catch(() => null);
     const a = topic && topic.id === ctx.args.topicId ? { ...ctx.args, configs: topic.configs } : ctx.args;
     const dir = partitionDir(a.dataDir, a.topic, a.partition);
     let log: PartitionLog;
