@@ -117,12 +117,13 @@ test("ApiVersions advertises exactly what is served; newer versions get UNSUPPOR
     assert.equal(served.get(ApiKey.Fetch), [4, 11]);
     assert.equal(served.get(ApiKey.Metadata), [0, 6]);
     assert.equal(served.get(ApiKey.JoinGroup), [0, 5]);
-    assert.is(served.size, 20);
+    assert.equal(served.get(ApiKey.AlterConfigs), [0, 1]);
+    assert.is(served.size, 21);
     // ApiVersions v3 (flexible) is answered in the v0 layout with UNSUPPORTED_VERSION.
     const readAsV0 = { ...ApiVersions.response, read: (r: KafkaReader) => ApiVersions.response.read(r, 0) };
     const v3 = await wire.send({ ...ApiVersions, response: readAsV0 }, 3, {});
     assert.is(v3.errorCode, KafkaErrorCode.UNSUPPORTED_VERSION);
-    assert.is(v3.apiKeys.length, 20);
+    assert.is(v3.apiKeys.length, 21);
   } finally {
     await wire.close();
   }
@@ -146,6 +147,17 @@ test("kafkajs admin: create with configs, describe, grow, list offsets, delete",
   assert.is((await admin.fetchTopicMetadata({ topics: ["configured"] })).topics[0].partitions.length, 4);
   assert.is((await client.describeTopic("configured")).partitions.length, 4);
   assert.equal((await admin.fetchTopicOffsets("configured")).map((o) => [o.low, o.high]), [["0", "0"], ["0", "0"], ["0", "0"], ["0", "0"]]);
+  // kafkajs alterConfigs is Kafka's AlterConfigs: the named configs become the topic's whole set
+  // (retention.ms, not named, returns to its default).
+  await admin.alterConfigs({ validateOnly: false, resources: [{ type: 2, name: "configured", configEntries: [{ name: "max.message.bytes", value: "2048" }] }] });
+  assert.equal((await client.describeTopic("configured")).configs, { "max.message.bytes": 2048 });
+  await waitFor(async () => {
+    const now = new Map((await admin.describeConfigs({ resources: [{ type: 2, name: "configured" }], includeSynonyms: false })).resources[0].configEntries.map((c) => [c.configName, c]));
+    return now.get("max.message.bytes")!.configValue === "2048" && now.get("retention.ms")!.isDefault;
+  }, 10_000, "DescribeConfigs shows the altered set");
+  const refused = await admin.alterConfigs({ validateOnly: false, resources: [{ type: 2, name: "configured", configEntries: [{ name: "min.insync.replicas", value: "5" }] }] }).then(() => null, (e: Error) => e);
+  assert.match(String((refused as { type?: string } | null)?.type), /INVALID_CONFIG/, "min.insync.replicas above the replication factor");
+  assert.equal((await client.describeTopic("configured")).configs, { "max.message.bytes": 2048 }, "a refused change changes nothing");
   assert.ok((await admin.listTopics()).includes("configured"));
   await admin.deleteTopics({ topics: ["configured"] });
   assert.not.ok((await admin.listTopics()).includes("configured"));

@@ -16,5 +16,6 @@ export { CreateTopics } from "./create-topics.js";
 export { DeleteTopics } from "./delete-topics.js";
 export { CreatePartitions } from "./create-partitions.js";
 export { DescribeConfigs, ConfigResourceType, ConfigSource } from "./describe-configs.js";
+export { AlterConfigs } from "./alter-configs.js";
 export { InitProducerId } from "./init-producer-id.js";
 export type { RequestOf, ResponseIn } from "./api.js";

@@ -2,6 +2,7 @@
 // exactly this table.
 
 import type { ApiHandler } from "../handler.js";
+import { alterConfigsHandler } from "./alter-configs.js";
 import { apiVersionsHandler } from "./api-versions.js";
 import { createPartitionsHandler } from "./create-partitions.js";
 import { createTopicsHandler } from "./create-topics.js";
@@ -34,6 +35,7 @@ export const HANDLERS: ReadonlyMap<number, ApiHandler> = new Map(
     deleteTopicsHandler,
     createPartitionsHandler,
     describeConfigsHandler,
+    alterConfigsHandler,
     initProducerIdHandler,
     findCoordinatorHandler,
     joinGroupHandler,
