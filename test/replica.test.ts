@@ -359,4 +359,37 @@ test("a fetch server serves each session request once: a copy delivered again ne
   }
 });
 
+test("a fetch server takes a local fetch's answer once: delivered twice (a duplicate fault), the session's answer holds the data once (unit)", async () => {
+  const leader = await leaderOf("unit-twice", 100);
+  const server = new FetchServerState(FetchServerArgs.parse({ broker: 0 }));
+  let fetched: Promise<void> = Promise.resolve();
+  const answers: FetchManyResult[] = [];
+  const ctx = {
+    self: "fetch-server",
+    schedule: () => () => {},
+    ask: async (_address: string, _type: string, body: Record<string, unknown>) => {
+      const result = await leader.fetch(localEnvelope(EnvelopeKind.MESSAGE, "Fetch", body).body as never, {} as never);
+      return localEnvelope(EnvelopeKind.REPLY_OK, "reply", result).body;
+    },
+    tell: (_to: string, _type: string, body: unknown) => {
+      for (let copy = 0; copy < 2; copy++) fetched = fetched.then(() => server.localFetched(localEnvelope(EnvelopeKind.MESSAGE, "LocalFetched", body).body as never, ctx as never));
+    },
+    deferReply: () => ({ resolve: (v: FetchManyResult) => void answers.push(v), reject: () => {} }),
+  };
+  try {
+    const first = server.consumerFetchMany({ session: "c", instance: "i", seq: 1, maxWaitMs: 5_000, maxBytes: 1 << 20, partitionMaxBytes: 1 << 20, minBytes: 1, full: true, partitions: [{ topic: "unit-twice", partition: 0, fetchOffset: 0, leaderEpoch: -1 }], removed: [] }, ctx as never);
+    assert.is(first, undefined, "parked until its local fetch answers");
+    await waitFor(async () => (await fetched, answers.length > 0), 5_000, "the parked request answered");
+    await fetched;
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.is(answers.length, 1);
+    const records = [...iterateBatches(answers[0].data)].reduce((n, b) => n + b.header.recordCount, 0);
+    assert.is(records, 100, "every record once");
+    assert.is(server.sessions.get("c")!.bufferedBytes, 0, "nothing counted twice");
+  } finally {
+    server.close();
+    await leader.close();
+  }
+});
+
 test.run();

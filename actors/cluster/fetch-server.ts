@@ -48,7 +48,7 @@ interface Entry {
   partition: number;
   fetchOffset: number;
   leaderEpoch: number;
-  /** Bumped when the offset or epoch changes: an older local fetch's answer is then ignored. */
+  /** Bumped when the offset or epoch changes, by every local fetch and when its answer is taken: any other answer is ignored. */
   generation: number;
   outstanding: boolean;
   /** When the outstanding (or last) local fetch was made. */
@@ -231,7 +231,9 @@ export class FetchServerState {
     e.outstanding = true;
     e.issuedAt = Date.now();
     const key = entryKey(e.topic, e.partition);
-    const generation = e.generation;
+    // Each local fetch has a generation of its own, taken when its answer is (localFetched): an
+    // answer delivered twice (a duplicate fault on this in-thread tell) is taken once.
+    const generation = (e.generation = ++this.generations);
     const ready = e.ready?.data?.length ?? 0;
     const request = { fromOffset: from, maxBytes: s.partitionMaxBytes - ready, maxWaitMs: LOCAL_WAIT_MS, replicaId: s.replicaId, leaderEpoch: e.leaderEpoch };
     ctx
@@ -245,7 +247,8 @@ export class FetchServerState {
   localFetched(m: z.infer<typeof FetchServerMessages.LocalFetched>, ctx: Ctx): void {
     const s = this.sessions.get(m.session);
     const e = s?.entries.get(m.key);
-    if (!s || !e || e.generation !== m.generation) return; // left the session, or moved on meanwhile
+    if (!s || !e || e.generation !== m.generation) return; // left the session, moved on meanwhile, or a copy
+    e.generation = ++this.generations;
     e.outstanding = false;
     const extending = e.ready?.data;
     if (extending) {
