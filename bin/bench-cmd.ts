@@ -29,8 +29,7 @@ function runBench(args: string[]): void {
   const child = spawn(process.execPath, ["--enable-source-maps", main, ...args], { stdio: "inherit" });
   // Ctrl-C reaches the child from the terminal too; a SIGTERM to this process is passed on, so
   // the dispatcher stops the servers it started.
-  const forward = (signal: NodeJS.Signals) => () => child.kill(signal);
-  process.on("SIGTERM", forward("SIGTERM"));
+  process.on("SIGTERM", () => child.kill("SIGTERM"));
   process.on("SIGINT", () => undefined);
   child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
 }

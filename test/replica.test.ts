@@ -305,13 +305,15 @@ test("a fetch server's FetchMany reply is written in front of its data, for one 
   }
 });
 
-test("a fetch server serves each session request once: a copy delivered again neither takes the answer's data nor resets the session (unit)", async () => {
-  const leader = await leaderOf("unit-dup", 200);
+/**
+ * A fetch server on broker 0 whose local fetches go straight to `leader`, driven by direct
+ * calls: its context records every reply handle in the order made (`replies`) and delivers each
+ * LocalFetched `copies` times, in order (`fetched` settles once they are all handled).
+ */
+function fetchServerOver(leader: ReplicaState, copies = 1) {
   const server = new FetchServerState(FetchServerArgs.parse({ broker: 0 }));
-  let fetched: Promise<void> = Promise.resolve();
-  // Each request's reply handle, in the order they were made.
-  const replies: Array<{ answer: FetchManyResult | null }> = [];
-  const ctx = {
+  const h = { server, replies: [] as Array<{ answer: FetchManyResult | null }>, fetched: Promise.resolve() as Promise<void>, ctx: {} as never };
+  h.ctx = {
     self: "fetch-server",
     schedule: () => () => {},
     ask: async (_address: string, _type: string, body: Record<string, unknown>) => {
@@ -319,18 +321,29 @@ test("a fetch server serves each session request once: a copy delivered again ne
       return localEnvelope(EnvelopeKind.REPLY_OK, "reply", result).body;
     },
     tell: (_to: string, _type: string, body: unknown) => {
-      fetched = fetched.then(() => server.localFetched(localEnvelope(EnvelopeKind.MESSAGE, "LocalFetched", body).body as never, ctx as never));
+      for (let c = 0; c < copies; c++) h.fetched = h.fetched.then(() => server.localFetched(localEnvelope(EnvelopeKind.MESSAGE, "LocalFetched", body).body as never, h.ctx));
     },
     deferReply: () => {
       const reply = { answer: null as FetchManyResult | null };
-      replies.push(reply);
-      // Rejected only when the server closes at the end (request 2 is still parked then).
+      h.replies.push(reply);
       return { resolve: (v: FetchManyResult) => (reply.answer = v), reject: () => {} };
     },
-  };
-  const request = (seq: number, fetchOffset: number) =>
-    server.consumerFetchMany({ session: "c", instance: "i", seq, maxWaitMs: 5_000, maxBytes: 1 << 20, partitionMaxBytes: 1 << 20, minBytes: 1, full: seq === 1, partitions: [{ topic: "unit-dup", partition: 0, fetchOffset, leaderEpoch: -1 }], removed: [] }, ctx as never);
-  const settle = () => waitFor(async () => (await fetched, [...server.sessions.get("c")!.entries.values()].every((e) => !e.outstanding)), 5_000, "local fetches answered");
+  } as never;
+  return h;
+}
+
+/** A consumer session request to `server` for partition 0 of `topic`. */
+function consumerRequest(h: ReturnType<typeof fetchServerOver>, topic: string, seq: number, fetchOffset: number) {
+  return h.server.consumerFetchMany({ session: "c", instance: "i", seq, maxWaitMs: 5_000, maxBytes: 1 << 20, partitionMaxBytes: 1 << 20, minBytes: 1, full: seq === 1, partitions: [{ topic, partition: 0, fetchOffset, leaderEpoch: -1 }], removed: [] }, h.ctx);
+}
+
+test("a fetch server serves each session request once: a copy delivered again neither takes the answer's data nor resets the session (unit)", async () => {
+  const leader = await leaderOf("unit-dup", 200);
+  const h = fetchServerOver(leader);
+  const { server, replies } = h;
+  // Reply handles are rejected only when the server closes at the end (request 2 is still parked then).
+  const request = (seq: number, fetchOffset: number) => consumerRequest(h, "unit-dup", seq, fetchOffset);
+  const settle = () => waitFor(async () => (await h.fetched, [...server.sessions.get("c")!.entries.values()].every((e) => !e.outstanding)), 5_000, "local fetches answered");
   try {
     assert.is(request(1, 0), undefined, "parked until its local fetch answers");
     // The transport delivers request 1 again: no second reply, and the parked one stays.
@@ -361,29 +374,15 @@ test("a fetch server serves each session request once: a copy delivered again ne
 
 test("a fetch server takes a local fetch's answer once: delivered twice (a duplicate fault), the session's answer holds the data once (unit)", async () => {
   const leader = await leaderOf("unit-twice", 100);
-  const server = new FetchServerState(FetchServerArgs.parse({ broker: 0 }));
-  let fetched: Promise<void> = Promise.resolve();
-  const answers: FetchManyResult[] = [];
-  const ctx = {
-    self: "fetch-server",
-    schedule: () => () => {},
-    ask: async (_address: string, _type: string, body: Record<string, unknown>) => {
-      const result = await leader.fetch(localEnvelope(EnvelopeKind.MESSAGE, "Fetch", body).body as never, {} as never);
-      return localEnvelope(EnvelopeKind.REPLY_OK, "reply", result).body;
-    },
-    tell: (_to: string, _type: string, body: unknown) => {
-      for (let copy = 0; copy < 2; copy++) fetched = fetched.then(() => server.localFetched(localEnvelope(EnvelopeKind.MESSAGE, "LocalFetched", body).body as never, ctx as never));
-    },
-    deferReply: () => ({ resolve: (v: FetchManyResult) => void answers.push(v), reject: () => {} }),
-  };
+  const h = fetchServerOver(leader, 2);
+  const { server, replies } = h;
   try {
-    const first = server.consumerFetchMany({ session: "c", instance: "i", seq: 1, maxWaitMs: 5_000, maxBytes: 1 << 20, partitionMaxBytes: 1 << 20, minBytes: 1, full: true, partitions: [{ topic: "unit-twice", partition: 0, fetchOffset: 0, leaderEpoch: -1 }], removed: [] }, ctx as never);
-    assert.is(first, undefined, "parked until its local fetch answers");
-    await waitFor(async () => (await fetched, answers.length > 0), 5_000, "the parked request answered");
-    await fetched;
+    assert.is(consumerRequest(h, "unit-twice", 1, 0), undefined, "parked until its local fetch answers");
+    await waitFor(async () => (await h.fetched, replies[0].answer !== null), 5_000, "the parked request answered");
+    await h.fetched;
     await new Promise((resolve) => setImmediate(resolve));
-    assert.is(answers.length, 1);
-    const records = [...iterateBatches(answers[0].data)].reduce((n, b) => n + b.header.recordCount, 0);
+    assert.is(replies.length, 1);
+    const records = [...iterateBatches(replies[0].answer!.data)].reduce((n, b) => n + b.header.recordCount, 0);
     assert.is(records, 100, "every record once");
     assert.is(server.sessions.get("c")!.bufferedBytes, 0, "nothing counted twice");
   } finally {

@@ -334,9 +334,7 @@ export class ControllerState {
       );
     }
     const configs = parseTopicConfigs(m.configs);
-    if ((configs["min.insync.replicas"] ?? 1) > m.replicationFactor) {
-      throw new SkeinError(ErrorCode.INVALID_CONFIG, `min.insync.replicas=${configs["min.insync.replicas"]} exceeds replication factor ${m.replicationFactor}`, { topic: name, field: "min.insync.replicas" });
-    }
+    checkMinInsync(name, configs, m.replicationFactor);
     const record: TopicRecord = { name, id: randomUUID(), partitions: m.partitions, replicationFactor: m.replicationFactor, configs, createdAt: Date.now() };
     const assignment = assignReplicas(brokers, m.partitions, m.replicationFactor, Math.floor(Math.random() * brokers.length));
     await this.meta.createTopic(record);
@@ -379,11 +377,17 @@ export class ControllerState {
     throw new SkeinError(ErrorCode.INVALID_REQUEST, `${topic.name}/${partition} kept changing while it was being deleted; retry`, { topic: topic.name, partition });
   }
 
-  async createPartitions(name: string, totalCount: number): Promise<{ name: string; assignment: number[][] }> {
+  /** The topic's record, for a change by this (active) controller; UNKNOWN_TOPIC_OR_PARTITION without one. */
+  private async activeTopic(name: string): Promise<TopicRecord> {
     this.requireActive();
     validateTopicName(name);
     const topic = await this.meta.getTopic(name);
     if (!topic) throw new SkeinError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `topic ${name} does not exist`, { topic: name });
+    return topic;
+  }
+
+  async createPartitions(name: string, totalCount: number): Promise<{ name: string; assignment: number[][] }> {
+    const topic = await this.activeTopic(name);
     if (!Number.isInteger(totalCount) || totalCount <= topic.partitions || totalCount > MAX_PARTITIONS_PER_TOPIC) {
       throw new SkeinError(ErrorCode.INVALID_PARTITIONS, `topic ${name} has ${topic.partitions} partitions; the new count must be larger (at most ${MAX_PARTITIONS_PER_TOPIC}), got ${totalCount}`, { topic: name });
     }
@@ -409,19 +413,14 @@ export class ControllerState {
 
   /** Sets (or, with null, resets) the named configs of a topic; replicas take them over from the KV (Configure). */
   async alterTopicConfigs(name: string, changes: Record<string, unknown>, validateOnly: boolean): Promise<{ name: string; configs: TopicConfigs }> {
-    this.requireActive();
-    validateTopicName(name);
-    const topic = await this.meta.getTopic(name);
-    if (!topic) throw new SkeinError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `topic ${name} does not exist`, { topic: name });
+    const topic = await this.activeTopic(name);
     const merged: Record<string, unknown> = { ...topic.configs };
     for (const [k, v] of Object.entries(changes)) {
       if (v === null || v === undefined) delete merged[k];
       else merged[k] = v;
     }
     const configs = parseTopicConfigs(merged);
-    if ((configs["min.insync.replicas"] ?? 1) > topic.replicationFactor) {
-      throw new SkeinError(ErrorCode.INVALID_CONFIG, `min.insync.replicas=${configs["min.insync.replicas"]} exceeds replication factor ${topic.replicationFactor}`, { topic: name, field: "min.insync.replicas" });
-    }
+    checkMinInsync(name, configs, topic.replicationFactor);
     if (validateOnly) return { name, configs };
     if (!(await this.meta.updateTopic({ ...topic, configs }))) {
       throw new SkeinError(ErrorCode.INVALID_REQUEST, `topic ${name} changed concurrently; retry`, { topic: name });
@@ -475,6 +474,13 @@ export function assignReplicas(brokers: number[], partitions: number, rf: number
     out.push(replicas);
   }
   return out;
+}
+
+/** min.insync.replicas above the replication factor would refuse every acks=all produce: INVALID_CONFIG. */
+function checkMinInsync(topic: string, configs: TopicConfigs, replicationFactor: number): void {
+  if ((configs["min.insync.replicas"] ?? 1) > replicationFactor) {
+    throw new SkeinError(ErrorCode.INVALID_CONFIG, `min.insync.replicas=${configs["min.insync.replicas"]} exceeds replication factor ${replicationFactor}`, { topic, field: "min.insync.replicas" });
+  }
 }
 
 export const ControllerActor = defineActor({
