@@ -230,6 +230,7 @@ class ActorCell {
       (env, reply) => this.deliverEnvelope(env, reply),
       (error, reply) => reply?.(EnvelopeKind.REPLY_ERROR, "error", { code: ErrorCode.INVALID_REQUEST, message: error.message, context: { address: this.address } }),
     );
+    await this.host.options.transport.registered();
     this.host.emit({ type: "actor.started", node: this.host.node, worker: this.ctx.worker, address: this.address, kind: this.def.kind, at: Date.now() });
   }
 

@@ -103,6 +103,18 @@ export class NatsTransport {
     return this.connected && !this.nc.isClosed();
   }
 
+  /**
+   * Resolves once the server has every subscription made before it (a PING/PONG round trip:
+   * a connection's commands are processed in order). Without it, a subscriber that announces
+   * itself some other way (a worker's spawn reply on the main thread's connection, a process's
+   * ready line) can be asked before its SUB reached the server: "no responders". Disconnected,
+   * it does not wait: nats.js subscribes again on reconnect.
+   */
+  async registered(): Promise<void> {
+    if (!this.isConnected) return;
+    await this.nc.flush().catch(() => undefined);
+  }
+
   /** Bytes of tells accepted since NATS was lost (nats.js sends them on reconnect); 0 while connected. */
   get bufferedBytesWhileDisconnected(): number {
     return this.connected ? 0 : this.buffered;

@@ -20,7 +20,9 @@ test("skein bench --quick runs every default suite and writes well-formed result
         resolve({ code: err ? (typeof err.code === "number" ? err.code : 1) : 0, stdout, stderr }),
       ),
     );
-    assert.is(r.code, 0, `${r.stdout.slice(-4000)}\n${r.stderr.slice(-4000)}`);
+    // The cause first: CI logs keep the head and tail of a failure, not its middle.
+    const causes = `${r.stdout}\n${r.stderr}`.split("\n").filter((l) => /FAILED|failed|not well-formed|Error|^  \S+: /.test(l)).slice(0, 40).join("\n");
+    assert.is(r.code, 0, `skein bench --quick exited ${r.code}:\n${causes}\n--- stdout tail ---\n${r.stdout.slice(-3000)}\n--- stderr tail ---\n${r.stderr.slice(-3000)}`);
     assert.match(r.stdout, new RegExp(`quick check: ${SUITES.length} suite\\(s\\) well-formed`));
     const run = JSON.parse(readFileSync(json, "utf8")) as { machine: { cores: number; gitCommit: string }; suites: Array<{ suite: string; rows: Array<Record<string, unknown>> }> };
     assert.ok(run.machine.cores > 0);
