@@ -57,13 +57,14 @@ test("max.message.bytes lowered on a live topic: its leaders refuse larger batch
   assert.equal([offsets[1] - offsets[0], offsets[2] - offsets[1]], [1, 1], `consecutive offsets ${offsets}`);
 });
 
-test("replicas started after the change (new partitions) start with the altered configs", async () => {
+test("replicas started after the change (new partitions) start with the altered configs; a producer sees the new partition at once", async () => {
   await admin.createPartitions({ topicPartitions: [{ topic: "alt", count: 3 }] });
-  // A producer reads a topic's partition count again only every 30 s: a new one sees the third now.
-  await producer.disconnect();
-  producer = skein.producer({ acks: "all" });
-  await producer.connect();
+  // This producer knew 2 partitions: naming the third makes it read the count again at once
+  // (not at its 30 s background re-read), and the third partition's leader judges the batch.
   assert.is((await errorOf(big(2)))?.code, ErrorCode.MESSAGE_TOO_LARGE);
+  const beyond = await errorOf(big(3));
+  assert.is(beyond?.code, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION);
+  assert.match(beyond!.message, /has 3 partitions; partition 3 does not exist/);
 });
 
 test("null returns a config to its default; validateOnly changes nothing", async () => {

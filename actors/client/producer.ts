@@ -216,25 +216,37 @@ export class ProducerState {
    */
   send(topic: string, frames: Uint8Array, ctx: Ctx): void | Promise<void> {
     const reply = ctx.deferReply<SendResult[]>();
-    const known = this.partitionCounts.get(topic);
-    if (known !== undefined) this.refreshCountIfOld(topic);
-    if (frames.length === 0 || known !== undefined) {
-      try {
-        if (frames.length === 0) return reply.resolve([]);
-        return this.accept(topic, frames, known!, reply, ctx);
-      } finally {
-        releaseFrames(frames);
-      }
+    if (frames.length === 0) {
+      releaseFrames(frames);
+      return reply.resolve([]);
     }
-    return this.partitionCount(topic)
+    const known = this.partitionCounts.get(topic);
+    if (known !== undefined) {
+      this.refreshCountIfOld(topic);
+      let outcome: Accepted = "done";
+      try {
+        outcome = this.accept(topic, frames, known, reply, ctx, false);
+      } finally {
+        if (outcome === "done") releaseFrames(frames);
+      }
+      if (outcome === "done") return;
+    }
+    // A topic's first send, or one naming a partition beyond the count this producer knows:
+    // partitions may have been added since (createPartitions), so the count is read now.
+    return this.partitionCount(topic, known !== undefined)
       .then(
-        (partitions) => this.accept(topic, frames, partitions, reply, ctx),
+        (partitions) => void this.accept(topic, frames, partitions, reply, ctx, true),
         (e) => reply.reject(e),
       )
       .finally(() => releaseFrames(frames));
   }
 
-  private accept(topic: string, frames: Uint8Array, partitions: number, reply: ReplyHandle<SendResult[]>, ctx: Ctx): void {
+  /**
+   * Parses and queues a send's records, or refuses it whole. With `countIsFresh` false, a send
+   * naming a partition beyond `partitions` is neither queued nor refused: "stale" asks the
+   * caller to read the count and try once more.
+   */
+  private accept(topic: string, frames: Uint8Array, partitions: number, reply: ReplyHandle<SendResult[]>, ctx: Ctx, countIsFresh: boolean): Accepted {
     const send: PendingSend = { topic, reply, remaining: 0, results: new Map(), failed: false };
     let parsed: ParsedFrames;
     try {
@@ -242,7 +254,9 @@ export class ProducerState {
       parsed = this.parsed.parse(frames, topic, partitions);
     } catch (e) {
       this.parsed.release();
-      return reply.reject(e);
+      if (!countIsFresh && e instanceof PartitionBeyondCount) return "stale";
+      reply.reject(e);
+      return "done";
     }
     const now = Date.now();
     const queues = this.queuesOf(topic);
@@ -275,6 +289,7 @@ export class ProducerState {
       this.drain(q, ctx);
     }
     this.scheduleLinger(ctx);
+    return "done";
   }
 
   private stickyPartition(topic: string, partitions: number): number {
@@ -286,9 +301,9 @@ export class ProducerState {
     return p;
   }
 
-  private async partitionCount(topic: string): Promise<number> {
+  private async partitionCount(topic: string, reread = false): Promise<number> {
     const known = this.partitionCounts.get(topic);
-    if (known !== undefined) return known;
+    if (known !== undefined && !reread) return known;
     const t = await this.meta.getTopic(topic);
     if (!t) throw new SkeinError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `topic ${topic} does not exist`, { topic });
     this.partitionCounts.set(topic, t.partitions);
@@ -943,6 +958,16 @@ function asOutcomeError(e: unknown): { code: string; message: string; retriable:
   return { code: err.code, message: err.message, retriable: err.retriable };
 }
 
+/** What `accept` did with a send: queued or refused it ("done"), or found its partition count stale. */
+type Accepted = "done" | "stale";
+
+/** A send named a partition the topic has not got (as far as the count this producer read). */
+class PartitionBeyondCount extends SkeinError {
+  constructor(topic: string, partitions: number, partition: number) {
+    super(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `topic ${topic} has ${partitions} partitions; partition ${partition} does not exist`, { topic, partition });
+  }
+}
+
 /** Records parsed per send before the parse arrays grow (and are shrunk back to after the send). */
 const PARSED_RECORDS = 8_192;
 
@@ -967,7 +992,7 @@ class ParsedFrames {
     while (reader.next()) {
       let p = reader.partition;
       if (p >= partitions) {
-        throw new SkeinError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `topic ${topic} has ${partitions} partitions; partition ${p} does not exist`, { topic, partition: p });
+        throw new PartitionBeyondCount(topic, partitions, p);
       }
       const ts = reader.timestamp;
       // The facade lets any finite number through; a batch holds whole ms (found here, not
