@@ -181,6 +181,38 @@ test("a partition state older than one the leader applied does not shrink its IS
   }
 });
 
+test("a caught-up follower whose ISR join lost a race joins on a retry, without fetching again (unit)", async () => {
+  const { r, log } = await unitReplica("unit-join");
+  const state = (isr: number[]) => ({ topic: "unit-join", topicId: "unit-join-id", partition: 0, leader: 0, leaderEpoch: 1, isr, replicas: [0, 1, 2], controllerEpoch: 1 });
+  // The KV: its first compare-and-set loses (the controller wrote meanwhile), later ones win.
+  let kv = { value: state([0, 1]), revision: 5 };
+  let casCalls = 0;
+  (r as unknown as { meta: Partial<MetadataStore> }).meta = {
+    getPartition: async () => kv,
+    casPartition: async (next: typeof kv.value, revision: number) => {
+      if (++casCalls === 1 || revision !== kv.revision) return null;
+      kv = { value: next, revision: revision + 1 };
+      return kv.revision;
+    },
+  } as Partial<MetadataStore>;
+  const scheduled: string[] = [];
+  const ctx = { self: "replica", schedule: (_ms: number, type: string) => (scheduled.push(type), () => {}), tell: () => {}, deferReply: () => ({ resolve: () => {}, reject: () => {} }) } as never;
+  try {
+    await r.apply(state([0, 1]), 5, ctx);
+    await log.append(encodeBatch([{ value: enc.encode("a") }]), { leaderEpoch: 1 });
+    await r.fetch({ fromOffset: 1, maxBytes: 1 << 20, maxWaitMs: 0, replicaId: 1, leaderEpoch: 1, upToLogEnd: false }, ctx);
+    // Replica 2 has caught up; its fetch parks here (an idle partition: it will not ask again for minutes).
+    assert.is(await r.fetch({ fromOffset: 1, maxBytes: 1 << 20, maxWaitMs: 120_000, replicaId: 2, leaderEpoch: 1, upToLogEnd: false }, ctx), undefined);
+    assert.equal(r.describe().isr, [0, 1], "the first try lost");
+    assert.ok(scheduled.includes("JoinIsrAgain"), `a retry is scheduled (${scheduled})`);
+    await r.joinIsrAgain(ctx);
+    assert.equal(r.describe().isr, [0, 1, 2]);
+    assert.equal(kv.value.isr, [0, 1, 2], "and the KV holds it");
+  } finally {
+    await r.close();
+  }
+});
+
 test("a follower fetching past the leader's log end is refused and not counted as having those offsets; an epoch query from another epoch is refused (unit)", async () => {
   const { r, log, ctx } = await unitReplica("unit-div");
   const fetchAt = (replicaId: number, fromOffset: number) => r.fetch({ fromOffset, maxBytes: 1 << 20, maxWaitMs: 0, replicaId, leaderEpoch: 2, upToLogEnd: false }, ctx);

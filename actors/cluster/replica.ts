@@ -98,6 +98,9 @@ export class ReplicaState {
   fetchEpoch = -1;
   needsTruncation = false;
   isrChangeInFlight = false;
+  /** Followers whose ISR join lost a race, and whether a JoinIsrAgain is on its way to retry them. */
+  private readonly pendingJoins = new Set<number>();
+  private joinRetryScheduled = false;
   /** When the scheduled Tick fires (Infinity: none scheduled) and how to cancel it. */
   tickAt = Infinity;
   cancelTick: (() => void) | null = null;
@@ -371,10 +374,37 @@ export class ReplicaState {
     f.logEndOffset = fetchOffset;
     f.lastFetchAt = now;
     f.leaderEndAtLastFetch = leaderEnd;
-    if (!this.isr.has(replicaId) && this.canJoinIsr(f)) {
-      await this.changeIsr(new Set([...this.isr, replicaId]), ctx);
-    }
+    if (!this.isr.has(replicaId) && this.canJoinIsr(f)) await this.joinIsr([replicaId], ctx);
     this.maybeAdvanceHighWatermark(ctx);
+  }
+
+  /**
+   * Takes caught-up followers into the ISR. A try can lose (another ISR change in flight, or a
+   * compare-and-set beaten by the controller's write), and then it is tried again shortly: a
+   * caught-up follower's next fetch may be long in coming, since on an idle partition it stays
+   * parked here (up to the fetch server's local wait, minutes) and would not ask again.
+   */
+  private async joinIsr(joining: number[], ctx: Ctx): Promise<void> {
+    await this.changeIsr(new Set([...this.isr, ...joining]), ctx);
+    if (this.role !== "leader") return;
+    for (const r of joining) if (!this.isr.has(r)) this.pendingJoins.add(r);
+    if (this.pendingJoins.size > 0 && !this.joinRetryScheduled) {
+      this.joinRetryScheduled = true;
+      ctx.schedule(RETRY_BACKOFF_MS, "JoinIsrAgain", {});
+    }
+  }
+
+  /** Retries the joins that lost, for followers still caught up and still fetching (within the lag limit). */
+  async joinIsrAgain(ctx: Ctx): Promise<void> {
+    this.joinRetryScheduled = false;
+    const now = Date.now();
+    const parked = this.caughtUpByParkedFetch();
+    const joining = [...this.pendingJoins].filter((r) => {
+      const f = this.followers.get(r);
+      return f !== undefined && !this.isr.has(r) && this.canJoinIsr(f) && (parked.has(r) || now - f.lastFetchAt <= this.args.replicaLagTimeMaxMs);
+    });
+    this.pendingJoins.clear();
+    if (this.role === "leader" && joining.length > 0) await this.joinIsr(joining, ctx);
   }
 
   private canJoinIsr(f: FollowerProgress): boolean {
@@ -731,6 +761,7 @@ export const ReplicaActor = defineActor({
     ListOffset: (s, m) => s.listOffset(m.timestamp),
     EpochAnswered: (s, m, ctx) => s.onEpochAnswered(m, ctx),
     FollowAgain: (s, _m, ctx) => s.startFetching(ctx),
+    JoinIsrAgain: (s, _m, ctx) => s.joinIsrAgain(ctx),
     FollowerData: (s, m, ctx) => s.onFollowerData(m, ctx),
     Tick: (s, _m, ctx) => s.tick(ctx),
   },
