@@ -373,6 +373,10 @@ export interface ReplicaDescription {
   logStartOffset: number;
   logEndOffset: number;
   isr: number[];
+  /** A follower's fetching: a fetch (or epoch query) outstanding, and whether it must truncate first. */
+  following?: { fetchInFlight: boolean; fetchEpoch: number; needsTruncation: boolean };
+  /** A leader's view of its followers: the offset each last fetched from and how long ago (ms; -1: never). */
+  followers?: Record<string, { logEndOffset: number; lastFetchAgoMs: number; parked: boolean }>;
 }
 
 // Produce fan-in ------------------------------------------------------------------------------

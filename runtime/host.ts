@@ -218,19 +218,31 @@ class ActorCell {
     this.ctx = this.makeContext(args);
   }
 
+  /**
+   * init, then the subscription, then `started`. Subscribed (and the server sure to have it)
+   * before `started` runs, an actor that reads some state there misses no message sent after
+   * that state changed: such messages wait in the mailbox until `started` is done. (A replica
+   * that read its partition state first and subscribed after lost a Become sent in between,
+   * and led a stale epoch.)
+   */
   async start(): Promise<void> {
     this.state = await this.def.init(this.ctx);
-    if (this.def.started) await this.def.started(this.state, this.ctx);
-    // Stopped while init ran (its spawn timed out and was taken back): it must not come alive.
-    if (this.stopped) throw new SkeinError(ErrorCode.ACTOR_NOT_FOUND, `${this.address} was stopped before it finished starting`, { address: this.address });
-    this.ready = true;
-    if (!this.running && this.head < this.queue.length) this.drain();
     this.subscription = this.host.options.transport.subscribe(
       this.address,
       (env, reply) => this.deliverEnvelope(env, reply),
       (error, reply) => reply?.(EnvelopeKind.REPLY_ERROR, "error", { code: ErrorCode.INVALID_REQUEST, message: error.message, context: { address: this.address } }),
     );
-    await this.host.options.transport.registered();
+    try {
+      await this.host.options.transport.registered();
+      if (this.def.started) await this.def.started(this.state, this.ctx);
+    } catch (e) {
+      this.subscription.unsubscribe();
+      throw e;
+    }
+    // Stopped while init ran (its spawn timed out and was taken back): it must not come alive.
+    if (this.stopped) throw new SkeinError(ErrorCode.ACTOR_NOT_FOUND, `${this.address} was stopped before it finished starting`, { address: this.address });
+    this.ready = true;
+    if (!this.running && this.head < this.queue.length) this.drain();
     this.host.emit({ type: "actor.started", node: this.host.node, worker: this.ctx.worker, address: this.address, kind: this.def.kind, at: Date.now() });
   }
 

@@ -273,13 +273,20 @@ function assertSurvived(before: Map<string, { offset: number; metadata: string }
 /** After a broker or worker comes back: preferred leaders return (moving the coordinator again); wait for that to settle. */
 async function settle(): Promise<void> {
   // On a timeout the message names the partitions still away from their preferred leader.
-  let away: string[] = [];
+  let away: Array<{ topic: string; partition: number; leader: number; replicas: number[]; isr: number[] }> = [];
   await waitFor(async () => {
     const parts = [...(await admin.meta.listPartitions(OFFSETS_TOPIC)), ...(await admin.meta.listPartitions(TOPIC))];
-    away = parts.filter((x) => x.value.leader !== x.value.replicas[0]).map((x) => `${x.value.topic}/${x.value.partition} leader ${x.value.leader} replicas [${x.value.replicas}] isr [${x.value.isr}]`);
+    away = parts.map((x) => x.value).filter((x) => x.leader !== x.replicas[0]);
     return away.length === 0;
-  }, 60_000, "preferred leaders restored").catch((e: Error) => {
-    throw new Error(`${e.message}; still away: ${away.join("; ")}`);
+  }, 60_000, "preferred leaders restored").catch(async (e: Error) => {
+    // What every replica of each such partition says of itself (role, epoch, offsets, fetching).
+    const said = await Promise.all(
+      away.map(async (x) => {
+        const replicas = await Promise.all(x.replicas.map((b) => admin.describeReplica(x.topic, x.partition, b).then((d) => JSON.stringify(d), (err: Error) => `${b}: ${err.message}`)));
+        return `${x.topic}/${x.partition} leader ${x.leader} replicas [${x.replicas}] isr [${x.isr}]:\n    ${replicas.join("\n    ")}`;
+      }),
+    );
+    throw new Error(`${e.message}; still away:\n  ${said.join("\n  ")}`);
   });
   await waitFor(async () => {
     const d = await admin.describeGroup("workers").catch(() => null);

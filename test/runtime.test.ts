@@ -249,6 +249,34 @@ test("deferred replies: answered once, through unbound resolve/reject; a tell's 
   await host.stopAll("done");
 });
 
+test("an actor is subscribed before its started hook runs: a message sent meanwhile waits in its mailbox, not lost", async () => {
+  let inStarted!: () => void;
+  const startedRuns = new Promise<void>((r) => (inStarted = r));
+  let open!: () => void;
+  const gate = new Promise<void>((r) => (open = r));
+  const Gated = defineActor({
+    kind: "gated",
+    messages: { Ready: z.object({}) },
+    init: () => ({ started: false }),
+    async started(state) {
+      inStarted();
+      await gate; // e.g. a replica reading its partition state
+      state.started = true;
+    },
+    handlers: { Ready: (state) => state.started },
+  });
+  const host = new ActorHost({ node: "gate-test", worker: -1, transport: new NatsTransport(system.nc, "rt", 1024 * 1024), onEvent: () => {}, escalate: () => {} });
+  const spawned = host.spawnDefinition(Gated, "gated/1@gate-test", undefined);
+  await startedRuns;
+  // Before, the subscription came after started: this ask found no responder.
+  const answer = system.ask<boolean>("gated/1@gate-test", "Ready", {}, { timeoutMs: 5_000 });
+  await new Promise((r) => setTimeout(r, 50));
+  open();
+  await spawned;
+  assert.is(await answer, true, "handled once started was done");
+  await host.stopAll("done");
+});
+
 test("started/stopped hooks and the actor.started event", async () => {
   const mark = events.length;
   const address = findAddress("hooked/h", 1);

@@ -143,7 +143,17 @@ export class ReplicaState {
       logStartOffset: this.log.logStartOffset,
       logEndOffset: this.log.logEndOffset,
       isr: [...this.isr].sort((a, b) => a - b),
+      ...(this.role === "follower" ? { following: { fetchInFlight: this.fetchInFlight, fetchEpoch: this.fetchEpoch, needsTruncation: this.needsTruncation } } : {}),
+      ...(this.role === "leader" ? { followers: this.followerProgress() } : {}),
     };
+  }
+
+  private followerProgress(): ReplicaDescription["followers"] {
+    const now = Date.now();
+    const parked = this.caughtUpByParkedFetch();
+    const out: NonNullable<ReplicaDescription["followers"]> = {};
+    for (const [r, f] of this.followers) out[r] = { logEndOffset: f.logEndOffset, lastFetchAgoMs: f.lastFetchAt === 0 ? -1 : now - f.lastFetchAt, parked: parked.has(r) };
+    return out;
   }
 
   // Role changes ------------------------------------------------------------------------------
@@ -728,10 +738,7 @@ export const ReplicaActor = defineActor({
   mailboxCapacity: 50_000,
   async init(ctx) {
     const meta = await metadataFor(ctx.nats, ctx.cluster);
-    // The topic's configs as they are now (altered since this replica was first spawned, maybe);
-    // if the KV does not answer, those it was spawned with (a later alteration still arrives).
-    const topic = await meta.getTopic(ctx.args.topic).catch(() => null);
-    const a = topic && topic.id === ctx.args.topicId ? { ...ctx.args, configs: topic.configs } : ctx.args;
+    const a = ctx.args;
     const dir = partitionDir(a.dataDir, a.topic, a.partition);
     let log: PartitionLog;
     try {
@@ -742,7 +749,13 @@ export const ReplicaActor = defineActor({
     }
     return new ReplicaState(log, meta, a);
   },
+  // Runs subscribed (runtime/host.ts): a Configure or Become sent after the reads below waits
+  // in the mailbox, so none is missed between a read and the subscription.
   async started(state, ctx) {
+    // The topic's configs as they are now (altered since this replica was first spawned, maybe);
+    // if the KV does not answer, those it was spawned with (a later alteration still arrives).
+    const topic = await state.meta.getTopic(ctx.args.topic).catch(() => null);
+    if (topic && topic.id === ctx.args.topicId) state.configure({ topicId: topic.id, configs: topic.configs });
     state.log.startBackgroundTasks();
     await state.rebuildProducerState();
     const current = await state.meta.getPartition(ctx.args.topic, ctx.args.partition);
