@@ -339,13 +339,34 @@ async function within<T>(p: Promise<T>, ms: number): Promise<T | typeof STALLED>
   return Promise.race([p, stalled]).finally(() => clearTimeout(timer));
 }
 
+/** How long one listing of a bucket's keys may take before it is abandoned and tried again, ms. */
+const LIST_KEYS_TIMEOUT_MS = 5_000;
+const LIST_KEYS_TRIES = 3;
+
 async function listKeys(kv: KV, filter: string): Promise<string[]> {
   // nats.js lists keys with a consumer over the bucket's stream: a key written while the listing
   // runs can come twice (a chaos run's final read listed a partition twice), so keep each once.
-  const keys = new Set<string>();
-  const iter = await kv.keys(filter);
-  for await (const k of iter) keys.add(k);
-  return [...keys];
+  // A listing can also never end: on the live bucket, whose entries expire, the consumer can
+  // count a message pending that has expired before it is delivered (nats-server 2.9, cf.
+  // nats-server#3481); a `skein chaos kill-broker` hung 45 s there in CI. So each try is bounded.
+  for (let attempt = 1; ; attempt++) {
+    const keys = new Set<string>();
+    const iter = await kv.keys(filter);
+    let abandoned = false;
+    const timer = setTimeout(() => {
+      abandoned = true;
+      iter.stop();
+    }, LIST_KEYS_TIMEOUT_MS);
+    try {
+      for await (const k of iter) keys.add(k);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!abandoned) return [...keys];
+    if (attempt === LIST_KEYS_TRIES) {
+      throw new SkeinError(ErrorCode.TIMEOUT, `listing the keys ${filter} of a metadata bucket did not finish in ${LIST_KEYS_TRIES} tries of ${LIST_KEYS_TIMEOUT_MS / 1000} s`, { field: filter, retriable: true });
+    }
+  }
 }
 
 async function getJson<T>(kv: KV, key: string, schema: z.ZodType<T>): Promise<Versioned<T> | null> {
