@@ -56,7 +56,11 @@ export interface ActorDefinition<S = any, A = any, M extends Schemas = Schemas> 
   /** Builds the state; runs at start and again at every restart. */
   init(ctx: ActorContext<A>): S | Promise<S>;
   handlers: { [K in keyof M]: (state: S, message: z.infer<M[K]>, ctx: ActorContext<A>) => unknown };
-  /** After init, before the first message. */
+  /**
+   * After init, before the first message, with the actor already subscribed (the server has its
+   * subscription): state read here misses no message, since anything sent meanwhile waits in the
+   * mailbox until this is done. The spawn completes after it.
+   */
   started?(state: S, ctx: ActorContext<A>): void | Promise<void>;
   /** On stop (not on crash): release files, timers, parked replies. */
   stopped?(state: S, ctx: ActorContext<A>): void | Promise<void>;
