@@ -130,7 +130,12 @@ export type FetchError = z.infer<typeof FetchError>;
 /** Messages a partition replica accepts. */
 export const ReplicaMessages = {
   /** The topic's configs changed (AlterTopicConfigs): the log takes them over, for a replica of that topic id. */
-  Configure: z.object({ topicId: z.string(), configs: TopicConfigs }),
+  Configure: z.object({
+    topicId: z.string(),
+    configs: TopicConfigs,
+    /** KV revision of the topic record they come from: an older one than the replica applied is ignored. */
+    revision: z.number().int().nonnegative().optional(),
+  }),
   /** Client produce: one or more record batches; leader only. */
   Produce: z.object({
     batches: z.instanceof(Uint8Array),

@@ -213,6 +213,20 @@ test("a caught-up follower whose ISR join lost a race joins on a retry, without 
   }
 });
 
+test("a Configure older than the topic record a replica applied is ignored (unit)", async () => {
+  const { r, log } = await unitReplica("unit-cfg");
+  const configure = (revision: number, bytes: number) => r.configure({ topicId: "unit-cfg-id", configs: { "max.message.bytes": bytes }, revision });
+  try {
+    configure(5, 2_048); // the record the replica read at start
+    configure(3, 4_096); // a watch event written before it, delivered late
+    assert.is(log.config.maxMessageBytes, 2_048);
+    configure(6, 8_192);
+    assert.is(log.config.maxMessageBytes, 8_192);
+  } finally {
+    await r.close();
+  }
+});
+
 test("a follower fetching past the leader's log end is refused and not counted as having those offsets; an epoch query from another epoch is refused (unit)", async () => {
   const { r, log, ctx } = await unitReplica("unit-div");
   const fetchAt = (replicaId: number, fromOffset: number) => r.fetch({ fromOffset, maxBytes: 1 << 20, maxWaitMs: 0, replicaId, leaderEpoch: 2, upToLogEnd: false }, ctx);

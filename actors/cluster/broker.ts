@@ -87,7 +87,7 @@ export class Broker {
       }
       broker.stopWatch = await meta.watchPartitions((key, state, revision) => broker.enqueue(key, () => broker.onPartitionState(key, state, revision)));
       // Altered topic configs reach the replicas hosted here (a replica started later reads them itself).
-      broker.stopTopicWatch = await meta.watchTopics((record) => broker.onTopicRecord(record));
+      broker.stopTopicWatch = await meta.watchTopics((record, revision) => broker.onTopicRecord(record, revision));
       if (options.kafka) {
         broker.gateway = await KafkaGateway.start({ ...options.kafka, brokerId: options.id, nats: options.nats, cluster: node.cluster });
         await broker.heartbeat(); // advertise the gateway port now rather than at the next beat
@@ -149,10 +149,10 @@ export class Broker {
   }
 
   /** A topic record was written (created, grown or its configs altered): its replicas here get its configs. */
-  private onTopicRecord(record: TopicRecord): void {
+  private onTopicRecord(record: TopicRecord, revision: number): void {
     if (this.topics.has(record.name)) this.topics.set(record.name, record);
     for (const r of this.replicas.values()) {
-      if (r.topic === record.name && r.topicId === record.id) this.node.tell(r.address, "Configure", { topicId: record.id, configs: record.configs });
+      if (r.topic === record.name && r.topicId === record.id) this.node.tell(r.address, "Configure", { topicId: record.id, configs: record.configs, revision });
     }
   }
 

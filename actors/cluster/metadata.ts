@@ -184,13 +184,13 @@ export class MetadataStore {
   }
 
   /** Calls `onChange` for every topic record, then for every change to one (deletions are not reported). */
-  async watchTopics(onChange: (record: TopicRecord) => void): Promise<() => void> {
+  async watchTopics(onChange: (record: TopicRecord, revision: number) => void): Promise<() => void> {
     const iter = await this.meta.watch({ key: "topic.>" });
     void (async () => {
       for await (const e of iter) {
         if (e.operation !== "PUT") continue;
         const parsed = TopicRecord.safeParse(parseJson(e.value));
-        if (parsed.success) onChange(parsed.data);
+        if (parsed.success) onChange(parsed.data, e.revision);
       }
     })();
     return () => iter.stop();

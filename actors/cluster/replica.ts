@@ -120,14 +120,22 @@ export class ReplicaState {
 
   /** The topic's configs: from its record in the KV at start, then as altered (Configure). */
   private configs: TopicConfigs;
+  /** KV revision of the topic record the configs came from (0: the spawn arguments'). */
+  private configsRevision = 0;
 
   get minInsync(): number {
     return this.configs["min.insync.replicas"] ?? 1;
   }
 
   /** The topic's configs were altered: the log applies them from now on (a replica of a re-created topic ignores its predecessor's). */
-  configure(m: { topicId: string; configs: TopicConfigs }): void {
-    if (m.topicId !== this.args.topicId || JSON.stringify(m.configs) === JSON.stringify(this.configs)) return;
+  configure(m: { topicId: string; configs: TopicConfigs; revision?: number }): void {
+    if (m.topicId !== this.args.topicId) return;
+    // A Configure delivered late (its watch event before the record the replica read at start) is older.
+    if (m.revision !== undefined) {
+      if (m.revision <= this.configsRevision) return;
+      this.configsRevision = m.revision;
+    }
+    if (JSON.stringify(m.configs) === JSON.stringify(this.configs)) return;
     this.configs = m.configs;
     this.log.reconfigure(logConfigFor(m.configs));
   }
@@ -754,8 +762,8 @@ export const ReplicaActor = defineActor({
   async started(state, ctx) {
     // The topic's configs as they are now (altered since this replica was first spawned, maybe);
     // if the KV does not answer, those it was spawned with (a later alteration still arrives).
-    const topic = await state.meta.getTopic(ctx.args.topic).catch(() => null);
-    if (topic && topic.id === ctx.args.topicId) state.configure({ topicId: topic.id, configs: topic.configs });
+    const topic = await state.meta.getTopicVersioned(ctx.args.topic).catch(() => null);
+    if (topic && topic.value.id === ctx.args.topicId) state.configure({ topicId: topic.value.id, configs: topic.value.configs, revision: topic.revision });
     state.log.startBackgroundTasks();
     await state.rebuildProducerState();
     const current = await state.meta.getPartition(ctx.args.topic, ctx.args.partition);
