@@ -16,7 +16,7 @@ import { KafkaWireClient } from "../actors/gateway/wire-client.js";
 import { freePortRange } from "../actors/gateway/ports.js";
 import { partitionForKey } from "../protocol/murmur2.js";
 import { BatchAttributes, CompressionCodec, decodeRecords, encodeBatch, iterateBatches, type DecodedRecord } from "../protocol/record-batch.js";
-import { ApiKey, ApiVersions, Fetch, KafkaErrorCode, ListOffsets, Metadata, Produce, type KafkaReader } from "../protocol/kafka/mod.js";
+import { ApiKey, ApiVersions, ConfigOperation, Fetch, IncrementalAlterConfigs, KafkaErrorCode, ListOffsets, Metadata, Produce, type KafkaReader } from "../protocol/kafka/mod.js";
 import { hostile, isAlive, tempDir, waitFor, surfaced } from "./helpers.js";
 
 const CLUSTER = "kg";
@@ -118,12 +118,13 @@ test("ApiVersions advertises exactly what is served; newer versions get UNSUPPOR
     assert.equal(served.get(ApiKey.Metadata), [0, 6]);
     assert.equal(served.get(ApiKey.JoinGroup), [0, 5]);
     assert.equal(served.get(ApiKey.AlterConfigs), [0, 1]);
-    assert.is(served.size, 21);
+    assert.equal(served.get(ApiKey.IncrementalAlterConfigs), [0, 0]);
+    assert.is(served.size, 22);
     // ApiVersions v3 (flexible) is answered in the v0 layout with UNSUPPORTED_VERSION.
     const readAsV0 = { ...ApiVersions.response, read: (r: KafkaReader) => ApiVersions.response.read(r, 0) };
     const v3 = await wire.send({ ...ApiVersions, response: readAsV0 }, 3, {});
     assert.is(v3.errorCode, KafkaErrorCode.UNSUPPORTED_VERSION);
-    assert.is(v3.apiKeys.length, 21);
+    assert.is(v3.apiKeys.length, 22);
   } finally {
     await wire.close();
   }
@@ -164,6 +165,40 @@ test("kafkajs admin: create with configs, describe, grow, list offsets, delete",
   assert.not.ok((await client.listTopics()).some((t) => t.name === "configured"));
   const bad = await admin.createTopics({ topics: [{ topic: "bad name!", numPartitions: 1 }] }).catch((e: { errors?: { type: string }[] }) => e);
   assert.is((bad as { errors: { type: string }[] }).errors[0].type, "INVALID_TOPIC_EXCEPTION");
+});
+
+test("IncrementalAlterConfigs (Java AdminClient, librdkafka): SET and DELETE change only the configs named; list operations, bad resources and validate_only change nothing", async () => {
+  await client.createTopic("incremental", 1, 1, { "retention.ms": 3_600_000, "segment.bytes": 1_048_576 });
+  const wire = await KafkaWireClient.connect(basePort);
+  const alter = async (configs: Array<{ name: string; configOperation: number; value: string | null }>, options: { name?: string; type?: number; validateOnly?: boolean } = {}) => {
+    const r = await wire.send(IncrementalAlterConfigs, 0, { resources: [{ resourceType: options.type ?? 2, resourceName: options.name ?? "incremental", configs }], validateOnly: options.validateOnly ?? false });
+    return r.responses[0];
+  };
+  const configsNow = async () => (await client.describeTopic("incremental")).configs;
+  try {
+    const set = await alter([
+      { name: "max.message.bytes", configOperation: ConfigOperation.SET, value: "2048" },
+      { name: "retention.ms", configOperation: ConfigOperation.DELETE, value: null },
+    ]);
+    assert.equal([set.errorCode, set.errorMessage, set.resourceName], [KafkaErrorCode.NONE, null, "incremental"]);
+    assert.equal(await configsNow(), { "segment.bytes": 1_048_576, "max.message.bytes": 2048 }, "segment.bytes, not named, is kept");
+    const refusals = [
+      await alter([{ name: "cleanup.policy", configOperation: ConfigOperation.APPEND, value: "compact" }]),
+      await alter([{ name: "max.message.bytes", configOperation: ConfigOperation.SET, value: null }]),
+      await alter([{ name: "max.message.bytes", configOperation: 9, value: "1" }]),
+      await alter([{ name: "min.insync.replicas", configOperation: ConfigOperation.SET, value: "2" }]),
+    ];
+    for (const r of refusals) assert.is(r.errorCode, KafkaErrorCode.INVALID_CONFIG, String(r.errorMessage));
+    assert.match(String(refusals[0].errorMessage), /not a list config/);
+    assert.is((await alter([{ name: "retention.ms", configOperation: ConfigOperation.SET, value: "1000" }], { name: "nope" })).errorCode, KafkaErrorCode.UNKNOWN_TOPIC_OR_PARTITION);
+    assert.is((await alter([{ name: "retention.ms", configOperation: ConfigOperation.SET, value: "1000" }], { type: 4, name: "1" })).errorCode, KafkaErrorCode.INVALID_REQUEST);
+    const checked = await alter([{ name: "segment.bytes", configOperation: ConfigOperation.DELETE, value: null }], { validateOnly: true });
+    assert.is(checked.errorCode, KafkaErrorCode.NONE);
+    assert.equal(await configsNow(), { "segment.bytes": 1_048_576, "max.message.bytes": 2048 }, "refusals and validate_only changed nothing");
+  } finally {
+    await wire.close();
+    await client.deleteTopic("incremental");
+  }
 });
 
 test("kafkajs keyed producer: each key lands where Skein's murmur2 puts it; headers and null keys survive", async () => {

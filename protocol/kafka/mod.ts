@@ -17,5 +17,6 @@ export { DeleteTopics } from "./delete-topics.js";
 export { CreatePartitions } from "./create-partitions.js";
 export { DescribeConfigs, ConfigResourceType, ConfigSource } from "./describe-configs.js";
 export { AlterConfigs } from "./alter-configs.js";
+export { IncrementalAlterConfigs, ConfigOperation } from "./incremental-alter-configs.js";
 export { InitProducerId } from "./init-producer-id.js";
 export type { RequestOf, ResponseIn } from "./api.js";

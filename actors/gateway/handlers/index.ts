@@ -2,7 +2,7 @@
 // exactly this table.
 
 import type { ApiHandler } from "../handler.js";
-import { alterConfigsHandler } from "./alter-configs.js";
+import { alterConfigsHandler, incrementalAlterConfigsHandler } from "./alter-configs.js";
 import { apiVersionsHandler } from "./api-versions.js";
 import { createPartitionsHandler } from "./create-partitions.js";
 import { createTopicsHandler } from "./create-topics.js";
@@ -36,6 +36,7 @@ export const HANDLERS: ReadonlyMap<number, ApiHandler> = new Map(
     createPartitionsHandler,
     describeConfigsHandler,
     alterConfigsHandler,
+    incrementalAlterConfigsHandler,
     initProducerIdHandler,
     findCoordinatorHandler,
     joinGroupHandler,
