@@ -27,8 +27,8 @@ function storeWhoseListings(hangs: boolean[]): { store: MetadataStore; tries: ()
     keys: async () => listing(["broker.1"], hangs[tries++] ?? false),
     get: async () => ({ operation: "PUT", revision: 7, value: new TextEncoder().encode(JSON.stringify(registration)) }),
   };
-  const Store = MetadataStore as unknown as new (meta: unknown, live: unknown, ttl: number) => MetadataStore;
-  return { store: new Store({}, live, 3_000), tries: () => tries };
+  const Store = MetadataStore as unknown as new (meta: unknown, live: unknown, ttl: number, cluster: string) => MetadataStore;
+  return { store: new Store({}, live, 3_000, "unit"), tries: () => tries };
 }
 
 test("a key listing that never ends is tried again, and its second try answers", async () => {

@@ -9,7 +9,7 @@ import { SkeinNode } from "../../runtime/node.js";
 import { bundlePath } from "../../runtime/paths.js";
 import type { NatsOptions } from "../../runtime/types.js";
 import { controllerAddress, fetchServerAddress, fetcherAddress, produceServerAddress, partitionKey, replicaAddress, type PartitionState, type TopicRecord } from "../../protocol/cluster.js";
-import { MetadataStore } from "./metadata.js";
+import { MetadataStore, whileJetStreamStarts } from "./metadata.js";
 import { unescapeToken } from "../../protocol/address.js";
 import { KafkaGateway } from "../gateway/gateway.js";
 import type { KafkaGatewayOptions } from "../gateway/types.js";
@@ -70,7 +70,7 @@ export class Broker {
     try {
       const meta = await MetadataStore.open(node.nats, node.cluster, { liveTtlMs: options.sessionTimeoutMs ?? 3_000 });
       const broker = (started = new Broker(options, node, meta));
-      await broker.heartbeat();
+      await whileJetStreamStarts(node.cluster, () => broker.heartbeat());
       broker.heartbeatTimer = setInterval(() => void broker.heartbeat().catch((e) => console.warn(`skein: heartbeat failed: ${(e as Error).message}`)), options.heartbeatMs ?? 1_000);
       await node.spawn({
         kind: "controller",

@@ -39,28 +39,17 @@ export class MetadataStore {
     readonly meta: KV,
     readonly live: KV,
     readonly liveTtlMs: number,
+    readonly cluster: string,
   ) {}
 
   static async open(nc: NatsConnection, cluster: string, options: MetadataOptions = {}): Promise<MetadataStore> {
     const kvm = new Kvm(nc);
     const liveTtlMs = options.liveTtlMs ?? 3_000;
-    // nats.js reports a JetStream API request nobody answered as "jetstream is not enabled"; a
-    // busy server just started (three brokers opening buckets at once on a loaded machine) did
-    // that once in a chaos loop. Retried for a while; a server without -js still fails clearly.
-    const deadline = Date.now() + JETSTREAM_WAIT_MS;
-    for (let delay = 100; ; delay = Math.min(delay * 2, 1_000)) {
-      try {
-        const meta = await openOrCreate(kvm, metaBucket(cluster), { history: 5 });
-        const live = await openOrCreate(kvm, liveBucket(cluster), { history: 1, ttl: liveTtlMs });
-        return new MetadataStore(meta, live, liveTtlMs);
-      } catch (e) {
-        if (!JETSTREAM_NOT_READY.has((e as Error)?.name)) throw e;
-        if (Date.now() + delay > deadline) {
-          throw new SkeinError(ErrorCode.NOT_CONNECTED, `JetStream did not answer for ${JETSTREAM_WAIT_MS / 1000} s: is the NATS server running with JetStream (nats-server -js)? (${(e as Error).message})`, { cluster }, { cause: e });
-        }
-        await new Promise((r) => setTimeout(r, delay));
-      }
-    }
+    return whileJetStreamStarts(cluster, async () => {
+      const meta = await openOrCreate(kvm, metaBucket(cluster), { history: 5 });
+      const live = await openOrCreate(kvm, liveBucket(cluster), { history: 1, ttl: liveTtlMs });
+      return new MetadataStore(meta, live, liveTtlMs, cluster);
+    });
   }
 
   // Topics -----------------------------------------------------------------------------------
@@ -169,7 +158,7 @@ export class MetadataStore {
 
   /** Calls `onChange` for every current partition state, then for every change (null = deleted). */
   async watchPartitions(onChange: (key: string, state: PartitionState | null, revision: number) => void): Promise<() => void> {
-    const iter = await this.meta.watch({ key: "partition.>" });
+    const iter = await whileJetStreamStarts(this.cluster, () => this.meta.watch({ key: "partition.>" }));
     void (async () => {
       for await (const e of iter) {
         if (e.operation !== "PUT") {
@@ -185,7 +174,7 @@ export class MetadataStore {
 
   /** Calls `onChange` for every topic record, then for every change to one (deletions are not reported). */
   async watchTopics(onChange: (record: TopicRecord, revision: number) => void): Promise<() => void> {
-    const iter = await this.meta.watch({ key: "topic.>" });
+    const iter = await whileJetStreamStarts(this.cluster, () => this.meta.watch({ key: "topic.>" }));
     void (async () => {
       for await (const e of iter) {
         if (e.operation !== "PUT") continue;
@@ -258,6 +247,27 @@ export class MetadataStore {
 const JETSTREAM_WAIT_MS = 10_000;
 /** nats.js errors (by name) of a JetStream that does not answer yet, or a bucket stream not there yet. */
 const JETSTREAM_NOT_READY = new Set(["JetStreamNotEnabled", "StreamNotFoundError"]);
+
+/**
+ * Runs a JetStream call, again for a while when JetStream does not answer yet. nats.js reports a
+ * JetStream API request nobody answered as "jetstream is not enabled"; a busy server just started
+ * (three brokers opening buckets at once on a loaded machine) did that in chaos loops, for opening
+ * the buckets and once for a broker's first watch. A server without -js still fails clearly.
+ */
+export async function whileJetStreamStarts<T>(cluster: string, fn: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + JETSTREAM_WAIT_MS;
+  for (let delay = 100; ; delay = Math.min(delay * 2, 1_000)) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (!JETSTREAM_NOT_READY.has((e as Error)?.name)) throw e;
+      if (Date.now() + delay > deadline) {
+        throw new SkeinError(ErrorCode.NOT_CONNECTED, `JetStream did not answer for ${JETSTREAM_WAIT_MS / 1000} s: is the NATS server running with JetStream (nats-server -js)? (${(e as Error).message})`, { cluster }, { cause: e });
+      }
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}
 
 async function openOrCreate(kvm: Kvm, name: string, opts: { history: number; ttl?: number }): Promise<KV> {
   try {
