@@ -182,9 +182,7 @@ export const ReplicaMessages = {
   }),
   /** Internal: follow again (a while after a failed epoch query or fetch). */
   FollowAgain: z.object({}),
-  /** Internal: the leader tries again to take caught-up followers into the ISR (an earlier try lost a race). */
-  JoinIsrAgain: z.object({}),
-  /** Internal timer tick (ISR shrink check, long-poll expiry). */
+  /** Internal timer tick (ISR shrink check and joins that lost a race, long-poll expiry). */
   Tick: z.object({}),
   /**
    * From this worker's fetcher: what the leader answered for this follower (batches to append

@@ -98,9 +98,8 @@ export class ReplicaState {
   fetchEpoch = -1;
   needsTruncation = false;
   isrChangeInFlight = false;
-  /** Followers whose ISR join lost a race, and whether a JoinIsrAgain is on its way to retry them. */
+  /** Followers whose ISR join lost a race: the next Tick tries again. */
   private readonly pendingJoins = new Set<number>();
-  private joinRetryScheduled = false;
   /** When the scheduled Tick fires (Infinity: none scheduled) and how to cancel it. */
   tickAt = Infinity;
   cancelTick: (() => void) | null = null;
@@ -398,7 +397,7 @@ export class ReplicaState {
 
   /**
    * Takes caught-up followers into the ISR. A try can lose (another ISR change in flight, or a
-   * compare-and-set beaten by the controller's write), and then it is tried again shortly: a
+   * compare-and-set beaten by the controller's write), and then the next Tick tries again: a
    * caught-up follower's next fetch may be long in coming, since on an idle partition it stays
    * parked here (up to the fetch server's local wait, minutes) and would not ask again.
    */
@@ -406,15 +405,12 @@ export class ReplicaState {
     await this.changeIsr(new Set([...this.isr, ...joining]), ctx);
     if (this.role !== "leader") return;
     for (const r of joining) if (!this.isr.has(r)) this.pendingJoins.add(r);
-    if (this.pendingJoins.size > 0 && !this.joinRetryScheduled) {
-      this.joinRetryScheduled = true;
-      ctx.schedule(RETRY_BACKOFF_MS, "JoinIsrAgain", {});
-    }
+    if (this.pendingJoins.size > 0) this.scheduleTick(ctx, Date.now() + TICK_MS);
   }
 
-  /** Retries the joins that lost, for followers still caught up and still fetching (within the lag limit). */
-  async joinIsrAgain(ctx: Ctx): Promise<void> {
-    this.joinRetryScheduled = false;
+  /** From the Tick: retries the joins that lost, for followers still caught up and still fetching (within the lag limit). */
+  private async retryJoins(ctx: Ctx): Promise<void> {
+    if (this.pendingJoins.size === 0) return;
     const now = Date.now();
     const parked = this.caughtUpByParkedFetch();
     const joining = [...this.pendingJoins].filter((r) => {
@@ -422,7 +418,7 @@ export class ReplicaState {
       return f !== undefined && !this.isr.has(r) && this.canJoinIsr(f) && (parked.has(r) || now - f.lastFetchAt <= this.args.replicaLagTimeMaxMs);
     });
     this.pendingJoins.clear();
-    if (this.role === "leader" && joining.length > 0) await this.joinIsr(joining, ctx);
+    if (joining.length > 0) await this.joinIsr(joining, ctx);
   }
 
   private canJoinIsr(f: FollowerProgress): boolean {
@@ -670,6 +666,7 @@ export class ReplicaState {
     if (this.role === "leader") {
       const lagging = [...this.isr].filter((r) => r !== this.args.broker && now - (this.followers.get(r)?.lastCaughtUpAt ?? 0) > this.args.replicaLagTimeMaxMs);
       if (lagging.length) await this.changeIsr(new Set([...this.isr].filter((r) => !lagging.includes(r))), ctx);
+      if (this.role === "leader") await this.retryJoins(ctx);
     }
     this.scheduleNextTick(ctx);
   }
@@ -782,7 +779,6 @@ export const ReplicaActor = defineActor({
     ListOffset: (s, m) => s.listOffset(m.timestamp),
     EpochAnswered: (s, m, ctx) => s.onEpochAnswered(m, ctx),
     FollowAgain: (s, _m, ctx) => s.startFetching(ctx),
-    JoinIsrAgain: (s, _m, ctx) => s.joinIsrAgain(ctx),
     FollowerData: (s, m, ctx) => s.onFollowerData(m, ctx),
     Tick: (s, _m, ctx) => s.tick(ctx),
   },
